@@ -1,0 +1,1 @@
+"""Shared utilities: data, losses, metrics, training loop, inference, timing."""
