@@ -1,0 +1,115 @@
+"""Image preprocessing shared by training, evaluation and inference.
+
+FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024)
+feeds the network RGB scaled to [0, 1] with no mean/std, letterboxed onto a grey (128)
+canvas at 224x224. Every script in this project goes through these functions, so a model
+sees the same pixels at training and at deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CLASS_NAMES: tuple[str, ...] = ("background", "sunburn", "ulcer", "wind_scarring")
+IGNORE_INDEX = 255
+LETTERBOX_FILL = 128
+
+
+def _voc_palette(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map: class k -> RGB, bits of k spread over the channels."""
+    palette = np.zeros((n, 3), dtype=np.uint8)
+    for k in range(n):
+        c, r, g, b = k, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette[k] = (r, g, b)
+    return palette
+
+
+VOC_PALETTE: np.ndarray = _voc_palette()  # (256, 3) uint8: 0 black, 1 (128,0,0), 2 (0,128,0), ...
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where a photo sits inside the letterboxed network input."""
+
+    scale: float
+    top: int
+    left: int
+    new_h: int
+    new_w: int
+    orig_h: int
+    orig_w: int
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read a photo as (H, W, 3) uint8 RGB; raise a clear error if it cannot be decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError(
+            f"cannot decode image {path}: expected a readable JPEG/PNG/BMP photo "
+            f"({data.size} bytes found)"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def letterbox_geometry(orig_h: int, orig_w: int, size: Sequence[int]) -> Letterbox:
+    """Scale that fits (orig_h, orig_w) inside size=(h, w) keeping aspect, centred."""
+    h, w = int(size[0]), int(size[1])
+    scale = min(h / orig_h, w / orig_w)
+    new_h, new_w = max(1, int(orig_h * scale)), max(1, int(orig_w * scale))
+    return Letterbox(scale, (h - new_h) // 2, (w - new_w) // 2, new_h, new_w, orig_h, orig_w)
+
+
+def letterbox(
+    image: np.ndarray, size: Sequence[int], fill: int = LETTERBOX_FILL
+) -> tuple[np.ndarray, Letterbox]:
+    """Bicubic-resize an (H, W, 3) uint8 photo to fit size=(h, w), centred on a grey canvas."""
+    box = letterbox_geometry(image.shape[0], image.shape[1], size)
+    canvas = np.full((int(size[0]), int(size[1]), 3), fill, dtype=np.uint8)
+    resized = cv2.resize(image, (box.new_w, box.new_h), interpolation=cv2.INTER_CUBIC)
+    canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
+    return canvas, box
+
+
+def letterbox_mask(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Nearest-resize an (H, W) index mask like `letterbox`, padding with background (0)."""
+    box = letterbox_geometry(mask.shape[0], mask.shape[1], size)
+    canvas = np.zeros((int(size[0]), int(size[1])), dtype=mask.dtype)
+    resized = cv2.resize(mask, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST)
+    canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
+    return canvas
+
+
+def to_tensor(
+    image: np.ndarray,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1], then (x - mean) / std if given."""
+    x = image.astype(np.float32) * (1.0 / 255.0)
+    if mean is not None:
+        x -= np.asarray(mean, dtype=np.float32)
+    if std is not None:
+        x /= np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def unletterbox(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
+    """Crop the padding from (B, C, h, w) network output and resize it to the photo size."""
+    crop = logits[..., box.top : box.top + box.new_h, box.left : box.left + box.new_w]
+    return F.interpolate(crop, size=(box.orig_h, box.orig_w), mode="bilinear", align_corners=False)
