@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv with python3 -m venv and install the requirements on first use; a stamp
+# named after a hash of the requirements files makes later runs start at once and reinstalls
+# when a requirements file changes.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
+DEV_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+RUN_STAMP := $(VENV)/.stamp-run-$(RUN_HASH)
+DEV_STAMP := $(VENV)/.stamp-dev-$(DEV_HASH)
+
+.PHONY: demo test lint format venv venv-dev clean-venv
+
+demo: $(RUN_STAMP)
+	$(PY) demo.py
+
+test: $(DEV_STAMP)
+	$(PY) -m pytest -q
+
+lint: $(DEV_STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(DEV_STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+venv: $(RUN_STAMP)
+venv-dev: $(DEV_STAMP)
+
+$(RUN_STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt
+	rm -f $(VENV)/.stamp-run-*
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements-dev.txt
+	rm -f $(VENV)/.stamp-dev-* $(VENV)/.stamp-run-*
+	touch $@ $(RUN_STAMP)
+
+clean-venv:
+	rm -rf $(VENV)
