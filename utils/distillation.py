@@ -1,0 +1,250 @@
+"""Multi-resolution knowledge distillation as a task of the shared training loop.
+
+FastSegFormer (Computers and Electronics in Agriculture 217, 108604, 2024) distils a
+Swin-T-Att-UNet teacher, run at 512x512, into the FastSegFormer student, run on the same images
+bilinearly resized to 224x224:
+
+    loss = CE(student) + nfd_weight * NFD + kd_weight * P&KL     (paper: 5 and 0.5)
+
+``--kd logits`` (the paper's KD1) uses CE + P&KL; ``--kd logits+nfd`` (KD2) adds NFD. The
+losses are the pure functions of `utils/kd_losses.py`; this module holds what has state:
+
+- `DistillationTask`: the task `utils/trainer.py` drives (contract in `utils/task.py`). Its
+  ``.model`` is the student, the network that is evaluated and saved. The teacher is frozen,
+  kept in eval mode and run under ``torch.no_grad()`` so none of its activations are kept for
+  backward (the original runs it with autograd on: the main cost of its 11.8 GB at batch 6).
+- `Connectors`: one learned 1x1 conv per feature pair, student channels -> teacher channels.
+  They are trained with the student and saved under the checkpoint's ``"extra"`` (via
+  ``extra_state()``); the exported student does not contain them.
+
+The teacher is deliberately not a registered submodule: ``task.state_dict()`` and
+``task.parameters()`` hold only the student and the connectors, and DistributedDataParallel
+neither broadcasts nor synchronises the teacher's 49M parameters and buffers. ``task.to(...)``
+still moves it (see `DistillationTask._apply`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from utils.kd_losses import nfd_loss, pkl_loss, resize_to
+
+KD_MODES = ("logits", "logits+nfd")
+
+SegLossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def parse_pairs(specs: Sequence[str]) -> list[tuple[int, int]]:
+    """Feature pairs from "student_index:teacher_index" strings, e.g. ["0:0", "6:6"]."""
+    pairs = []
+    for spec in specs:
+        parts = str(spec).split(":")
+        if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise ValueError(
+                f"feature pair {spec!r} is not 'student_index:teacher_index' (e.g. 0:0 or 6:5)"
+            )
+        pairs.append((int(parts[0]), int(parts[1])))
+    return pairs
+
+
+def feature_channels(model: nn.Module, input_size: Sequence[int]) -> list[int]:
+    """Channels of the maps ``model(x, return_features=True)`` returns, from one probe forward.
+
+    The probe runs on one zero image of `input_size` (h, w) in eval mode under no_grad, on the
+    model's device, and restores the model's train/eval mode afterwards.
+    """
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            features, _ = model(
+                torch.zeros(1, 3, int(input_size[0]), int(input_size[-1]), device=device),
+                return_features=True,
+            )
+    finally:
+        model.train(was_training)
+    return [int(f.shape[1]) for f in features]
+
+
+def resize_labels(labels: Tensor, size: Sequence[int]) -> Tensor:
+    """Nearest resize of (B, H, W) integer labels to (B, *size); the ignore value survives."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")
+    return resized[:, 0].to(labels.dtype)
+
+
+class Connectors(nn.ModuleList):
+    """One 1x1 conv per feature pair: student channels -> teacher channels (with bias)."""
+
+    def __init__(self, student_channels: Sequence[int], teacher_channels: Sequence[int]) -> None:
+        if len(student_channels) != len(teacher_channels):
+            raise ValueError(
+                f"{len(student_channels)} student and {len(teacher_channels)} teacher channel "
+                "counts: one of each per feature pair"
+            )
+        super().__init__(
+            nn.Conv2d(cs, ct, kernel_size=1)
+            for cs, ct in zip(student_channels, teacher_channels, strict=True)
+        )
+
+
+class DistillationTask(nn.Module):
+    """Student trained by CE + nfd_weight * NFD + kd_weight * P&KL against a frozen teacher.
+
+    ``forward(images, labels)`` takes the loader's batch at the teacher's size: images
+    (B, 3, Ht, Wt) float, labels (B, Ht, Wt) long (255 = ignore). The teacher sees the images
+    as they are; the student sees them bilinearly resized to `student_size` and is trained
+    against the labels nearest-resized to that size. Returns the named terms of `seg_loss`
+    (``"ce"`` etc.), ``"pkl"``, ``"nfd"`` (KD2 only) and the weighted total ``"loss"``.
+
+    Args:
+        student: trainable model honouring ``model(x, return_features=True) -> (features,
+            logits)``; becomes ``self.model``.
+        teacher: same contract; frozen here (requires_grad False, eval mode).
+        seg_loss: (logits, labels) -> scalar, optionally with ``.terms()`` (utils.losses).
+        student_size: (h, w) the student runs at (224, 224 in the paper).
+        teacher_size: (h, w) the teacher runs at; used to probe its channels (512, 512).
+        kd: "logits" (KD1: P&KL) or "logits+nfd" (KD2: P&KL + NFD).
+        temperature, k1: P&KL's t and k1 (paper 2 and 0.5).
+        kd_weight, nfd_weight: weights of P&KL and NFD in the total (paper 0.5 and 5).
+        feature_pairs: (student_index, teacher_index) into the two feature lists; None pairs
+            them by index, as the original: (0, 0), (1, 1), ... up to the shorter list.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        seg_loss: SegLossFn,
+        *,
+        student_size: Sequence[int] = (224, 224),
+        teacher_size: Sequence[int] = (512, 512),
+        kd: str = "logits+nfd",
+        temperature: float = 2.0,
+        k1: float = 0.5,
+        kd_weight: float = 0.5,
+        nfd_weight: float = 5.0,
+        feature_pairs: Sequence[tuple[int, int]] | None = None,
+    ) -> None:
+        super().__init__()
+        if kd not in KD_MODES:
+            raise ValueError(f"unknown kd mode {kd!r}: expected one of {KD_MODES}")
+        self.model = student
+        self.seg_loss = seg_loss
+        self.student_size = (int(student_size[0]), int(student_size[-1]))
+        self.teacher_size = (int(teacher_size[0]), int(teacher_size[-1]))
+        self.kd = kd
+        self.temperature = float(temperature)
+        self.k1 = float(k1)
+        self.kd_weight = float(kd_weight)
+        self.nfd_weight = float(nfd_weight)
+
+        teacher.requires_grad_(False)
+        teacher.eval()
+        # Not registered as a submodule on purpose (module docstring): no state_dict, no DDP.
+        object.__setattr__(self, "teacher", teacher)
+
+        self.feature_pairs: list[tuple[int, int]] = []
+        self.connectors = Connectors([], [])
+        if kd == "logits+nfd":
+            student_ch = feature_channels(student, self.student_size)
+            teacher_ch = feature_channels(teacher, self.teacher_size)
+            if feature_pairs is None:
+                feature_pairs = [(i, i) for i in range(min(len(student_ch), len(teacher_ch)))]
+            self.feature_pairs = [(int(s), int(t)) for s, t in feature_pairs]
+            if not self.feature_pairs:
+                raise ValueError("kd='logits+nfd' needs at least one feature pair")
+            for s, t in self.feature_pairs:
+                if not (-len(student_ch) <= s < len(student_ch)) or not (
+                    -len(teacher_ch) <= t < len(teacher_ch)
+                ):
+                    raise ValueError(
+                        f"feature pair ({s}, {t}) out of range: the student returns "
+                        f"{len(student_ch)} feature maps {student_ch}, the teacher "
+                        f"{len(teacher_ch)} {teacher_ch} (channels listed)"
+                    )
+            self.connectors = Connectors(
+                [student_ch[s] for s, _ in self.feature_pairs],
+                [teacher_ch[t] for _, t in self.feature_pairs],
+            )
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> DistillationTask:
+        """Move/cast the unregistered teacher together with the task (``.to``, ``.cuda``...)."""
+        super()._apply(fn, recurse)
+        self.teacher._apply(fn, recurse)
+        return self
+
+    def train(self, mode: bool = True) -> DistillationTask:
+        """Train/eval the student and connectors; the teacher always stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def run_teacher(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Teacher features and logits for (B, 3, Ht, Wt) images, without an autograd graph."""
+        with torch.no_grad():
+            if self.kd == "logits":
+                return [], self.teacher(images)
+            features, logits = self.teacher(images, return_features=True)
+        return list(features), logits
+
+    def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
+        teacher_features, teacher_logits = self.run_teacher(images)  # logits (B, K, Ht, Wt)
+
+        student_images = resize_to(images, self.student_size)  # (B, 3, Hs, Ws)
+        student_labels = resize_labels(labels, self.student_size)  # (B, Hs, Ws)
+        if self.kd == "logits":
+            student_features, student_logits = [], self.model(student_images)
+        else:
+            student_features, student_logits = self.model(student_images, return_features=True)
+
+        if hasattr(self.seg_loss, "terms"):
+            terms = dict(self.seg_loss.terms(student_logits, student_labels))
+        else:
+            terms = {"ce": self.seg_loss(student_logits, student_labels)}
+        loss = sum(terms.values())
+
+        terms["pkl"] = pkl_loss(student_logits, teacher_logits, self.temperature, self.k1)
+        loss = loss + self.kd_weight * terms["pkl"]
+        if self.kd == "logits+nfd":
+            terms["nfd"] = nfd_loss(
+                [student_features[s] for s, _ in self.feature_pairs],
+                [teacher_features[t] for _, t in self.feature_pairs],
+                list(self.connectors),
+            )
+            loss = loss + self.nfd_weight * terms["nfd"]
+        terms["loss"] = loss
+        return terms
+
+    def extra_state(self) -> dict:
+        """Connectors and their pairs, saved under the checkpoint's "extra"."""
+        if not self.feature_pairs:
+            return {}
+        return {
+            "kd_connectors": self.connectors.state_dict(),
+            "kd_feature_pairs": [list(p) for p in self.feature_pairs],
+        }
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore connectors saved by `extra_state` (resuming a distillation run)."""
+        if not state or "kd_connectors" not in state:
+            return
+        if not self.feature_pairs:
+            raise ValueError(
+                "the checkpoint holds NFD connectors (a --kd logits+nfd run) but this run has "
+                "none (--kd logits); resume it with --kd logits+nfd"
+            )
+        saved_pairs = [tuple(p) for p in state.get("kd_feature_pairs", [])]
+        if saved_pairs and saved_pairs != self.feature_pairs:
+            raise ValueError(
+                f"the checkpoint's connectors belong to feature pairs {saved_pairs}, this run "
+                f"distils {self.feature_pairs}; resume with the same --kd and --kd-pairs"
+            )
+        self.connectors.load_state_dict(state["kd_connectors"])
