@@ -1,0 +1,175 @@
+"""Swin-T-Att-UNet teacher: fidelity to the original at 512x512, sizes, conversion, weights.
+
+The reference case runs the 49M-parameter model once at 512x512 (a few seconds on a 2-core CPU);
+every other check uses small inputs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nets import convert_teacher
+from nets.swin import PadFirstSwinBlock
+from nets.swin_att_unet import SWIN_T_IMAGENET_FILE, SwinTAttUNet
+
+CASE = "teacher_swin_t_att_unet_512"
+
+
+@pytest.fixture(scope="module")
+def case(shared_dir: Path):
+    """(meta, original-layout state dict, input, reference outputs) of the teacher case."""
+    reference = shared_dir / "reference"
+    if not (reference / "cases" / f"{CASE}.json").is_file():
+        pytest.skip(f"{reference}/cases/{CASE}.json not found")
+    sys.path.insert(0, str(reference))
+    try:
+        from synth_weights import load_case
+    finally:
+        sys.path.remove(str(reference))
+    return load_case(str(reference / "cases" / CASE))
+
+
+@pytest.fixture(scope="module")
+def teacher(case) -> SwinTAttUNet:
+    """The teacher at 512 with the case's weights, converted from the original layout."""
+    _, state, _, _ = case
+    torch.manual_seed(0)
+    model = SwinTAttUNet(num_classes=4, input_size=512).eval()
+    model.load_state_dict(model.convert_original_state_dict(state), strict=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def outputs_512(case, teacher):
+    _, _, inp, _ = case
+    with torch.no_grad():
+        features, logits = teacher(inp, return_features=True)
+    return [t.numpy() for t in [*features, logits]]
+
+
+def test_reference_case_matches_original(case, outputs_512):
+    meta, _, _, refs = case
+    assert len(outputs_512) == meta["num_outputs"] == len(refs)
+    for i, (ours, ref) in enumerate(zip(outputs_512, refs, strict=True)):
+        assert ours.shape == ref.shape, f"output {i}: {ours.shape} != {ref.shape}"
+        atol = 1e-3 * np.abs(ref).max()
+        err = np.abs(ours - ref).max()
+        assert np.allclose(ours, ref, rtol=1e-3, atol=atol), f"output {i}: max error {err:g}"
+
+
+def test_parameter_count_equals_original(case, teacher):
+    meta = case[0]
+    assert sum(p.numel() for p in teacher.parameters()) == meta["num_params"]
+
+
+def test_index_buffers_equal_the_originals(case, teacher):
+    """The dropped `relative_position_index` buffers are the ones timm computes."""
+    _, state, _, _ = case
+    keys = [k for k in state if k.endswith("relative_position_index")]
+    assert len(keys) == 12
+    for key in keys:
+        ours = teacher.get_submodule(key.replace("common_backbone.", "backbone.").rsplit(".", 1)[0])
+        assert torch.equal(ours.relative_position_index, torch.as_tensor(state[key]).long()), key
+
+
+def test_blocks_use_the_original_window_order(teacher):
+    blocks = [m for m in teacher.backbone.modules() if type(m).__name__.endswith("Block")]
+    assert len(blocks) == 12
+    assert all(isinstance(b, PadFirstSwinBlock) for b in blocks)
+    assert all(
+        b.window_size == (7, 7) and b.shift_size == ((3, 3) if i % 2 else (0, 0))
+        for stage in teacher.backbone.layers
+        for i, b in enumerate(stage.blocks)
+    )
+
+
+def test_contract_attributes(teacher):
+    assert teacher.num_classes == 4
+    assert teacher.default_input_size == 512
+    assert teacher.fixed_input_size is False
+    assert teacher.backbone is not None
+    assert teacher.build_config == {
+        "name": "swin_t_att_unet",
+        "num_classes": 4,
+        "options": {"input_size": 512},
+    }
+
+
+def test_runs_at_224_for_distillation():
+    model = SwinTAttUNet(num_classes=3, input_size=224).eval()
+    assert model.default_input_size == 224
+    with torch.no_grad():
+        features, logits = model(torch.rand(2, 3, 224, 224), return_features=True)
+    assert logits.shape == (2, 3, 224, 224)
+    expected = [(96, 56), (192, 28), (384, 14), (768, 7), (1024, 7), (256, 28), (64, 112)]
+    assert [(f.shape[1], f.shape[2]) for f in features] == expected
+
+
+def test_non_square_input_and_gradients(teacher):
+    """Any size divisible by 32 runs (here 64x96, train mode); every parameter gets a gradient."""
+    teacher.train()
+    try:
+        logits = teacher(torch.rand(2, 3, 64, 96))
+        assert logits.shape == (2, 4, 64, 96)
+        logits.square().mean().backward()
+        no_grad = [n for n, p in teacher.named_parameters() if p.grad is None]
+        assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
+    finally:
+        teacher.eval()
+        teacher.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("size", [500, 100, 0])
+def test_size_not_divisible_by_32_is_refused(teacher, size):
+    with pytest.raises(ValueError, match="not divisible by 32"):
+        teacher(torch.rand(1, 3, size, 64))
+    with pytest.raises(ValueError, match="not divisible by 32"):
+        SwinTAttUNet(input_size=size)
+
+
+def test_unknown_original_key_is_named(case):
+    _, state, _, _ = case
+    bad = dict(state)
+    bad["Att5.W_g.0.weight"] = torch.zeros(1)
+    with pytest.raises(KeyError, match="Att5.W_g.0.weight"):
+        convert_teacher.convert_original_teacher(bad)
+    assert convert_teacher.is_original_teacher_layout(state)
+    assert not convert_teacher.is_original_teacher_layout({"backbone.norm.weight": torch.zeros(1)})
+
+
+def test_imagenet_backbone_from_microsoft_file(case, teacher, tmp_path):
+    """A Microsoft-layout Swin-T checkpoint ({"model": ...}, merging at the end of each stage,
+    classifier, index buffers) loads into the backbone."""
+    _, state, _, _ = case
+    swin = {k[len("common_backbone.") :]: v for k, v in state.items() if "common_backbone." in k}
+    swin["head.weight"] = torch.zeros(1000, 768)
+    swin["head.bias"] = torch.zeros(1000)
+    swin["layers.0.blocks.1.attn_mask"] = torch.zeros(64, 49, 49)
+    path = tmp_path / SWIN_T_IMAGENET_FILE
+    torch.save({"model": swin}, path)
+    model = SwinTAttUNet(num_classes=4, input_size=224, pretrained=str(path))
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(value, teacher.backbone.state_dict()[key]), key
+
+
+def test_missing_imagenet_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=SWIN_T_IMAGENET_FILE):
+        SwinTAttUNet(pretrained=str(tmp_path / "nothing.pth"))
+
+
+def test_offline_pretrained_names_the_model_data_file(monkeypatch, tmp_path):
+    import nets.swin_att_unet as module
+
+    def offline():
+        raise OSError("no network")
+
+    monkeypatch.setattr(module, "MODEL_DATA", tmp_path)  # no local file there
+    monkeypatch.setattr(module, "create_swin_t_pretrained_state", offline)
+    with pytest.raises(RuntimeError, match=f"model_data|{SWIN_T_IMAGENET_FILE}") as err:
+        SwinTAttUNet(pretrained=True)
+    assert SWIN_T_IMAGENET_FILE in str(err.value)
