@@ -160,7 +160,7 @@ class ConveyorScene:
         lane_h = self.height / self.lanes
         radius_max = int(0.42 * lane_h)
         travel = self.speed * self.num_frames + self.width  # every x a fruit may start from
-        fruit_id = 0
+        fruit_id, defective = 0, 0
         for lane in range(self.lanes):
             # Start with fruit already on the belt, then line the rest up to the left of it.
             x = rng.uniform(0.1, 0.5) * self.width + radius_max
@@ -168,9 +168,10 @@ class ConveyorScene:
                 radius = int(rng.uniform(0.8, 1.0) * radius_max)
                 if rng.uniform() < self.clean_fraction:
                     defects: tuple[int, ...] = ()
-                else:
-                    k = int(rng.integers(1, 3))
-                    defects = tuple(sorted(rng.choice([1, 2, 3], size=k, replace=False).tolist()))
+                else:  # cycle the main defect so every class shows up early in the video
+                    defective += 1
+                    extra = int(rng.integers(1, 4)) if rng.uniform() < 0.3 else 0
+                    defects = tuple(sorted({1 + (defective + lane) % 3, extra} - {0}))
                 fruit_id += 1
                 self.fruits.append(
                     _Fruit(
