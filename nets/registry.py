@@ -13,10 +13,12 @@ from pathlib import Path
 from torch import nn
 
 from nets.fastsegformer import fastsegformer_e, fastsegformer_p
+from nets.swin_att_unet import SwinTAttUNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "fastsegformer_p": fastsegformer_p,
     "fastsegformer_e": fastsegformer_e,
+    "swin_t_att_unet": SwinTAttUNet,
 }
 
 

@@ -14,6 +14,13 @@ import torch.distributed as dist
 ArrayLike = np.ndarray | torch.Tensor
 
 
+def _flat_long(x: ArrayLike) -> torch.Tensor:
+    """1-D int64 tensor; numpy input is copied (read-only arrays from PIL warn in torch)."""
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.array(x, dtype=np.int64).reshape(-1))
+    return torch.as_tensor(x).reshape(-1).long()
+
+
 def confusion_matrix(
     pred: ArrayLike, target: ArrayLike, num_classes: int, ignore_index: int = 255
 ) -> np.ndarray:
@@ -22,8 +29,8 @@ def confusion_matrix(
     `pred` and `target` are integer arrays of the same shape (any number of images).
     Target pixels equal to `ignore_index` (or otherwise outside [0, K)) are skipped.
     """
-    pred_t = torch.as_tensor(pred).reshape(-1).long()
-    target_t = torch.as_tensor(target).reshape(-1).long()
+    pred_t = _flat_long(pred)
+    target_t = _flat_long(target)
     if pred_t.shape != target_t.shape:
         raise ValueError(
             f"prediction and label sizes differ: {tuple(torch.as_tensor(pred).shape)} vs "

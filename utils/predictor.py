@@ -53,8 +53,10 @@ def read_checkpoint(path: str | Path) -> Any:
             f"checkpoint not found: {path} (expected a .pth written by train.py or the "
             f"original's published weights in model_data/)"
         )
+    from nets.checkpoint import read_checkpoint as load_file
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load_file(path, map_location="cpu")
     except Exception as e:  # pickle, zip and EOF errors all mean "not a checkpoint"
         raise ValueError(
             f"cannot read checkpoint {path}: not a PyTorch checkpoint file ({type(e).__name__}: "
@@ -245,11 +247,18 @@ class Predictor:
         k = int(num_classes) if num_classes is not None else len(CLASS_NAMES)
         model = nets.build_model(model_name, num_classes=k)
         try:
-            nets.load_checkpoint(model, ckpt)
+            report = nets.load_checkpoint(model, ckpt)
         except (KeyError, ValueError, RuntimeError) as e:
             raise ValueError(
                 f"checkpoint {path} does not fit model {model_name} with {k} classes: {e}"
             ) from e
+        if report.missing:
+            # e.g. ImageNet backbone weights: the decoder would stay random.
+            raise ValueError(
+                f"checkpoint {path} ({report.layout} layout) leaves {len(report.missing)} "
+                f"weights of {model_name} unset (e.g. {report.missing[:3]}); expected a trained "
+                f"segmentation model, not backbone-only weights"
+            )
         size = input_size or model.default_input_size
         return cls(model.eval(), size, device=device, half=half)
 

@@ -1,0 +1,138 @@
+"""Evaluate a trained model on a VOC split: per-class IoU, recall (PA), precision, mIoU, mPA.
+
+Reproduces the evaluation of FastSegFormer (Cai et al., Computers and Electronics in Agriculture
+217, 108604, 2024): every photo of the split is predicted at full size, written as an index PNG
+`<id>.png`, and scored from one confusion matrix over the whole split (ignore index 255 left
+out). Outputs: metrics.json (fractions in [0, 1]), confusion_matrix.csv, IoU/Recall/Precision
+bar charts and a confusion-matrix heat map; a table is printed. See docs/inference.md.
+
+    # predict and score (the model is rebuilt from the checkpoint alone)
+    python get_miou.py --checkpoint logs/run/best.pth --data data/synthetic_oranges --split test
+    # the original's published weights: name the model
+    python get_miou.py --checkpoint model_data/fastsegformer_p.pth --model fastsegformer_p
+    # an exported ONNX model
+    python get_miou.py --onnx model_data/fastsegformer_p.onnx --data data/Orange_Navel_1.5k
+    # predict only / score existing PNGs only (like the original's miou_mode 1 / 2)
+    python get_miou.py --mode predict --checkpoint logs/run/best.pth --out miou_out
+    python get_miou.py --mode score --pred-dir miou_out/predictions --num-classes 4
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from utils.config import parse_config
+
+
+@dataclass
+class Config:
+    # --- the model: a project checkpoint rebuilds itself; original weights need --model
+    checkpoint: str | None = field(
+        default=None, metadata={"help": "project checkpoint (.pth) or original weights"}
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "registry model name, for the original's weights"}
+    )
+    num_classes: int | None = field(
+        default=None, metadata={"help": "classes (default: the checkpoint's, else 4)"}
+    )
+    onnx: str | None = field(default=None, metadata={"help": "evaluate this ONNX file instead"})
+    # --- the data
+    data: str = field(
+        default="data/synthetic_oranges", metadata={"help": "folder holding VOC2007/"}
+    )
+    split: str = field(default="test", metadata={"help": "ImageSets/Segmentation/<split>.txt"})
+    class_names: list[str] = field(
+        default_factory=list, metadata={"help": "class names (default: checkpoint's)"}
+    )
+    # --- what to do and where
+    mode: str = field(
+        default="all",
+        metadata={
+            "choices": ["all", "predict", "score"],
+            "help": "all: predict and score; predict: PNGs only; score: existing PNGs only",
+        },
+    )
+    out: str = field(default="miou_out", metadata={"help": "output folder"})
+    pred_dir: str | None = field(
+        default=None, metadata={"help": "prediction PNG folder (default: OUT/predictions)"}
+    )
+    # --- how to run the model
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+    half: bool = field(default=False, metadata={"help": "fp16 weights and activations (CUDA)"})
+    batch_size: int = field(default=1, metadata={"help": "photos per forward pass"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+
+def build_predictor(cfg):
+    """The Predictor for --checkpoint or --onnx (None when neither is given)."""
+    from utils.predictor import Predictor
+
+    if cfg.onnx:
+        return Predictor.from_onnx(cfg.onnx)
+    if cfg.checkpoint:
+        return Predictor.from_checkpoint(
+            cfg.checkpoint,
+            device=cfg.device,
+            half=cfg.half,
+            model_name=cfg.model,
+            num_classes=cfg.num_classes,
+        )
+    return None
+
+
+def run(cfg: Config) -> dict | None:
+    from utils.evaluate import evaluate, format_table
+    from utils.predictor import default_class_names
+
+    if cfg.checkpoint and cfg.onnx:
+        raise ValueError("give either --checkpoint or --onnx, not both")
+    predictor = build_predictor(cfg)
+    if predictor is None and cfg.mode != "score":
+        raise ValueError(f"--mode {cfg.mode} needs --checkpoint PATH or --onnx PATH")
+    if predictor is not None:
+        if cfg.num_classes is not None and cfg.num_classes != predictor.num_classes:
+            raise ValueError(
+                f"the model predicts {predictor.num_classes} classes, --num-classes says "
+                f"{cfg.num_classes}"
+            )
+        num_classes = predictor.num_classes
+        names = cfg.class_names or predictor.class_names
+        print(f"model: {predictor.describe()}")
+    else:
+        num_classes = cfg.num_classes or (len(cfg.class_names) or 4)
+        names = cfg.class_names or default_class_names(num_classes)
+    doc = evaluate(
+        cfg.data,
+        cfg.split,
+        cfg.out,
+        num_classes,
+        names,
+        predictor=predictor,
+        mode=cfg.mode,
+        pred_dir=cfg.pred_dir,
+        batch_size=cfg.batch_size,
+        progress=cfg.progress,
+        extra={"model": cfg.onnx or cfg.checkpoint},
+    )
+    if doc is None:
+        print(f"predictions written to {cfg.pred_dir or cfg.out + '/predictions'}")
+        return None
+    print(format_table(doc))
+    print(f"metrics written to {cfg.out}/metrics.json (fractions); charts in {cfg.out}/")
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(Config, argv, description=__doc__)
+    try:
+        run(cfg)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
