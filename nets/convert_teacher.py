@@ -51,22 +51,25 @@ def is_original_teacher_layout(state_dict: Mapping[str, Tensor]) -> bool:
     return all(key in state_dict for key in _ORIGINAL_MARKERS)
 
 
-def convert_swin_keys(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def convert_swin_keys(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str], str]:
     """Swin-T backbone keys (no prefix) in Microsoft's or timm's layout -> timm's layout.
 
-    Drops index buffers and any classifier (`head.*`); keeps the final `norm.*`.
+    Returns (converted, skipped keys, layout "original" (Microsoft's) or "timm"). Index buffers
+    and any classifier (`head.*`) are skipped; the final `norm.*` is kept.
     """
     microsoft_layout = "layers.0.downsample.reduction.weight" in state_dict
     out: dict[str, Tensor] = {}
+    skipped: list[str] = []
     for key, value in state_dict.items():
         if key.endswith(_SKIPPED_BUFFERS) or key.startswith("head."):
+            skipped.append(key)
             continue
         if microsoft_layout:
             key = re.sub(
                 r"^layers\.(\d+)\.downsample", lambda m: f"layers.{int(m[1]) + 1}.downsample", key
             )
         out[key] = value
-    return out
+    return out, skipped, "original" if microsoft_layout else "timm"
 
 
 def convert_original_teacher(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -76,7 +79,8 @@ def convert_original_teacher(state_dict: Mapping[str, Tensor]) -> dict[str, Tens
         for k, v in state_dict.items()
         if k.startswith("common_backbone.")
     }
-    out = {f"backbone.{k}": v for k, v in convert_swin_keys(backbone).items()}
+    converted, _, _ = convert_swin_keys(backbone)  # skips only the index buffers
+    out = {f"backbone.{k}": v for k, v in converted.items()}
     unknown = []
     for key, value in state_dict.items():
         if key.startswith("common_backbone."):
@@ -95,11 +99,14 @@ def convert_original_teacher(state_dict: Mapping[str, Tensor]) -> dict[str, Tens
     return out
 
 
-def convert_swin_imagenet(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def convert_swin_imagenet(
+    state_dict: Mapping[str, Tensor],
+) -> tuple[dict[str, Tensor], list[str], str]:
     """ImageNet Swin-T checkpoint (Microsoft or timm layout, optionally under "model" or
-    "state_dict") -> our keys under `backbone.`."""
+    "state_dict") -> (our keys under `backbone.`, skipped keys, layout)."""
     for wrapper in ("model", "state_dict"):
         inner = state_dict.get(wrapper)
         if isinstance(inner, Mapping):
             state_dict = inner
-    return {f"backbone.{k}": v for k, v in convert_swin_keys(state_dict).items()}
+    converted, skipped, layout = convert_swin_keys(state_dict)
+    return {f"backbone.{k}": v for k, v in converted.items()}, skipped, layout

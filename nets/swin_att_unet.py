@@ -131,10 +131,6 @@ class SwinTAttUNet(nn.Module):
         input_size: the size the model is built for and reports as `default_input_size`
             (512, the teacher's training size; 224 for single-resolution distillation). The
             forward accepts any height and width divisible by 32.
-        pretrained: ImageNet weights for the Swin-T backbone: a path to a checkpoint (Microsoft's
-            `swin_tiny_patch4_window7_224.pth` or timm's layout), or True for
-            `model_data/swin_tiny_patch4_window7_224.pth` when present, else timm's weights from
-            the model hub; None/False for random initialisation.
     """
 
     fixed_input_size = False
@@ -143,7 +139,6 @@ class SwinTAttUNet(nn.Module):
         self,
         num_classes: int = 4,
         input_size: int = 512,
-        pretrained: bool | str | Path | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -170,8 +165,6 @@ class SwinTAttUNet(nn.Module):
             nn.Upsample(scale_factor=2, mode="bilinear"),  # align_corners=False
             nn.Conv2d(64, num_classes, 3, padding=1),
         )
-        if pretrained:
-            self.load_imagenet_backbone(pretrained)
 
     def forward(
         self, x: Tensor, return_features: bool = False
@@ -193,29 +186,37 @@ class SwinTAttUNet(nn.Module):
         """The original full-model layout (`common_backbone.*`, `Att4.*`, `up4.*`, ...) -> ours."""
         return convert_original_teacher(state_dict)
 
-    def convert_imagenet_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """An ImageNet Swin-T checkpoint (Microsoft or timm layout) -> our `backbone.*` keys."""
+    def convert_backbone_state_dict(
+        self, state_dict: Mapping[str, Tensor]
+    ) -> tuple[dict[str, Tensor], list[str], str]:
+        """ImageNet Swin-T checkpoint (Microsoft's or timm's layout) -> (our `backbone.*` keys,
+        skipped keys, layout)."""
         return convert_swin_imagenet(state_dict)
 
-    def load_imagenet_backbone(self, pretrained: bool | str | Path) -> None:
-        """Load ImageNet Swin-T weights into `backbone` (see the class docstring)."""
-        if pretrained is True:
-            local = MODEL_DATA / SWIN_T_IMAGENET_FILE
-            if local.is_file():
-                state = _read_checkpoint(local)
-            else:
-                state = _timm_imagenet_weights()
-        else:
-            state = _read_checkpoint(Path(pretrained))
-        weights = {
-            k[len("backbone.") :]: v for k, v in self.convert_imagenet_state_dict(state).items()
-        }
-        missing, unexpected = self.backbone.load_state_dict(weights, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"{pretrained}: not a Swin-T ImageNet checkpoint for the teacher's backbone; "
-                f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
-            )
+    def load_pretrained(self) -> None:
+        """ImageNet weights into the backbone: model_data/swin_tiny_patch4_window7_224.pth
+        (Microsoft's release or timm's layout), else timm's download from the model hub."""
+        from nets.checkpoint import load_checkpoint
+
+        local = MODEL_DATA / SWIN_T_IMAGENET_FILE
+        if local.is_file():
+            report = load_checkpoint(self, local)
+            unfilled = [k for k in report.missing if k.startswith("backbone.")]
+            if unfilled:
+                raise ValueError(
+                    f"{local}: not a Swin-T checkpoint, {len(unfilled)} backbone tensors have "
+                    f"no weights in it (e.g. {unfilled[:3]})"
+                )
+            return
+        try:
+            state = create_swin_t_pretrained_state()
+        except Exception as err:  # offline, hub unreachable, no cache
+            raise FileNotFoundError(
+                f"ImageNet weights for the teacher's Swin-T not found: put {SWIN_T_IMAGENET_FILE} "
+                f"(from {SWIN_T_IMAGENET_URL}) in {MODEL_DATA}/, or pass pretrained=<path> "
+                f"(timm's download of {SWIN_T_TIMM_NAME} failed: {type(err).__name__}: {err})"
+            ) from err
+        load_checkpoint(self, state)
 
 
 def _check_size(what: str, height: int, width: int) -> None:
@@ -224,27 +225,6 @@ def _check_size(what: str, height: int, width: int) -> None:
             f"SwinTAttUNet: {what} size {height}x{width} is not divisible by {SIZE_DIVISOR} "
             "(the Swin stride); use 512 (the teacher's training size) or 224"
         )
-
-
-def _read_checkpoint(path: Path) -> Mapping[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: Swin-T ImageNet weights not found; download {SWIN_T_IMAGENET_URL} "
-            f"and put it at {MODEL_DATA / SWIN_T_IMAGENET_FILE}"
-        )
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _timm_imagenet_weights() -> Mapping[str, Tensor]:
-    """timm's ImageNet-1k Swin-T weights from the model hub; offline, say which file to add."""
-    try:
-        return create_swin_t_pretrained_state()
-    except Exception as err:  # no network, no hub access, no cache
-        raise RuntimeError(
-            f"Could not fetch ImageNet weights for {SWIN_T_TIMM_NAME} through timm ({err}). "
-            f"Offline, download {SWIN_T_IMAGENET_URL} on a connected machine and put it at "
-            f"{MODEL_DATA / SWIN_T_IMAGENET_FILE}"
-        ) from err
 
 
 def create_swin_t_pretrained_state() -> Mapping[str, Tensor]:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import nets
 from nets import convert_teacher
 from nets.swin import PadFirstSwinBlock
 from nets.swin_att_unet import SWIN_T_IMAGENET_FILE, SwinTAttUNet
@@ -36,11 +37,12 @@ def case(shared_dir: Path):
 
 @pytest.fixture(scope="module")
 def teacher(case) -> SwinTAttUNet:
-    """The teacher at 512 with the case's weights, converted from the original layout."""
+    """The teacher at 512 with the case's weights, loaded from the original layout."""
     _, state, _, _ = case
     torch.manual_seed(0)
-    model = SwinTAttUNet(num_classes=4, input_size=512).eval()
-    model.load_state_dict(model.convert_original_state_dict(state), strict=True)
+    model = nets.build_model("swin_t_att_unet", num_classes=4).eval()
+    report = nets.load_checkpoint(model, state)
+    assert report.layout == "original" and not report.missing and not report.skipped, report
     return model
 
 
@@ -93,16 +95,18 @@ def test_contract_attributes(teacher):
     assert teacher.default_input_size == 512
     assert teacher.fixed_input_size is False
     assert teacher.backbone is not None
-    assert teacher.build_config == {
+    assert teacher.build_config == {"name": "swin_t_att_unet", "num_classes": 4, "options": {}}
+    assert SwinTAttUNet(num_classes=2, input_size=224).build_config == {
         "name": "swin_t_att_unet",
-        "num_classes": 4,
-        "options": {"input_size": 512},
+        "num_classes": 2,
+        "options": {"input_size": 224},
     }
 
 
 def test_runs_at_224_for_distillation():
-    model = SwinTAttUNet(num_classes=3, input_size=224).eval()
+    model = nets.build_model("swin_t_att_unet", num_classes=3, input_size=224).eval()
     assert model.default_input_size == 224
+    assert model.build_config["options"] == {"input_size": 224}
     with torch.no_grad():
         features, logits = model(torch.rand(2, 3, 224, 224), return_features=True)
     assert logits.shape == (2, 3, 224, 224)
@@ -142,34 +146,51 @@ def test_unknown_original_key_is_named(case):
     assert not convert_teacher.is_original_teacher_layout({"backbone.norm.weight": torch.zeros(1)})
 
 
-def test_imagenet_backbone_from_microsoft_file(case, teacher, tmp_path):
-    """A Microsoft-layout Swin-T checkpoint ({"model": ...}, merging at the end of each stage,
-    classifier, index buffers) loads into the backbone."""
-    _, state, _, _ = case
+def _microsoft_swin_file(state, path: Path) -> Path:
+    """The case's backbone as Microsoft's ImageNet release stores Swin-T: {"model": ...},
+    merging at the end of each stage, classifier, index and mask buffers."""
     swin = {k[len("common_backbone.") :]: v for k, v in state.items() if "common_backbone." in k}
     swin["head.weight"] = torch.zeros(1000, 768)
     swin["head.bias"] = torch.zeros(1000)
     swin["layers.0.blocks.1.attn_mask"] = torch.zeros(64, 49, 49)
-    path = tmp_path / SWIN_T_IMAGENET_FILE
     torch.save({"model": swin}, path)
-    model = SwinTAttUNet(num_classes=4, input_size=224, pretrained=str(path))
+    return path
+
+
+def _assert_same_backbone(model, teacher) -> None:
+    theirs = teacher.backbone.state_dict()
     for key, value in model.backbone.state_dict().items():
-        assert torch.equal(value, teacher.backbone.state_dict()[key]), key
+        assert torch.equal(value, theirs[key]), key
 
 
-def test_missing_imagenet_file_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match=SWIN_T_IMAGENET_FILE):
-        SwinTAttUNet(pretrained=str(tmp_path / "nothing.pth"))
+def test_imagenet_backbone_from_microsoft_file(case, teacher, tmp_path):
+    path = _microsoft_swin_file(case[1], tmp_path / "swin_t.pth")
+    model = SwinTAttUNet(num_classes=4, input_size=224)
+    report = nets.load_checkpoint(model, path)
+    assert report.layout == "backbone:original", report
+    assert not [k for k in report.missing if k.startswith("backbone.")], report
+    assert "head.weight" in report.skipped and "layers.0.blocks.1.attn_mask" in report.skipped
+    _assert_same_backbone(model, teacher)
+
+
+def test_pretrained_reads_model_data_file(case, teacher, tmp_path, monkeypatch):
+    import nets.swin_att_unet as module
+
+    _microsoft_swin_file(case[1], tmp_path / SWIN_T_IMAGENET_FILE)
+    monkeypatch.setattr(module, "MODEL_DATA", tmp_path)
+    monkeypatch.setattr(module, "create_swin_t_pretrained_state", _no_network)
+    model = nets.build_model("swin_t_att_unet", input_size=224, pretrained=True)
+    _assert_same_backbone(model, teacher)
+
+
+def _no_network():
+    raise OSError("no network")
 
 
 def test_offline_pretrained_names_the_model_data_file(monkeypatch, tmp_path):
     import nets.swin_att_unet as module
 
-    def offline():
-        raise OSError("no network")
-
     monkeypatch.setattr(module, "MODEL_DATA", tmp_path)  # no local file there
-    monkeypatch.setattr(module, "create_swin_t_pretrained_state", offline)
-    with pytest.raises(RuntimeError, match=f"model_data|{SWIN_T_IMAGENET_FILE}") as err:
-        SwinTAttUNet(pretrained=True)
-    assert SWIN_T_IMAGENET_FILE in str(err.value)
+    monkeypatch.setattr(module, "create_swin_t_pretrained_state", _no_network)
+    with pytest.raises(FileNotFoundError, match=SWIN_T_IMAGENET_FILE):
+        nets.build_model("swin_t_att_unet", input_size=224, pretrained=True)
