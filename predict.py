@@ -1,0 +1,419 @@
+"""Predict navel-orange surface defects on photos, folders, videos and cameras; export to ONNX.
+
+FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) finds
+sunburn, ulcer and wind scarring on navel oranges. This script runs a trained model (rebuilt
+from its checkpoint alone, or the original's published weights with --model, or an exported
+ONNX file) and, for every photo or frame, prints and writes to CSV the pixel count and area
+share of each defect class, of the whole image and of the fruit. See docs/inference.md.
+
+    # one or more photos -> img_out/<name>.png overlays + img_out/defect_areas.csv
+    python predict.py --checkpoint logs/run/best.pth --inputs a.jpg b.jpg
+    # a folder in, a folder out (unreadable files are reported and skipped; exit status 1)
+    python predict.py --mode folder --checkpoint logs/run/best.pth --inputs photos/ --out out/
+    # output style like the original's mix_type: blend | mask | cutout
+    python predict.py --checkpoint best.pth --inputs a.jpg --style cutout
+    # a video -> annotated video with a running FPS overlay; a camera by index
+    python predict.py --mode video --checkpoint best.pth --inputs line.mp4 --out out/
+    python predict.py --mode camera --checkpoint best.pth --camera 0 --max-frames 300
+    # timed loop on one photo (pre-process + inference + post-process)
+    python predict.py --mode fps --checkpoint best.pth --inputs a.jpg --fps-runs 100
+    # ONNX: export (checked against PyTorch with ONNX Runtime), then predict with it
+    python predict.py --mode export_onnx --checkpoint best.pth --onnx-out model_data/p.onnx
+    python predict.py --onnx model_data/p.onnx --inputs a.jpg
+    # the original's published weights
+    python predict.py --checkpoint model_data/fastsegformer_p.pth --model fastsegformer_p ...
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from utils.config import parse_config
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Config:
+    # --- what to do
+    mode: str = field(
+        default="image",
+        metadata={
+            "choices": ["image", "folder", "video", "camera", "fps", "export_onnx"],
+            "help": "image: the photos in --inputs; folder: every photo in --inputs[0]; video: "
+            "--inputs[0] to an annotated video; camera: --camera; fps: timed loop on "
+            "--inputs[0]; export_onnx: write --onnx-out",
+        },
+    )
+    inputs: list[str] = field(
+        default_factory=list, metadata={"help": "photo paths, a folder, or a video file"}
+    )
+    out: str = field(default="img_out", metadata={"help": "output folder"})
+    # --- the model: a project checkpoint rebuilds itself; original weights need --model
+    checkpoint: str | None = field(
+        default=None, metadata={"help": "project checkpoint (.pth) or original weights"}
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "registry model name, for the original's weights"}
+    )
+    num_classes: int | None = field(
+        default=None, metadata={"help": "classes (default: the checkpoint's, else 4)"}
+    )
+    onnx: str | None = field(default=None, metadata={"help": "run this ONNX file instead"})
+    input_size: int | None = field(
+        default=None, metadata={"help": "network input side (default: the model's)"}
+    )
+    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
+    half: bool = field(default=False, metadata={"help": "fp16 weights and activations (CUDA)"})
+    batch_size: int = field(default=4, metadata={"help": "photos per forward pass (folder mode)"})
+    # --- drawing and the defect-area report
+    style: str = field(
+        default="blend",
+        metadata={
+            "choices": ["blend", "mask", "cutout"],
+            "help": "blend: defects mixed into the photo; mask: colour mask; cutout: defect "
+            "pixels of the photo on black",
+        },
+    )
+    alpha: float = field(default=0.5, metadata={"help": "colour weight of the blend style"})
+    save_masks: bool = field(
+        default=False, metadata={"help": "also write class-id PNGs to OUT/masks/"}
+    )
+    areas_csv: str = field(
+        default="defect_areas.csv", metadata={"help": "defect-area CSV name inside OUT"}
+    )
+    fruit_min_saturation: int = field(
+        default=60, metadata={"help": "HSV saturation (0-255) above which a pixel is peel"}
+    )
+    quiet: bool = field(default=False, metadata={"help": "do not print per-image area reports"})
+    # --- video / camera
+    camera: str = field(default="0", metadata={"help": "camera index or stream URL"})
+    max_frames: int | None = field(
+        default=None, metadata={"help": "stop after this many frames (video/camera)"}
+    )
+    video_fps: float | None = field(
+        default=None, metadata={"help": "output video frame rate (default: the source's)"}
+    )
+    # --- fps mode
+    fps_runs: int = field(default=100, metadata={"help": "timed iterations"})
+    fps_warmup: int = field(default=10, metadata={"help": "untimed warm-up iterations"})
+    # --- export_onnx mode
+    onnx_out: str = field(default="model_data/model.onnx", metadata={"help": "ONNX file to write"})
+    opset: int = field(default=18, metadata={"help": "ONNX opset (dynamo exporter needs >= 18)"})
+    dynamic_batch: bool = field(default=False, metadata={"help": "export a variable batch axis"})
+    onnx_half: bool = field(default=False, metadata={"help": "export fp16 weights (fp32 I/O)"})
+    exporter: str = field(
+        default="auto",
+        metadata={"choices": ["auto", "dynamo", "torchscript"], "help": "torch.onnx exporter"},
+    )
+
+
+# ---------------------------------------------------------------------------- helpers
+def build_predictor(cfg: Config):
+    from utils.predictor import Predictor
+
+    if cfg.onnx and cfg.checkpoint:
+        raise ValueError("give either --checkpoint or --onnx, not both")
+    if cfg.onnx:
+        if cfg.mode == "export_onnx":
+            raise ValueError("export_onnx needs --checkpoint (a PyTorch model), not --onnx")
+        predictor = Predictor.from_onnx(cfg.onnx, input_size=cfg.input_size)
+    elif cfg.checkpoint:
+        predictor = Predictor.from_checkpoint(
+            cfg.checkpoint,
+            device=cfg.device,
+            half=cfg.half,
+            model_name=cfg.model,
+            num_classes=cfg.num_classes,
+            input_size=cfg.input_size,
+        )
+    else:
+        raise ValueError(
+            "no model: pass --checkpoint PATH (with --model NAME for the original's "
+            "weights) or --onnx PATH"
+        )
+    if cfg.num_classes is not None and cfg.num_classes != predictor.num_classes:
+        raise ValueError(
+            f"the model predicts {predictor.num_classes} classes, --num-classes says "
+            f"{cfg.num_classes}"
+        )
+    return predictor
+
+
+class ImageReporter:
+    """Draws each result, writes it, and collects the defect-area CSV rows."""
+
+    def __init__(self, cfg: Config, predictor) -> None:
+        self.cfg = cfg
+        self.predictor = predictor
+        self.out = Path(cfg.out)
+        self.rows: list[dict] = []
+
+    def areas(self, image: np.ndarray, mask: np.ndarray) -> dict:
+        from utils.visualize import defect_areas, fruit_mask
+
+        fruit = fruit_mask(image, mask, min_saturation=self.cfg.fruit_min_saturation)
+        return defect_areas(mask, self.predictor.num_classes, fruit, self.predictor.class_names)
+
+    def handle(self, name: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Overlay in the chosen style, area report row; returns the drawn RGB image."""
+        from utils.visualize import area_row, format_areas, overlay
+
+        drawn = overlay(image, mask, self.cfg.style, self.cfg.alpha)
+        areas = self.areas(image, mask)
+        self.rows.append(area_row(name, areas))
+        if not self.cfg.quiet:
+            print(format_areas(name, areas))
+        return drawn
+
+    def save(self, stem: str, drawn: np.ndarray, mask: np.ndarray) -> None:
+        import cv2
+
+        from utils.labels import save_index_mask
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / f"{stem}.png"
+        if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
+        if self.cfg.save_masks:
+            save_index_mask(self.out / "masks" / f"{stem}.png", mask)
+
+    def write_csv(self, name: str | None = None) -> Path:
+        from utils.visualize import write_area_csv
+
+        path = write_area_csv(self.rows, self.out / (name or self.cfg.areas_csv))
+        print(f"defect areas of {len(self.rows)} image(s) written to {path}")
+        return path
+
+
+def list_folder(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+# ---------------------------------------------------------------------------- modes
+def predict_images(cfg: Config, predictor, paths: list[Path]) -> int:
+    """Photos -> overlays + CSV; unreadable photos are reported and skipped. Returns #failed."""
+    from utils.preprocess import read_image
+
+    reporter = ImageReporter(cfg, predictor)
+    failed: list[str] = []
+    for start in range(0, len(paths), max(1, cfg.batch_size)):
+        chunk: list[tuple[Path, np.ndarray]] = []
+        for path in paths[start : start + cfg.batch_size]:
+            try:
+                chunk.append((path, read_image(path)))
+            except (OSError, ValueError) as e:  # FileNotFoundError is an OSError
+                print(f"skipped {path}: {e}", file=sys.stderr)
+                failed.append(str(path))
+        if not chunk:
+            continue
+        masks = predictor.predict_batch([im for _, im in chunk], batch_size=cfg.batch_size)
+        for (path, image), mask in zip(chunk, masks, strict=True):
+            drawn = reporter.handle(path.name, image, mask)
+            reporter.save(path.stem, drawn, mask)
+    reporter.write_csv()
+    done = len(paths) - len(failed)
+    print(f"{done} of {len(paths)} photo(s) predicted into {cfg.out}/")
+    if failed:
+        print(f"{len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
+    return len(failed)
+
+
+def run_video(
+    predictor,
+    source: str | int,
+    out_path: Path | None,
+    draw: Callable[[str, np.ndarray, np.ndarray], np.ndarray],
+    max_frames: int | None = None,
+    fps: float | None = None,
+) -> tuple[int, float]:
+    """Sequential video loop: read -> predict -> draw (+ running FPS) -> write.
+
+    `source` is anything cv2.VideoCapture opens (file, camera index, stream URL); `draw(name,
+    frame, mask)` returns the RGB frame to write. Returns (frames, mean end-to-end FPS). Kept
+    self-contained so the threaded pipeline of utils/video_pipeline.py can replace it.
+    """
+    import cv2
+
+    from utils.visualize import draw_text
+
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise ValueError(
+            f"cannot open video source {source!r}: expected a video file OpenCV "
+            f"can decode, a camera index or a stream URL"
+        )
+    src_fps = cap.get(cv2.CAP_PROP_FPS)
+    fps = fps or (src_fps if src_fps and src_fps > 0 else 25.0)
+    writer = None
+    frames, running_fps, t_start = 0, 0.0, time.perf_counter()
+    try:
+        while max_frames is None or frames < max_frames:
+            t0 = time.perf_counter()
+            ok, frame_bgr = cap.read()
+            if not ok:
+                break
+            frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+            mask = predictor.predict(frame)
+            drawn = draw(f"frame_{frames:06d}", frame, mask)
+            dt = time.perf_counter() - t0
+            # running FPS like the original: average of the last estimate and this frame's
+            running_fps = 1.0 / dt if frames == 0 else 0.5 * (running_fps + 1.0 / dt)
+            draw_text(drawn, f"fps = {running_fps:.1f}")
+            if out_path is not None:
+                if writer is None:
+                    out_path.parent.mkdir(parents=True, exist_ok=True)
+                    h, w = drawn.shape[:2]
+                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                    writer = cv2.VideoWriter(str(out_path), fourcc, fps, (w, h))
+                    if not writer.isOpened():
+                        raise OSError(f"cannot write video {out_path} (mp4v codec)")
+                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            frames += 1
+    except KeyboardInterrupt:
+        print("stopped by Ctrl-C")
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.release()
+    elapsed = time.perf_counter() - t_start
+    return frames, (frames / elapsed if elapsed > 0 else 0.0)
+
+
+def predict_video(cfg: Config, predictor, source: str | int, stem: str) -> int:
+    reporter = ImageReporter(cfg, predictor)
+    out_path = Path(cfg.out) / f"{stem}_pred.mp4"
+    frames, fps = run_video(
+        predictor, source, out_path, reporter.handle, cfg.max_frames, cfg.video_fps
+    )
+    if frames == 0:
+        raise ValueError(f"no frame could be read from {source!r}")
+    reporter.write_csv(f"{stem}_{cfg.areas_csv}")
+    print(f"{frames} frames -> {out_path} ({fps:.1f} FPS end to end, {predictor.describe()})")
+    return 0
+
+
+def fps_loop(cfg: Config, predictor) -> dict[str, float]:
+    """Time pre-process + inference + post-process on one photo, after a warm-up."""
+    from utils.preprocess import read_image
+
+    if not cfg.inputs:
+        raise ValueError("fps mode needs a photo: --inputs PATH")
+    image = read_image(cfg.inputs[0])
+    x, box = predictor.preprocess(image)
+    for _ in range(cfg.fps_warmup):
+        predictor.postprocess(predictor.infer(x[None])[0], box)
+    sync = _synchronizer(predictor)
+    times, model_times = [], []
+    for _ in range(cfg.fps_runs):
+        t0 = time.perf_counter()
+        x, box = predictor.preprocess(image)
+        t1 = time.perf_counter()
+        logits = predictor.infer(x[None])
+        sync()
+        t2 = time.perf_counter()
+        predictor.postprocess(logits[0], box)
+        t3 = time.perf_counter()
+        times.append(t3 - t0)
+        model_times.append(t2 - t1)
+    total = float(np.median(times))
+    model = float(np.median(model_times))
+    result = {"end_to_end_ms": 1000 * total, "fps": 1.0 / total, "model_ms": 1000 * model}
+    h, w = image.shape[:2]
+    print(
+        f"{predictor.describe()}; photo {w}x{h}; {cfg.fps_runs} runs after {cfg.fps_warmup} "
+        f"warm-up: median {result['end_to_end_ms']:.2f} ms end to end ({result['fps']:.1f} "
+        f"FPS), model alone {result['model_ms']:.2f} ms"
+    )
+    return result
+
+
+def _synchronizer(predictor) -> Callable[[], None]:
+    import torch
+
+    device = getattr(predictor.backend, "device", None)
+    if device is not None and device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None  # CPU and ONNX Runtime calls return when the work is done
+
+
+def export(cfg: Config, predictor) -> int:
+    from utils.onnx_export import export_onnx
+
+    ckpt = predictor.checkpoint or {}
+    model = predictor.backend.model
+    metadata = {
+        "model": getattr(model, "build_config", None),
+        "num_classes": predictor.num_classes,
+        "class_names": predictor.class_names,
+        "input_size": list(predictor.input_size),
+        "preprocess": {"mean": predictor.mean, "std": predictor.std, "fill": predictor.fill},
+        "source_checkpoint": str(cfg.checkpoint),
+        "epoch": ckpt.get("epoch"),
+    }
+    report = export_onnx(
+        model,
+        cfg.onnx_out,
+        predictor.input_size,
+        opset=cfg.opset,
+        dynamic_batch=cfg.dynamic_batch,
+        half=cfg.onnx_half,
+        exporter=cfg.exporter,
+        metadata=metadata,
+    )
+    print(report.summary())
+    return 0
+
+
+def run(cfg: Config) -> int:
+    """Run the chosen mode; returns the exit status (1 when some inputs failed)."""
+    predictor = build_predictor(cfg)
+    print(f"model: {predictor.describe()}")
+    if cfg.mode == "image":
+        if not cfg.inputs:
+            raise ValueError("image mode needs --inputs PATH [PATH ...]")
+        return 1 if predict_images(cfg, predictor, [Path(p) for p in cfg.inputs]) else 0
+    if cfg.mode == "folder":
+        if len(cfg.inputs) != 1:
+            raise ValueError(f"folder mode needs one folder in --inputs, got {cfg.inputs}")
+        return 1 if predict_images(cfg, predictor, list_folder(Path(cfg.inputs[0]))) else 0
+    if cfg.mode == "video":
+        if len(cfg.inputs) != 1:
+            raise ValueError(f"video mode needs one video file in --inputs, got {cfg.inputs}")
+        video = Path(cfg.inputs[0])
+        if not video.is_file():
+            raise FileNotFoundError(f"video not found: {video}")
+        return predict_video(cfg, predictor, str(video), video.stem)
+    if cfg.mode == "camera":
+        source: str | int = int(cfg.camera) if cfg.camera.isdigit() else cfg.camera
+        return predict_video(cfg, predictor, source, "camera")
+    if cfg.mode == "fps":
+        fps_loop(cfg, predictor)
+        return 0
+    if cfg.mode == "export_onnx":
+        return export(cfg, predictor)
+    raise ValueError(f"unknown mode {cfg.mode!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(Config, argv, description=__doc__)
+    try:
+        return run(cfg)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
