@@ -106,7 +106,7 @@ def random_augment(
     h, w = int(size[0]), int(size[1])
     new_h, new_w, dy, dx, flip = random_geometry(image.shape[0], image.shape[1], size, rng, params)
     photo = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_CUBIC)
-    label = cv2.resize(mask, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+    label = cv2.resize(mask, (new_w, new_h), interpolation=cv2.INTER_NEAREST_EXACT)
     if flip:
         photo, label = photo[:, ::-1], label[:, ::-1]
     out_photo = np.full((h, w, 3), params.fill, dtype=np.uint8)

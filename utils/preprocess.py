@@ -90,7 +90,8 @@ def letterbox_mask(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Nearest-resize an (H, W) index mask like `letterbox`, padding with background (0)."""
     box = letterbox_geometry(mask.shape[0], mask.shape[1], size)
     canvas = np.zeros((int(size[0]), int(size[1])), dtype=mask.dtype)
-    resized = cv2.resize(mask, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST)
+    # NEAREST_EXACT samples pixel centres like PIL's NEAREST (plain INTER_NEAREST is shifted).
+    resized = cv2.resize(mask, (box.new_w, box.new_h), interpolation=cv2.INTER_NEAREST_EXACT)
     canvas[box.top : box.top + box.new_h, box.left : box.left + box.new_w] = resized
     return canvas
 

@@ -62,6 +62,7 @@ class Sample:
 
     image: np.ndarray
     mask: np.ndarray
+    fruit: np.ndarray  # (S, S) bool, where the fruit is (defects lie inside it)
     jpeg_quality: int
 
 
@@ -474,8 +475,9 @@ def render_orange(rng: np.random.Generator, size: int = 512) -> Sample:
             _place(patch, fruit, rng, albedo, bump, mask, max_rho=0.82)
 
     image = _shade(rng, fruit, albedo, bump, background)
-    image, mask = _camera(rng, image, mask)
-    return Sample(image, mask, int(rng.integers(55, 96)))
+    fruit_mask = (fruit.alpha > 0.5).astype(np.uint8)
+    image, mask, fruit_mask = _camera(rng, image, mask, fruit_mask)
+    return Sample(image, mask, fruit_mask > 0, int(rng.integers(55, 96)))
 
 
 def _shade(
@@ -526,8 +528,8 @@ def _shade(
 
 
 def _camera(
-    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, fruit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """White balance, blur, noise, sometimes the authors' 'enhanced' rotation/downscale."""
     size = image.shape[0]
     image = image * rng.normal(1.0, 0.012, 3).astype(np.float32) * rng.uniform(0.9, 1.08)
@@ -543,7 +545,8 @@ def _camera(
         rot = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-25, 25), 1.0)
         image = cv2.warpAffine(image, rot, (size, size), flags=cv2.INTER_LINEAR)
         mask = cv2.warpAffine(mask, rot, (size, size), flags=cv2.INTER_NEAREST)
-    return image, mask
+        fruit = cv2.warpAffine(fruit, rot, (size, size), flags=cv2.INTER_NEAREST)
+    return image, mask, fruit
 
 
 # ----------------------------------------------------------------------------- data set
