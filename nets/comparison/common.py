@@ -1,0 +1,268 @@
+"""Plumbing shared by the paper's comparison models (FastSegFormer, Cai et al. 2024, Table 6).
+
+- `ComparisonModel`: the base class that gives every comparison network the project's model
+  contract: `model(x)` returns logits at the input size in train and eval (the networks
+  themselves predict at 1/8 or 1/4 and are upsampled here), `model(x, return_aux=True)` adds the
+  auxiliary outputs their papers train with, `model(x, return_features=True)` exposes a few
+  intermediate maps for distillation, and `aux_losses` turns the auxiliary outputs into weighted
+  loss terms.
+- `torchvision_resnet` and `load_weights`: ImageNet ResNet backbones from torchvision (built
+  without weights, then filled from a local file in `model_data/` or downloaded where online).
+- `count_params` and `thop_macs`: the two complexity figures the paper reports (thop counts
+  multiply-accumulates; the paper prints them as "GFLOPs").
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import Tensor, nn
+
+MODEL_DATA = Path(__file__).resolve().parents[2] / "model_data"
+
+# torchvision's ImageNet ResNet weights: file name (in model_data/) and where it comes from.
+RESNET_WEIGHTS = {
+    18: ("resnet18-f37072fd.pth", "https://download.pytorch.org/models/resnet18-f37072fd.pth"),
+    34: ("resnet34-b627a593.pth", "https://download.pytorch.org/models/resnet34-b627a593.pth"),
+}
+
+SegLoss = Callable[[Tensor, Tensor], Tensor]
+
+
+def upsample(x: Tensor, size: tuple[int, int] | torch.Size, align_corners: bool = False) -> Tensor:
+    """Bilinear resize of (B, C, h, w) to (B, C, *size); a no-op when already that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+class ComparisonModel(nn.Module):
+    """Base of the comparison networks: subclasses implement `_forward`.
+
+    `_forward(x, with_aux)` returns `(logits, aux, features)`: logits (B, K, h, w) at the
+    network's own output stride, a dict of auxiliary outputs (empty unless `with_aux`), and a
+    list of intermediate feature maps. `forward` resizes the logits to the input size.
+    """
+
+    default_input_size: int = 224
+    fixed_input_size: bool = False
+    # name of an auxiliary output -> weight of its segmentation loss (the paper's coefficient)
+    aux_weights: dict[str, float] = {}
+    # how the network's own code resizes its prediction to the label size
+    align_corners: bool = False
+
+    def __init__(self, num_classes: int, name: str, options: dict | None = None) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.build_config = {"name": name, "num_classes": num_classes, "options": options or {}}
+
+    def _forward(self, x: Tensor, with_aux: bool) -> tuple[Tensor, dict[str, Tensor], list[Tensor]]:
+        raise NotImplementedError
+
+    def forward(
+        self, x: Tensor, return_aux: bool = False, return_features: bool = False
+    ) -> Tensor | tuple:
+        """(B, 3, H, W) -> logits (B, K, H, W).
+
+        return_aux: also return the auxiliary outputs `(logits, aux)` (at their own size);
+        return_features: return `(features, logits)`; both: `(features, logits, aux)`.
+        """
+        logits, aux, features = self._forward(x, with_aux=return_aux)
+        logits = upsample(logits, x.shape[-2:], self.align_corners)  # (B, K, H, W)
+        if return_features and return_aux:
+            return features, logits, aux
+        if return_features:
+            return features, logits
+        if return_aux:
+            return logits, aux
+        return logits
+
+    def aux_losses(self, aux: dict[str, Tensor], target: Tensor, seg_loss: SegLoss) -> dict:
+        """Weighted auxiliary segmentation losses: {"aux_<name>": weight * seg_loss(aux, target)}.
+
+        `seg_loss(logits (B, K, h, w), target (B, H, W))` upsamples the logits to the target.
+        """
+        missing = [name for name in self.aux_weights if name not in aux]
+        if missing:
+            raise KeyError(
+                f"aux outputs {missing} missing (got {sorted(aux)}); "
+                "call the model with return_aux=True"
+            )
+        return {
+            f"aux_{name}": weight * seg_loss(aux[name], target)
+            for name, weight in self.aux_weights.items()
+        }
+
+
+class SegHead(nn.Sequential):
+    """3x3 Conv-BN-ReLU -> dropout -> 1x1 conv to classes (the common auxiliary head)."""
+
+    def __init__(self, in_ch: int, mid_ch: int, num_classes: int, dropout: float = 0.1) -> None:
+        super().__init__(
+            nn.Conv2d(in_ch, mid_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(mid_ch),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Conv2d(mid_ch, num_classes, 1),
+        )
+
+
+def weights_path(
+    pretrained: bool | str | Path | None, file_name: str, url: str | None
+) -> Path | None:
+    """Where the pretrained weights are: None (no weights), a given path, or model_data/file_name.
+
+    `pretrained=True` looks for `model_data/<file_name>` and downloads it from `url` when absent
+    (offline: FileNotFoundError naming the file to put there).
+    """
+    if pretrained is None or pretrained is False:
+        return None
+    if pretrained is not True:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights file {path} not found")
+        return path
+    path = MODEL_DATA / file_name
+    if path.is_file():
+        return path
+    if url is None:
+        raise FileNotFoundError(
+            f"pretrained weights not found: put {file_name} in {MODEL_DATA} "
+            "(see docs/comparison_models.md for where it comes from)"
+        )
+    try:
+        MODEL_DATA.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), progress=False)
+    except Exception as err:  # offline, proxy, disk: say which file is wanted
+        path.unlink(missing_ok=True)
+        raise FileNotFoundError(
+            f"could not download {url} ({err}); put {file_name} in {MODEL_DATA} or pass "
+            "pretrained=False"
+        ) from err
+    return path
+
+
+def load_weights(path: Path) -> dict[str, Tensor]:
+    """A state dict from a weights file.
+
+    Unwraps {"state_dict": ...} / {"model": ...} and strips "module." / "model." key prefixes.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, expected a state dict")
+    out = {}
+    for key, value in state.items():
+        for prefix in ("module.", "model."):
+            if key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def torchvision_resnet(depth: int) -> nn.Module:
+    """torchvision ResNet-18/34 built without weights and without its classifier (avgpool, fc).
+
+    ImageNet weights come later from `ResNetBackboneMixin.load_pretrained`.
+    """
+    if depth not in RESNET_WEIGHTS:
+        raise ValueError(
+            f"ResNet depth {depth} not supported, expected one of {list(RESNET_WEIGHTS)}"
+        )
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    del net.avgpool, net.fc
+    return net
+
+
+class ResNetBackboneMixin:
+    """ImageNet weights for models whose `backbone` is a torchvision ResNet (`resnet_depth`).
+
+    `load_pretrained()` is what `nets.build_model(..., pretrained=True)` calls;
+    `convert_backbone_state_dict` lets `nets.load_checkpoint` take torchvision ResNet files.
+    Tensors the model adds to the ResNet (e.g. FANet's stride-2 shortcut in layer1) stay random.
+    """
+
+    resnet_depth: int = 18
+
+    def convert_backbone_state_dict(self, state: dict) -> tuple[dict, list[str], str]:
+        converted, skipped = {}, []
+        for key, value in state.items():
+            if key.startswith("fc."):
+                skipped.append(key)
+            else:
+                converted[key if key.startswith("backbone.") else f"backbone.{key}"] = value
+        return converted, skipped, f"torchvision-resnet{self.resnet_depth}"
+
+    def load_pretrained(self, pretrained: bool | str | Path = True) -> None:
+        """Fill the backbone with ImageNet weights (model_data/ file, else download)."""
+        path = weights_path(pretrained, *RESNET_WEIGHTS[self.resnet_depth])
+        if path is None:
+            return
+        state, _, layout = self.convert_backbone_state_dict(load_weights(path))
+        own = self.state_dict()  # type: ignore[attr-defined]
+        bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+        if bad:
+            raise ValueError(f"{path} is not a {layout} state dict (e.g. {bad[:3]} do not fit)")
+        self.load_state_dict(state, strict=False)  # type: ignore[attr-defined]
+
+
+def resnet_stages(net: nn.Module, x: Tensor) -> list[Tensor]:
+    """The four stage outputs of a torchvision ResNet (layer1..layer4)."""
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    feats = []
+    for layer in (net.layer1, net.layer2, net.layer3, net.layer4):
+        x = layer(x)
+        feats.append(x)
+    return feats
+
+
+def no_imagenet_weights(name: str, pretrained: bool | str | Path | None) -> None:
+    """Raise for `pretrained` on a network its paper trains from scratch."""
+    if pretrained not in (None, False):
+        raise ValueError(
+            f"{name} has no ImageNet backbone (its paper trains it from scratch); got "
+            f"pretrained={pretrained!r}, pass pretrained=False or load a project checkpoint "
+            "with nets.load_checkpoint"
+        )
+
+
+def count_params(model: nn.Module, include_aux: bool = True) -> int:
+    """Number of parameters; `include_aux=False` leaves out `model.aux_heads` (training only)."""
+    total = sum(p.numel() for p in model.parameters())
+    heads = getattr(model, "aux_heads", None)
+    if not include_aux and heads is not None:
+        total -= sum(p.numel() for p in heads.parameters())
+    return total
+
+
+class _WithAux(nn.Module):
+    """Runs the wrapped model with its auxiliary heads, so thop counts them too."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x, return_aux=True)[0]
+
+
+def thop_macs(model: nn.Module, input_size: int | tuple[int, int], with_aux: bool = False) -> float:
+    """thop's multiply-accumulate count for one (1, 3, H, W) input, in eval mode, on a deepcopy."""
+    from thop import profile  # imported here: only the complexity tables need it
+
+    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    net = copy.deepcopy(model).eval()
+    if with_aux:
+        net = _WithAux(net)
+    with torch.no_grad():
+        macs, _ = profile(net, inputs=(torch.zeros(1, 3, h, w),), verbose=False)
+    return float(macs)
