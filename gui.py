@@ -1,0 +1,598 @@
+"""FastSegFormer desktop app: segment and grade navel-orange defects in photos, videos and cameras.
+
+FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) came with
+a PyQt desktop app for photos and video. This is its PySide6 (Qt 6) counterpart on the project's
+shared pieces: `utils.predictor.Predictor` (checkpoint or ONNX), the threaded
+`utils.video_pipeline.VideoPipeline` and the per-fruit `utils.grading`.
+
+    python gui.py                                          # then use the toolbar
+    python gui.py --model logs/run/best.pth --source line.mp4
+    python gui.py --model model.onnx --source photos/ --save-dir results/
+    QT_QPA_PLATFORM=offscreen python gui.py --model best.pth --source line.mp4 \\
+        --screenshot docs/images/gui.png                   # run once, save the window, quit
+
+The window shows the original and the result side by side, the colour legend, each defect
+class's share of the image and of the fruit, each fruit's grade, and the end-to-end FPS.
+"Save results" picks a folder: the displayed result is saved at once and later runs write
+their overlays (images) or result video, masks and a grades CSV there.
+
+Threads: the pipeline's stages run in worker threads; its write stage hands each result to
+`PipelineWorker`, which keeps only the newest one and emits a Qt signal. Qt queues the signal
+to the GUI thread, where all widgets are updated: no widget is touched from a worker thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from utils.grading import FruitGrade, GradeCSVSink, GradingRules, draw_grades, grade_frame
+from utils.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
+from utils.video_pipeline import (
+    IMAGE_SUFFIXES,
+    CameraSource,
+    FrameListSource,
+    FrameResult,
+    PipelineStats,
+    VideoFileSource,
+    VideoPipeline,
+    VideoWriterSink,
+    default_draw,
+    image_folder_source,
+)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+GRADE_QCOLOURS = {"premium": "#28c83c", "standard": "#d9a400", "reject": "#e61e1e"}
+
+
+@dataclass
+class FrameReport:
+    """What the app shows for a frame besides the pictures (computed in the worker)."""
+
+    grades: list[FruitGrade]
+    class_pixels: dict[str, int]  # defect class -> pixels in the whole image
+    image_pixels: int
+    fruit_pixels: int  # sum over the graded fruit
+
+
+class Annotator:
+    """Pipeline `annotate` hook: grade each fruit, draw the grades, count class pixels."""
+
+    def __init__(self, class_names: list[str], rules: GradingRules | None = None) -> None:
+        self.class_names = class_names
+        self.rules = rules or GradingRules()
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray, overlay: np.ndarray | None):
+        grades = grade_frame(image, mask, self.rules, class_names=self.class_names)
+        if overlay is not None:
+            draw_grades(overlay, grades)
+        k = len(self.class_names)
+        counts = np.bincount(mask.ravel(), minlength=k)[:k]  # (K,)
+        pixels = {self.class_names[c]: int(counts[c]) for c in range(1, k)}
+        fruit = sum(g.pixels for g in grades)
+        return FrameReport(grades, pixels, int(mask.size), fruit)
+
+
+class ResultSaver:
+    """Sink for the save folder: overlays + masks of photos, or one result video; grades CSV."""
+
+    def __init__(self, folder: Path, video: bool, fps: float, class_names: list[str]) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.video = VideoWriterSink(folder / "result.mp4", fps=fps) if video else None
+        self.csv = GradeCSVSink(folder / "grades.csv", class_names)
+
+    def __call__(self, result: FrameResult) -> None:
+        if self.video is not None:
+            self.video(result)
+        else:
+            save_result(self.folder, result)
+        self.csv.write(result.name, result.extra.grades if result.extra else [])
+
+    def close(self) -> None:
+        if self.video is not None:
+            self.video.close()
+        self.csv.close()
+
+
+def save_result(folder: Path, result: FrameResult) -> None:
+    """<name>_overlay.png and <name>_mask.png (class ids as a VOC palette colour PNG)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    drawn = result.overlay if result.overlay is not None else result.image
+    cv2.imwrite(str(folder / f"{result.name}_overlay.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+    colour = VOC_PALETTE[result.mask]
+    cv2.imwrite(str(folder / f"{result.name}_mask.png"), cv2.cvtColor(colour, cv2.COLOR_RGB2BGR))
+
+
+class PipelineWorker(QtCore.QObject):
+    """Runs a VideoPipeline in its threads and reports to the GUI thread through signals."""
+
+    frame_ready = QtCore.Signal()  # a new result can be taken with take_latest()
+    finished = QtCore.Signal(object, bool)  # (PipelineStats, stopped by the user)
+    failed = QtCore.Signal(str)
+
+    def __init__(self, pipeline: VideoPipeline) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.pipeline.sinks.insert(0, self._deliver)
+        self._lock = threading.Lock()
+        self._latest: FrameResult | None = None
+        self._watcher = threading.Thread(target=self._watch, name="gui-watch", daemon=True)
+
+    def start(self) -> None:
+        self.pipeline.start()
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+
+    def take_latest(self) -> FrameResult | None:
+        with self._lock:
+            result, self._latest = self._latest, None
+        return result
+
+    def _deliver(self, result: FrameResult) -> None:
+        # Pipeline write thread: keep the newest result only, signal when there was none.
+        with self._lock:
+            pending = self._latest is not None
+            self._latest = result
+        if not pending:
+            self.frame_ready.emit()
+
+    def _watch(self) -> None:
+        self.pipeline.join()
+        if self.pipeline.error is not None:
+            self.failed.emit(str(self.pipeline.error))
+        else:
+            self.finished.emit(self.pipeline.stats, self.pipeline.stopped)
+
+
+def to_pixmap(image: np.ndarray) -> QtGui.QPixmap:
+    """(H, W, 3) uint8 RGB -> QPixmap (copied, so the array may change afterwards)."""
+    image = np.ascontiguousarray(image)
+    h, w = image.shape[:2]
+    qimage = QtGui.QImage(image.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888)
+    return QtGui.QPixmap.fromImage(qimage.copy())
+
+
+class ImagePanel(QtWidgets.QLabel):
+    """A titled picture that keeps its aspect ratio when the window is resized."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title = title
+        self._pixmap: QtGui.QPixmap | None = None
+        self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(320, 240)
+        self.setSizePolicy(
+            QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Ignored
+        )
+        self.setStyleSheet("background: #202124; color: #bbb; border: 1px solid #444;")
+        self.setText(title)
+
+    def set_image(self, image: np.ndarray | None) -> None:
+        self._pixmap = None if image is None else to_pixmap(image)
+        self._rescale()
+
+    def image_size(self) -> tuple[int, int] | None:
+        return None if self._pixmap is None else (self._pixmap.height(), self._pixmap.width())
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._pixmap is None:
+            self.setText(self.title)
+            return
+        self.setPixmap(
+            self._pixmap.scaled(
+                self.size(),
+                QtCore.Qt.AspectRatioMode.KeepAspectRatio,
+                QtCore.Qt.TransformationMode.SmoothTransformation,
+            )
+        )
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The app: toolbar, original | result, and a side panel with legend, areas, grades, FPS."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("FastSegFormer - navel orange defects")
+        self.predictor: Any = None
+        self.model_path: Path | None = None
+        self.source_kind: str | None = None  # "image", "folder", "video", "camera"
+        self.source_path: str | int | None = None
+        self.save_dir: Path | None = None
+        self.rules = GradingRules()
+        self.worker: PipelineWorker | None = None
+        self.last_result: FrameResult | None = None
+        self.last_stats: PipelineStats | None = None
+        self.frames_shown = 0
+        self._build_ui()
+        self._set_class_names(list(CLASS_NAMES))
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ layout
+    def _build_ui(self) -> None:
+        bar = self.addToolBar("main")
+        bar.setMovable(False)
+        self.act_model = bar.addAction("Open model…", self._ask_model)
+        bar.addSeparator()
+        self.act_image = bar.addAction("Image…", lambda: self._ask_source("image"))
+        self.act_folder = bar.addAction("Folder…", lambda: self._ask_source("folder"))
+        self.act_video = bar.addAction("Video…", lambda: self._ask_source("video"))
+        self.act_camera = bar.addAction("Camera", lambda: self.open_source("camera", 0))
+        self.camera_index = QtWidgets.QSpinBox()
+        self.camera_index.setRange(0, 9)
+        self.camera_index.setToolTip("camera device index")
+        bar.addWidget(self.camera_index)
+        bar.addSeparator()
+        self.act_start = bar.addAction("Start", self.start)
+        self.act_stop = bar.addAction("Stop", self.stop)
+        bar.addSeparator()
+        self.act_save = bar.addAction("Save results…", self._ask_save_dir)
+
+        self.original = ImagePanel("original")
+        self.result = ImagePanel("result")
+        pictures = QtWidgets.QHBoxLayout()
+        pictures.addWidget(self._titled("Original", self.original))
+        pictures.addWidget(self._titled("Segmentation and grades", self.result))
+
+        side = QtWidgets.QVBoxLayout()
+        self.legend = QtWidgets.QGridLayout()
+        legend_box = QtWidgets.QGroupBox("Classes")
+        legend_box.setLayout(self.legend)
+        side.addWidget(legend_box)
+        self.areas = QtWidgets.QTableWidget(0, 3)
+        self.areas.setHorizontalHeaderLabels(["defect", "% image", "% fruit"])
+        side.addWidget(self._titled("Defect area", self.areas))
+        self.grades = QtWidgets.QTableWidget(0, 3)
+        self.grades.setHorizontalHeaderLabels(["fruit", "defect %", "grade"])
+        side.addWidget(self._titled("Grade per fruit", self.grades))
+        for table in (self.areas, self.grades):
+            table.verticalHeader().setVisible(False)
+            table.horizontalHeader().setStretchLastSection(True)
+            table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.fps_label = QtWidgets.QLabel("FPS -")
+        self.fps_label.setStyleSheet("font-size: 15px; font-weight: bold;")
+        side.addWidget(self.fps_label)
+        self.model_label = QtWidgets.QLabel("no model")
+        self.model_label.setWordWrap(True)
+        side.addWidget(self.model_label)
+        side_widget = QtWidgets.QWidget()
+        side_widget.setLayout(side)
+        side_widget.setFixedWidth(300)
+
+        central = QtWidgets.QWidget()
+        layout = QtWidgets.QHBoxLayout(central)
+        layout.addLayout(pictures, stretch=1)
+        layout.addWidget(side_widget)
+        self.setCentralWidget(central)
+        self.statusBar().showMessage("Open a model (checkpoint .pth or .onnx), then a source.")
+        self.resize(1280, 560)
+
+    @staticmethod
+    def _titled(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
+        box = QtWidgets.QGroupBox(title)
+        inner = QtWidgets.QVBoxLayout(box)
+        inner.setContentsMargins(4, 4, 4, 4)
+        inner.addWidget(widget)
+        return box
+
+    def _set_class_names(self, names: list[str]) -> None:
+        while self.legend.count():
+            item = self.legend.takeAt(0)
+            if item.widget() is not None:
+                item.widget().deleteLater()
+        for k, name in enumerate(names):
+            r, g, b = (int(v) for v in VOC_PALETTE[k])
+            swatch = QtWidgets.QLabel()
+            swatch.setFixedSize(18, 18)
+            swatch.setStyleSheet(f"background: rgb({r},{g},{b}); border: 1px solid #888;")
+            self.legend.addWidget(swatch, k, 0)
+            self.legend.addWidget(QtWidgets.QLabel(f"{k}  {name}"), k, 1)
+        self.class_names = names
+
+    def _update_buttons(self) -> None:
+        running = self.running
+        ready = self.predictor is not None and self.source_kind is not None
+        self.act_start.setEnabled(ready and not running)
+        self.act_stop.setEnabled(running)
+        for act in (
+            self.act_model,
+            self.act_image,
+            self.act_folder,
+            self.act_video,
+            self.act_camera,
+        ):
+            act.setEnabled(not running)
+
+    # ------------------------------------------------------------------ dialogs
+    def _ask_model(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open model", "", "Models (*.pth *.pt *.onnx);;All files (*)"
+        )
+        if path:
+            self.load_model(path)
+
+    def _ask_source(self, kind: str) -> None:
+        if kind == "folder":
+            path = QtWidgets.QFileDialog.getExistingDirectory(self, "Open image folder")
+        else:
+            suffixes = IMAGE_SUFFIXES if kind == "image" else VIDEO_SUFFIXES
+            pattern = " ".join(f"*{s}" for s in suffixes)
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, f"Open {kind}", "", f"{kind.title()} ({pattern});;All files (*)"
+            )
+        if path:
+            self.open_source(kind, path)
+
+    def _ask_save_dir(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Save results to folder")
+        if path:
+            self.set_save_dir(path)
+
+    def _error(self, text: str) -> None:
+        self.statusBar().showMessage(text)
+        if QtWidgets.QApplication.platformName() != "offscreen":
+            QtWidgets.QMessageBox.critical(self, "FastSegFormer", text)
+
+    # ------------------------------------------------------------------ actions
+    def load_model(self, path: str | Path, model_name: str | None = None) -> bool:
+        """Load a project checkpoint, the original's weights (asks the model name) or ONNX."""
+        from utils.predictor import Predictor
+
+        path = Path(path)
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        try:
+            if path.suffix.lower() == ".onnx":
+                predictor = Predictor.from_onnx(path)
+            else:
+                predictor = Predictor.from_checkpoint(path, model_name=model_name)
+        except ValueError as e:
+            QtWidgets.QApplication.restoreOverrideCursor()
+            if model_name is None and "not a project checkpoint" in str(e) and self.isVisible():
+                import nets
+
+                name, ok = QtWidgets.QInputDialog.getItem(
+                    self,
+                    "Model",
+                    f"{path.name} holds plain weights: which model?",
+                    sorted(nets.MODELS),
+                    0,
+                    False,
+                )
+                return self.load_model(path, name) if ok else False
+            self._error(f"cannot load model: {e}")
+            return False
+        except Exception as e:  # noqa: BLE001 - any loading failure is shown, not raised
+            QtWidgets.QApplication.restoreOverrideCursor()
+            self._error(f"cannot load model {path}: {type(e).__name__}: {e}")
+            return False
+        QtWidgets.QApplication.restoreOverrideCursor()
+        self.set_predictor(predictor, path.name)
+        return True
+
+    def set_predictor(self, predictor: Any, label: str = "model") -> None:
+        """Use an already built predictor (anything with the Predictor contract)."""
+        self.predictor = predictor
+        self._set_class_names(list(predictor.class_names))
+        describe = getattr(predictor, "describe", None)
+        self.model_label.setText(f"{label}\n{describe() if describe else ''}")
+        self.statusBar().showMessage(f"model {label} loaded")
+        self._update_buttons()
+
+    def open_source(self, kind: str, path: str | int | Path) -> None:
+        """Select a source ("image", "folder", "video", "camera") and preview it."""
+        if kind not in ("image", "folder", "video", "camera"):
+            raise ValueError(f"unknown source kind {kind!r}; expected image, folder, video, camera")
+        if kind == "camera":
+            path = int(self.camera_index.value()) if path in (None, 0) else path
+        self.source_kind, self.source_path = kind, path if kind == "camera" else str(path)
+        preview = None
+        try:
+            if kind == "image":
+                preview = read_image(path)
+            elif kind == "video":
+                src = VideoFileSource(path)
+                first = src.read()
+                src.close()
+                preview = None if first is None else first[1]
+            elif kind == "folder":
+                images = sorted(
+                    p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                )
+                preview = read_image(images[0]) if images else None
+        except (OSError, ValueError) as e:
+            self._error(str(e))
+            self.source_kind = None
+        self.original.set_image(preview)
+        self.result.set_image(None)
+        self.statusBar().showMessage(f"{kind}: {path}")
+        self._update_buttons()
+        if self.source_kind is not None and self.predictor is not None and kind == "image":
+            self.start()  # a single photo: no reason to wait for Start
+
+    def set_save_dir(self, path: str | Path) -> None:
+        """Save the displayed result now, and every later run's results, into `path`."""
+        self.save_dir = Path(path)
+        if self.last_result is not None:
+            save_result(self.save_dir, self.last_result)
+        self.statusBar().showMessage(f"results are saved in {self.save_dir}")
+
+    def _make_source(self):
+        kind, path = self.source_kind, self.source_path
+        if kind == "image":
+            return FrameListSource([(Path(path).stem, read_image(path))])
+        if kind == "folder":
+            return image_folder_source(path)
+        if kind == "video":
+            return VideoFileSource(path)
+        return CameraSource(path)
+
+    def start(self) -> None:
+        """Run the selected source through the model in the worker threads."""
+        if self.running or self.predictor is None or self.source_kind is None:
+            return
+        try:
+            source = self._make_source()
+        except (OSError, ValueError) as e:
+            self._error(str(e))
+            return
+        sinks = []
+        if self.save_dir is not None:
+            is_video = self.source_kind in ("video", "camera")
+            fps = getattr(source, "fps", None) or 25.0
+            sinks.append(ResultSaver(self.save_dir, is_video, fps, self.class_names))
+        pipeline = VideoPipeline(
+            self.predictor,
+            source,
+            sinks,
+            batch_size=1 if source.live else 4,
+            draw=default_draw,
+            annotate=Annotator(self.class_names, self.rules),
+        )
+        self.worker = PipelineWorker(pipeline)
+        self.worker.frame_ready.connect(self._show_latest)
+        self.worker.finished.connect(self._on_finished)
+        self.worker.failed.connect(self._on_failed)
+        self.frames_shown = 0
+        self.worker.start()
+        self.statusBar().showMessage(f"running {self.source_kind}: {self.source_path}")
+        self._update_buttons()
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None and self.worker.pipeline.running
+
+    # ------------------------------------------------------------------ slots (GUI thread)
+    @QtCore.Slot()
+    def _show_latest(self) -> None:
+        if self.worker is None:
+            return
+        result = self.worker.take_latest()
+        if result is None:
+            return
+        self.last_result = result
+        self.frames_shown += 1
+        self.original.set_image(result.image)
+        self.result.set_image(result.overlay if result.overlay is not None else result.image)
+        if isinstance(result.extra, FrameReport):
+            self._show_report(result.extra)
+        stats = self.worker.pipeline.stats
+        if stats.frames_out > 1:
+            self.fps_label.setText(
+                f"FPS {stats.fps:.1f}   model {stats.stage_ms['infer']:.0f} ms/frame"
+            )
+
+    def _show_report(self, report: FrameReport) -> None:
+        self.areas.setRowCount(len(report.class_pixels))
+        for row, (name, pixels) in enumerate(report.class_pixels.items()):
+            of_fruit = 100 * pixels / report.fruit_pixels if report.fruit_pixels else 0.0
+            cells = (name, f"{100 * pixels / report.image_pixels:.2f}", f"{of_fruit:.2f}")
+            for col, text in enumerate(cells):
+                self.areas.setItem(row, col, QtWidgets.QTableWidgetItem(text))
+        self.grades.setRowCount(len(report.grades))
+        for row, g in enumerate(report.grades):
+            fruit = f"{g.fruit}" + (" (partial)" if g.partial else "")
+            grade = QtWidgets.QTableWidgetItem(g.grade)
+            grade.setForeground(QtGui.QColor(GRADE_QCOLOURS.get(g.grade, "#888")))
+            self.grades.setItem(row, 0, QtWidgets.QTableWidgetItem(fruit))
+            self.grades.setItem(row, 1, QtWidgets.QTableWidgetItem(f"{100 * g.total:.2f}"))
+            self.grades.setItem(row, 2, grade)
+
+    @QtCore.Slot(object, bool)
+    def _on_finished(self, stats: PipelineStats, stopped: bool) -> None:
+        self._show_latest()  # the last frame may still be waiting
+        self.last_stats = stats
+        if stats.frames_out:
+            self.fps_label.setText(
+                f"FPS {stats.fps:.1f}   model {stats.stage_ms['infer']:.0f} ms/frame"
+            )
+        state = "stopped" if stopped else "finished"
+        self.statusBar().showMessage(f"{state}: {stats.frames_out} frames, {stats.fps:.1f} FPS")
+        self.worker = None
+        self._update_buttons()
+
+    @QtCore.Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.worker = None
+        self._update_buttons()
+        self._error(message)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Process events until the current run has ended and been reported (tests, scripts)."""
+        deadline = time.perf_counter() + timeout
+        app = QtWidgets.QApplication.instance()
+        while (self.worker is not None) and time.perf_counter() < deadline:
+            app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 50)
+            time.sleep(0.005)
+        app.processEvents()
+        return self.worker is None
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker.pipeline.join(5.0)
+        super().closeEvent(event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", help="project checkpoint (.pth) or ONNX model to load")
+    parser.add_argument("--source", help="image, folder of images or video to open")
+    parser.add_argument("--save-dir", help="folder for overlays/video, masks and grades.csv")
+    parser.add_argument("--grades", help="grading rules YAML/JSON (see utils/grading.py)")
+    parser.add_argument("--screenshot", help="run --source once, save the window here, quit")
+    args = parser.parse_args(argv)
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    window = MainWindow()
+    if args.grades:
+        window.rules = GradingRules.from_file(args.grades)
+    window.show()
+    if args.model and not window.load_model(args.model):
+        return 1
+    if args.save_dir:
+        window.set_save_dir(args.save_dir)
+    if args.source:
+        source = Path(args.source)
+        kind = (
+            "folder"
+            if source.is_dir()
+            else "video"
+            if source.suffix.lower() in VIDEO_SUFFIXES
+            else "image"
+        )
+        window.open_source(kind, source)
+        if kind != "image":
+            window.start()
+    if args.screenshot:
+        window.wait_idle(300.0)
+        Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
+        window.grab().save(str(args.screenshot))
+        print(f"saved {args.screenshot}: {window.statusBar().currentMessage()}")
+        window.close()
+        return 0
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
