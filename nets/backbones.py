@@ -16,7 +16,9 @@ original PoolFormer / EfficientFormerV2 repositories, timm) to ours; see
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass
 
 import timm
@@ -76,6 +78,28 @@ class Backbone(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:  # (B, 3, H, W) -> 4 x (B, C_i, H/s_i, W/s_i)
         return [norm(f) for norm, f in zip(self.norms, self.body(x), strict=True)]
+
+
+def timm_imagenet_state_dict(name: str) -> dict[str, Tensor]:
+    """ImageNet weights of backbone `name` in timm's ``features_only`` layout, downloaded by
+    timm from the Hugging Face hub.
+
+    Raises ConnectionError at once when the hub cannot be reached (rather than after
+    huggingface_hub's minute of retries).
+    """
+    if not _hub_reachable():
+        raise ConnectionError("huggingface.co cannot be reached (offline, or HF_HUB_OFFLINE set)")
+    return timm.create_model(name, pretrained=True, features_only=True).state_dict()
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------

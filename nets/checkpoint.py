@@ -146,13 +146,21 @@ def _load(
     own = model.state_dict()
     unexpected = [k for k in state if k not in own]
     missing = [k for k in own if k not in state and k not in dropped]
-    if strict and (unexpected or missing):
+    # BatchNorm step counters are not weights; files written without them still load
+    missing_weights = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if strict and (unexpected or missing_weights):
         raise ValueError(
             f"{_model_name(model)}: {layout} checkpoint does not match the model: "
-            f"{len(missing)} model keys missing (e.g. {missing[:3]}), {len(unexpected)} "
+            f"{len(missing_weights)} model keys missing (e.g. {missing_weights[:3]}), "
+            f"{len(unexpected)} "
             f"unexpected keys (e.g. {unexpected[:3]})"
         )
     usable = {k: v for k, v in state.items() if k in own}
+    if not usable:
+        raise ValueError(
+            f"{_model_name(model)}: no tensor of the {layout} checkpoint fits the model "
+            f"(first keys: {list(state)[:5]})"
+        )
     model.load_state_dict(usable, strict=False)
     return LoadReport(
         layout=layout, loaded=list(usable), skipped=unexpected, missing=missing, dropped=dropped
@@ -192,6 +200,9 @@ def load_checkpoint(
         report = _load(model, converted, f"backbone:{layout}", strict=False, drop=drop_classifier)
         report.skipped = skipped + report.skipped
         return report
+    if hasattr(model, "convert_imagenet_state_dict"):
+        converted = model.convert_imagenet_state_dict(state)
+        return _load(model, converted, "backbone", strict=False, drop=drop_classifier)
     if hasattr(model, "convert_original_state_dict"):
         converted = model.convert_original_state_dict(state)
         return _load(model, converted, "original", strict=True, drop=drop_classifier)

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nets import backbones
 from nets.backbones import Backbone, backbone_spec, convert_backbone_state_dict
 from nets.blocks import ConvBN, ConvBNReLU, SeparableConvBNReLU, inverted_residual_group
 from nets.pyramids import build_pyramid
@@ -209,7 +210,8 @@ class FastSegFormer(nn.Module):
         The backbone goes by name (``nets.backbones``). The head modules are registered in
         the same order as the original's (``convert_channel``, ``global_feature``, ``FFM``,
         ``classify``, ``cnn1/cnn2/cnn_up``), so their keys pair up one to one in order; every
-        pair's shape is checked.
+        pair's shape is checked (class-count-dependent tensors by ``load_checkpoint``, which
+        can drop them).
         """
         backbone_part = {
             k[len("common_backbone.") :]: v
@@ -248,7 +250,8 @@ class FastSegFormer(nn.Module):
                     "is the checkpoint for another pyramid / IRB setting?"
                 )
             for tk, ok in zip(theirs_keys, ours_keys, strict=True):
-                if state[tk].shape != ours[ok].shape:
+                class_dependent = ours[ok].ndim > 0 and ours[ok].shape[0] == self.num_classes
+                if state[tk].shape != ours[ok].shape and not class_dependent:
                     raise ValueError(
                         f"FastSegFormer({self.backbone.name}): original {tk} "
                         f"{tuple(state[tk].shape)} does not fit {ok} {tuple(ours[ok].shape)}"
@@ -273,14 +276,14 @@ class FastSegFormer(nn.Module):
             load_checkpoint(self, local)
             return
         try:
-            fresh = Backbone(self.backbone.name, timm_pretrained=True)
+            state = backbones.timm_imagenet_state_dict(self.backbone.name)
         except Exception as err:  # offline, hub unreachable, no cache
             raise FileNotFoundError(
                 f"ImageNet weights for {self.backbone.name} not found: put {spec.weights_file} "
                 f"(from {spec.weights_source}) in {MODEL_DATA}/, or pass pretrained=<path> "
                 f"(timm's download failed: {type(err).__name__}: {err})"
             ) from err
-        self.backbone.body.load_state_dict(fresh.body.state_dict())
+        self.backbone.body.load_state_dict(state)
 
 
 def _family_model(family: str, num_classes: int, backbone: str | None, **options) -> FastSegFormer:

@@ -1,8 +1,17 @@
 """Model registry: one dict of model name -> factory, and ``build_model``.
 
 A factory is a plain function ``factory(num_classes=..., **options) -> nn.Module``. To add a
-model, import its factory and add one line to ``MODELS``. ``build_model`` records what it
-built in ``model.build_config`` so a checkpoint can rebuild the model alone.
+model, import its factory and add one line to ``MODELS``.
+
+Hooks a model class may define (all optional):
+- ``load_pretrained()`` (or ``load_imagenet_backbone(True)``): ImageNet weights for
+  ``pretrained=True``;
+- ``convert_original_state_dict(state) -> dict``: the original code's full-model layout;
+- ``convert_backbone_state_dict(state) -> (dict, skipped keys, layout name)`` (or
+  ``convert_imagenet_state_dict(state) -> dict``): ImageNet backbone files.
+
+``build_model`` records what it built in ``model.build_config`` so a checkpoint can rebuild
+the model alone.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from pathlib import Path
 
 from torch import nn
 
+from nets import comparison
 from nets.fastsegformer import fastsegformer_e, fastsegformer_p
 from nets.swin_att_unet import SwinTAttUNet
 
@@ -19,6 +29,16 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "fastsegformer_p": fastsegformer_p,
     "fastsegformer_e": fastsegformer_e,
     "swin_t_att_unet": SwinTAttUNet,
+    "enet": comparison.enet,
+    "fanet18": comparison.fanet18,
+    "fanet34": comparison.fanet34,
+    "fast_scnn": comparison.fast_scnn,
+    "swiftnet_rn18": comparison.swiftnet_rn18,
+    "bisenet_r18": comparison.bisenet_r18,
+    "bisenetv2": comparison.bisenetv2,
+    "pidnet_s": comparison.pidnet_s,
+    "pidnet_m": comparison.pidnet_m,
+    "pidnet_l": comparison.pidnet_l,
 }
 
 
@@ -43,11 +63,14 @@ def build_model(
     model = MODELS[name](num_classes=num_classes, **options)
     model.build_config = {"name": name, "num_classes": num_classes, "options": dict(options)}
     if pretrained is True:
-        if not hasattr(model, "load_pretrained"):
+        if hasattr(model, "load_pretrained"):
+            model.load_pretrained()
+        elif hasattr(model, "load_imagenet_backbone"):
+            model.load_imagenet_backbone(True)
+        else:
             raise ValueError(
                 f"{name} has no ImageNet weights to fetch; pass pretrained=<checkpoint path>"
             )
-        model.load_pretrained()
     elif pretrained:
         from nets.checkpoint import load_checkpoint
 
