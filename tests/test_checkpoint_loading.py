@@ -93,8 +93,9 @@ def test_poolformer_imagenet_layout(load_case, tmp_path: Path) -> None:
     assert report.layout == "backbone:original"
     assert sorted(report.skipped) == ["head.bias", "head.weight", "norm.bias", "norm.weight"]
     assert len(report.loaded) == len(model.backbone.body.state_dict())
-    assert all(k.startswith(("reduce.", "global_feature.", "pyramid.", "fusion.",
-                             "classifier.", "irb.", "backbone.norms.")) for k in report.missing)  # fmt: skip
+    # what an ImageNet file cannot hold stays at its initial values: the head and stage norms
+    assert all(not k.startswith("backbone.body.") for k in report.missing)
+    assert any(k.startswith("backbone.norms.") for k in report.missing)
     _assert_backbone_equal(model, reference)
 
 
@@ -105,15 +106,10 @@ def test_efficientformerv2_imagenet_layout_wrapped_in_model(load_case) -> None:
     model = nets.build_model("fastsegformer_e")
     report = nets.load_checkpoint(model, imagenet)
     assert report.layout == "backbone:original"
-    body = model.backbone.body.state_dict()
-    assert len(report.loaded) == sum(not k.endswith("num_batches_tracked") for k in body) + sum(
-        k.endswith("num_batches_tracked") for k in body
-    )
+    assert len(report.loaded) == len(model.backbone.body.state_dict())
     assert {"norm.weight", "head.weight", "dist_head.weight"} <= set(report.skipped)
     _assert_backbone_equal(model, reference)
-    # the per-stage norms are not in ImageNet files: they stay as initialised
-    assert all(k.startswith(("backbone.norms.",)) or not k.startswith("backbone.")
-               for k in report.missing)  # fmt: skip
+    assert all(not k.startswith("backbone.body.") for k in report.missing)
 
 
 @pytest.mark.parametrize("name", ["fastsegformer_p", "fastsegformer_e"])
