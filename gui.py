@@ -262,8 +262,10 @@ class MainWindow(QtWidgets.QMainWindow):
         side.addWidget(self._titled("Grade per fruit", self.grades))
         for table in (self.areas, self.grades):
             table.verticalHeader().setVisible(False)
-            table.horizontalHeader().setStretchLastSection(True)
+            table.verticalHeader().setDefaultSectionSize(22)
+            table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
             table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.areas.setFixedHeight(22 * 4 + 8)  # header + three defect classes
         self.fps_label = QtWidgets.QLabel("FPS -")
         self.fps_label.setStyleSheet("font-size: 15px; font-weight: bold;")
         side.addWidget(self.fps_label)
@@ -272,7 +274,7 @@ class MainWindow(QtWidgets.QMainWindow):
         side.addWidget(self.model_label)
         side_widget = QtWidgets.QWidget()
         side_widget.setLayout(side)
-        side_widget.setFixedWidth(300)
+        side_widget.setFixedWidth(330)
 
         central = QtWidgets.QWidget()
         layout = QtWidgets.QHBoxLayout(central)
@@ -280,7 +282,7 @@ class MainWindow(QtWidgets.QMainWindow):
         layout.addWidget(side_widget)
         self.setCentralWidget(central)
         self.statusBar().showMessage("Open a model (checkpoint .pth or .onnx), then a source.")
-        self.resize(1280, 560)
+        self.resize(1360, 520)
 
     @staticmethod
     def _titled(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
