@@ -1,0 +1,181 @@
+"""Tests of the paper's comparison models (nets/comparison/): sizes against the original
+FastSegFormer comparison code, the auxiliary-loss contract, full-size logits, pretrained
+weights, PIDNet's boundary targets.
+
+Targets: DESIGN.md (params / thop GMACs at 224x224, 4 classes; BiSeNetV2 at 416x416, 3 classes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import nets
+from nets.comparison import COMPARISON_MODELS, count_params, thop_macs
+from nets.comparison.pidnet import balanced_bce, boundary_target
+
+torch.set_num_threads(1)
+
+# name: (params M, thop GMACs, num_classes, input size, counts include the auxiliary heads)
+TARGETS = {
+    "enet": (0.36, 0.46, 4, 224, False),
+    "fanet18": (13.82, 1.17, 4, 224, False),
+    "fanet34": (23.92, 1.65, 4, 224, False),
+    "fast_scnn": (1.14, 0.17, 4, 224, False),
+    "swiftnet_rn18": (11.79, 2.49, 4, 224, False),
+    "bisenet_r18": (13.24, 2.84, 4, 224, False),
+    "pidnet_s": (7.62, 1.15, 4, 224, False),
+    "pidnet_m": (28.54, 4.30, 4, 224, False),
+    "pidnet_l": (36.94, 6.63, 4, 224, False),
+    # the original runs BiSeNetV2's four booster heads at inference, so its figures count them
+    "bisenetv2": (3.62, 8.53, 3, 416, True),
+}
+# The original FANet builds two modules it never calls (fam_8's 3x3 smoothing conv 128->128 +
+# BN, fam_4's 1x1 up conv 64->32 + BN); they count in its 13.82M / 23.92M. Ours leaves them out.
+FANET_UNUSED = 128 * 128 * 9 + 2 * 128 + 64 * 32 + 2 * 32
+
+# the rounding of the published figures (2 decimals) is folded into the tolerance
+PARAM_TOL, MACS_TOL = 0.01, 0.02
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The trainer's contract: logits of any size, upsampled to the target, CE with ignore."""
+    logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
+    return F.cross_entropy(logits, target, ignore_index=255)
+
+
+def test_registry_holds_every_comparison_model() -> None:
+    assert set(TARGETS) == set(COMPARISON_MODELS)
+    assert set(TARGETS) <= set(nets.MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_size_matches_the_original_comparison_code(name: str) -> None:
+    params_m, gmacs, num_classes, size, with_aux = TARGETS[name]
+    model = nets.build_model(name, num_classes=num_classes)
+    params = count_params(model, include_aux=with_aux)
+    if name.startswith("fanet"):
+        params += FANET_UNUSED
+    macs = thop_macs(model, size, with_aux=with_aux)
+    assert math.isclose(params / 1e6, params_m, rel_tol=PARAM_TOL, abs_tol=0.005), params
+    assert math.isclose(macs / 1e9, gmacs, rel_tol=MACS_TOL, abs_tol=0.005), macs
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_aux_contract_and_full_size_logits(name: str) -> None:
+    torch.manual_seed(0)
+    model = nets.build_model(name, num_classes=3).train()
+    x = torch.randn(2, 3, 64, 64)
+    target = torch.randint(0, 3, (2, 64, 64))
+    target[:, :4] = 255  # an ignored band
+    logits, aux = model(x, return_aux=True)
+    assert logits.shape == (2, 3, 64, 64)
+    if not hasattr(model, "aux_heads"):
+        assert aux == {}
+        return
+    losses = model.aux_losses(aux, target, seg_loss)
+    assert losses and all(k.startswith("aux_") for k in losses)
+    total = seg_loss(logits, target)
+    for key, value in losses.items():
+        assert value.dim() == 0 and torch.isfinite(value), key
+        total = total + value
+    total.backward()
+    for head_name, head in model.aux_heads.items():
+        grads = [p.grad for p in head.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), head_name
+
+
+@pytest.mark.parametrize("name", ["enet", "fanet18", "fast_scnn", "bisenetv2", "pidnet_s"])
+def test_odd_input_sizes_give_full_size_logits(name: str) -> None:
+    model = nets.build_model(name, num_classes=2).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 70, 54))
+    assert out.shape == (1, 2, 70, 54)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ["swiftnet_rn18", "bisenet_r18", "pidnet_s"])
+def test_features_for_distillation(name: str) -> None:
+    model = nets.build_model(name, num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features, logits = model(x, return_features=True)
+        plain = model(x)
+    assert torch.equal(logits, plain)
+    assert len(features) >= 3
+    assert all(f.dim() == 4 and f.shape[0] == 1 for f in features)
+
+
+def test_aux_losses_name_missing_outputs() -> None:
+    model = nets.build_model("bisenet_r18", num_classes=3)
+    with pytest.raises(KeyError, match="return_aux=True"):
+        model.aux_losses({}, torch.zeros(1, 8, 8, dtype=torch.long), seg_loss)
+
+
+def test_boundary_target_marks_class_changes_and_keeps_ignore() -> None:
+    label = torch.zeros(1, 6, 6, dtype=torch.long)
+    label[0, :, 3:] = 1
+    label[0, 0, 0] = 255
+    edges = boundary_target(label)
+    expected = torch.zeros(6, 6, dtype=torch.long)
+    expected[:, 2:4] = 1  # both sides of the vertical class border
+    expected[0, 0] = 255
+    assert torch.equal(edges[0], expected)
+    # an ignored neighbour alone does not make a boundary
+    assert edges[0, 1, 0] == 0 and edges[0, 0, 1] == 0
+
+
+def test_balanced_bce_weighs_the_rare_class_up() -> None:
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, 0, 0] = 1
+    logits = torch.zeros(1, 1, 4, 4)
+    loss = balanced_bce(logits, target)
+    # every pixel has BCE log 2; weights 15/16 (one boundary pixel) and 1/16 (15 others)
+    assert math.isclose(loss.item(), math.log(2) * (15 / 16 + 15 / 16) / 16, rel_tol=1e-5)
+    target[0, 1, 1] = 255
+    assert torch.isfinite(balanced_bce(logits, target))
+
+
+def test_pidnet_boundary_aware_loss_is_zero_without_confident_boundaries() -> None:
+    model = nets.build_model("pidnet_s", num_classes=3).train()
+    # batch 2: in training, BatchNorm after PIDNet's global pool needs more than one value
+    logits, aux = model(torch.randn(2, 3, 64, 64), return_aux=True)
+    aux["boundary"] = torch.full_like(aux["boundary"], -10.0)  # sigmoid << 0.8 everywhere
+    losses = model.aux_losses(aux, torch.randint(0, 3, (2, 64, 64)), seg_loss)
+    assert losses["aux_boundary_seg"].item() == 0.0
+    assert set(losses) == {"aux_p", "aux_boundary", "aux_boundary_seg"}
+
+
+def test_resnet_weights_load_from_a_local_file(tmp_path) -> None:
+    reference = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), path)
+    for factory in (COMPARISON_MODELS["fanet18"], COMPARISON_MODELS["bisenet_r18"]):
+        model = factory(num_classes=3, pretrained=str(path))
+        assert torch.equal(model.backbone.layer3[1].conv2.weight, reference.layer3[1].conv2.weight)
+        assert torch.equal(model.backbone.conv1.weight, reference.conv1.weight)
+
+
+def test_pretrained_without_file_names_the_file(tmp_path, monkeypatch) -> None:
+    import nets.comparison.common as common
+
+    monkeypatch.setattr(common, "MODEL_DATA", tmp_path)
+    with pytest.raises(FileNotFoundError, match="PIDNet_S_ImageNet.pth.tar"):
+        nets.build_model("pidnet_s", pretrained=True)
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        nets.build_model("enet", pretrained=True)
+
+
+def test_pidnet_backbone_freezing_leaves_the_heads_trainable() -> None:
+    model = nets.build_model("pidnet_s", num_classes=3)
+    nets.set_backbone_frozen(model, True)
+    assert not model.conv1[0].weight.requires_grad
+    assert not model.spp.shortcut[2].weight.requires_grad
+    assert model.final_layer.conv2.weight.requires_grad
+    assert model.aux_heads["boundary"].conv2.weight.requires_grad
+    nets.set_backbone_frozen(model, False)
+    assert all(p.requires_grad for p in model.parameters())
