@@ -238,57 +238,36 @@ def run_video(
     max_frames: int | None = None,
     fps: float | None = None,
 ) -> tuple[int, float]:
-    """Sequential video loop: read -> predict -> draw (+ running FPS) -> write.
+    """Video loop on the threaded pipeline (utils/video_pipeline.py): decode, pre-process,
+    inference (opportunistic batches), post-process and draw (+ running FPS) / encode run in
+    their own threads, in frame order; a camera drops stale frames instead of lagging.
 
-    `source` is anything cv2.VideoCapture opens (file, camera index, stream URL); `draw(name,
-    frame, mask)` returns the RGB frame to write. Returns (frames, mean end-to-end FPS). Kept
-    self-contained so the threaded pipeline of utils/video_pipeline.py can replace it.
+    `source` is a video file, a camera index or a stream URL; `draw(name, frame, mask)` returns
+    the RGB frame to write. Returns (frames, mean end-to-end FPS).
     """
-    import cv2
-
+    from utils.video_pipeline import CameraSource, VideoFileSource, VideoPipeline, VideoWriterSink
     from utils.visualize import draw_text
 
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise ValueError(
-            f"cannot open video source {source!r}: expected a video file OpenCV "
-            f"can decode, a camera index or a stream URL"
-        )
-    src_fps = cap.get(cv2.CAP_PROP_FPS)
-    fps = fps or (src_fps if src_fps and src_fps > 0 else 25.0)
-    writer = None
-    frames, running_fps, t_start = 0, 0.0, time.perf_counter()
+    is_file = isinstance(source, str) and Path(source).is_file()
+    src = VideoFileSource(source) if is_file else CameraSource(source)
+    writer = VideoWriterSink(out_path, fps or src.fps or 25.0) if out_path is not None else None
+    t_start = time.perf_counter()
+    written = [0]
+
+    def draw_frame(result) -> None:  # first sink, in the pipeline's write thread
+        result.overlay = draw(f"frame_{result.index:06d}", result.image, result.mask)
+        written[0] += 1
+        draw_text(result.overlay, f"fps = {written[0] / (time.perf_counter() - t_start):.1f}")
+
+    sinks = [draw_frame] + ([writer] if writer is not None else [])  # the pipeline closes them
+    pipeline = VideoPipeline(predictor, src, sinks, draw=None, max_frames=max_frames)
     try:
-        while max_frames is None or frames < max_frames:
-            t0 = time.perf_counter()
-            ok, frame_bgr = cap.read()
-            if not ok:
-                break
-            frame = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-            mask = predictor.predict(frame)
-            drawn = draw(f"frame_{frames:06d}", frame, mask)
-            dt = time.perf_counter() - t0
-            # running FPS like the original: average of the last estimate and this frame's
-            running_fps = 1.0 / dt if frames == 0 else 0.5 * (running_fps + 1.0 / dt)
-            draw_text(drawn, f"fps = {running_fps:.1f}")
-            if out_path is not None:
-                if writer is None:
-                    out_path.parent.mkdir(parents=True, exist_ok=True)
-                    h, w = drawn.shape[:2]
-                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
-                    writer = cv2.VideoWriter(str(out_path), fourcc, fps, (w, h))
-                    if not writer.isOpened():
-                        raise OSError(f"cannot write video {out_path} (mp4v codec)")
-                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-            frames += 1
+        stats = pipeline.run()
     except KeyboardInterrupt:
         print("stopped by Ctrl-C")
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
-    elapsed = time.perf_counter() - t_start
-    return frames, (frames / elapsed if elapsed > 0 else 0.0)
+        stats = pipeline.stats
+    print(stats.summary())
+    return stats.frames_out, stats.fps
 
 
 def predict_video(cfg: Config, predictor, source: str | int, stem: str) -> int:

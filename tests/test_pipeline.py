@@ -124,6 +124,14 @@ def test_batches_form_when_model_is_slower_than_reading():
     assert stats.mean_batch > 1
 
 
+def test_max_frames_ends_the_run_normally(tagged_video):
+    sink = CollectSink()
+    pipe = no_draw_pipeline(FakePredictor(), VideoFileSource(tagged_video), [sink], max_frames=7)
+    stats = pipe.run()
+    assert [r.index for r in sink.results] == list(range(7)) and stats.frames_in == 7
+    assert not pipe.stopped
+
+
 def test_default_draw_makes_overlay(tagged_video):
     sink = CollectSink()
     pipe = VideoPipeline(FakePredictor(), VideoFileSource(tagged_video), [sink])

@@ -331,7 +331,8 @@ class Predictor:
 
     def postprocess(self, logits: np.ndarray, box: Letterbox) -> np.ndarray:
         """(K, h, w) logits -> (H, W) uint8 class mask at the photo's size."""
-        return self.probabilities(logits, box).argmax(dim=0).to(torch.uint8).numpy()
+        # numpy's argmax over the class axis: torch's takes ~5x longer on CPU (outer-dim reduce)
+        return self.probabilities(logits, box).numpy().argmax(axis=0).astype(np.uint8)
 
     def predict(self, image_rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB photo -> (H, W) uint8 class mask."""

@@ -316,6 +316,7 @@ class VideoPipeline:
     draw: `(image, mask) -> overlay` or None to skip drawing.
     annotate: optional `(image, mask, overlay) -> Any` run after drawing (grading); it may draw
         on the overlay in place; its return value is `FrameResult.extra`.
+    max_frames: read at most this many frames, then finish normally.
     """
 
     def __init__(
@@ -328,6 +329,7 @@ class VideoPipeline:
         queue_size: int = 8,
         draw: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = default_draw,
         annotate: Callable[[np.ndarray, np.ndarray, np.ndarray | None], Any] | None = None,
+        max_frames: int | None = None,
     ) -> None:
         if batch_size < 1 or queue_size < 1:
             raise ValueError(
@@ -339,6 +341,7 @@ class VideoPipeline:
         self.batch_size = batch_size
         self.draw = draw
         self.annotate = annotate
+        self.max_frames = max_frames
         self.live = bool(getattr(source, "live", False))
         # Live: at most one frame waits in front of each pre-model stage (the freshest one).
         pre = 1 if self.live else queue_size
@@ -491,6 +494,8 @@ class VideoPipeline:
         index = 0
         try:
             while not self._stop.is_set():
+                if self.max_frames is not None and index >= self.max_frames:
+                    break  # treated as the end of the source: the frames read are all finished
                 t0 = time.perf_counter()
                 self._current["read"] = (index, index)
                 item = self.source.read()
