@@ -76,3 +76,21 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:  # noqa: ANN001
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def make_tiny_voc(root, num: int = 12, size: int = 64):  # noqa: ANN001, ANN201
+    """A small synthetic VOC set (utils.synthetic) for end-to-end runs of train.py."""
+    from utils.synthetic import generate_dataset
+
+    return generate_dataset(root, num=num, seed=0, size=size)
+
+
+def run_env() -> dict:
+    """Environment for train.py subprocesses: one thread each, repository importable."""
+    import os
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env

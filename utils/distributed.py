@@ -53,6 +53,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N")
 
 
+def env_world_size() -> int:
+    """Number of processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the torchrun process group if launched by torchrun; return this process's info."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

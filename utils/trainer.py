@@ -116,7 +116,9 @@ class TrainConfig:
     seed: int = opt(11, "random seed (data order, augmentation, init)")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     sync_bn: bool = opt(False, "SyncBatchNorm across torchrun processes")
-    ddp_find_unused: bool = opt(False, "DDP find_unused_parameters (models with unused branches)")
+    ddp_find_unused: bool = opt(
+        True, "DDP find_unused_parameters, as the original (FastSegFormer's unused stage norms)"
+    )
     max_steps: int = opt(
         0, "train at most N batches per epoch (0: the whole split); for smoke runs"
     )
@@ -229,6 +231,8 @@ def merge_resume_config(cfg: Any, argv: Sequence[str]) -> Any:
     """
     if not cfg.resume:
         return cfg
+    if not Path(cfg.resume).is_file():
+        raise ConfigError(f"--resume={cfg.resume!r}: file not found")
     ckpt = read_checkpoint(cfg.resume)
     saved = dict(ckpt.get("config") or {})
     given = explicit_fields(type(cfg), argv) | {"resume"}
@@ -422,7 +426,10 @@ class Trainer:
         seed_everything(cfg.seed)
         task.to(self.device)
         if cfg.sync_bn and self.info.distributed:
-            task = nn.SyncBatchNorm.convert_sync_batchnorm(task)
+            if self.device.type == "cuda":
+                task = nn.SyncBatchNorm.convert_sync_batchnorm(task)
+            elif self.info.is_main:
+                print("note: --sync-bn needs CUDA (PyTorch's SyncBatchNorm); plain BN on the CPU")
         self.task = task
         self.amp = bool(cfg.amp and self.device.type == "cuda")
         if cfg.amp and not self.amp:
