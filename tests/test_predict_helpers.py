@@ -74,7 +74,9 @@ def register_tiny(monkeypatch) -> None:
     """Make nets.build_model("tiny_seg", ...) build a TinySegNet for this test."""
     import nets
 
-    monkeypatch.setitem(nets.MODELS, "tiny_seg", lambda num_classes=4, **kw: TinySegNet(num_classes))
+    monkeypatch.setitem(
+        nets.MODELS, "tiny_seg", lambda num_classes=4, **kw: TinySegNet(num_classes)
+    )
 
 
 def orange_photo(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
