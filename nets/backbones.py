@@ -76,8 +76,11 @@ class Backbone(nn.Module):
         else:
             self.norms = nn.ModuleList(nn.BatchNorm2d(c) for c in self.channels)
 
-    def forward(self, x: Tensor) -> list[Tensor]:  # (B, 3, H, W) -> 4 x (B, C_i, H/s_i, W/s_i)
-        return [norm(f) for norm, f in zip(self.norms, self.body(x), strict=True)]
+    def forward(self, x: Tensor, stages: tuple[int, ...] = (0, 1, 2, 3)) -> list[Tensor | None]:
+        """(B, 3, H, W) -> 4 x (B, C_i, H/s_i, W/s_i); only `stages` are normalised, the
+        others are None (saves the norms nobody reads)."""
+        feats = self.body(x)
+        return [self.norms[i](f) if i in stages else None for i, f in enumerate(feats)]
 
 
 def timm_imagenet_state_dict(name: str) -> dict[str, Tensor]:

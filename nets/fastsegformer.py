@@ -186,7 +186,8 @@ class FastSegFormer(nn.Module):
         """x: (B, 3, H, W) in [0, 1] -> logits (B, num_classes, H, W)."""
         height, width = x.shape[-2:]
         self.check_input_size(height, width)
-        stages = self.backbone(x)  # 4 x (B, C_i, H/s_i, W/s_i)
+        # 4 x (B, C_i, H/s_i, W/s_i); stages 0 and 2 are only read as distillation features
+        stages = self.backbone(x, (0, 1, 2, 3) if return_features else (1, 3))
         y = self.global_feature(self.reduce(stages[3]))  # (B, C, H/32, W/32)
         pyramid = self.pyramid(y)  # (B, width, H/32, W/32)
         fused = self.fusion(stages[1], pyramid)  # (B, width, H/8, W/8)
