@@ -26,6 +26,7 @@ still moves it (see `DistillationTask._apply`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +79,52 @@ def resize_labels(labels: Tensor, size: Sequence[int]) -> Tensor:
         return labels
     resized = F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")
     return resized[:, 0].to(labels.dtype)
+
+
+def load_teacher(
+    name: str, checkpoint: str | Path | None, num_classes: int, map_location: str = "cpu"
+) -> nn.Module:
+    """The trained teacher, frozen and in eval mode, from a project or an original checkpoint.
+
+    A project checkpoint (written by train.py) rebuilds its own model: `name` must match it.
+    Any other file is loaded into ``nets.build_model(name, num_classes)`` by
+    ``nets.load_checkpoint`` (e.g. the authors' teacher_Swin_T_Att_Unet_input_512.pth).
+    Backbone-only (ImageNet) weights are refused: an untrained decoder has nothing to teach.
+    """
+    if not checkpoint:
+        raise ValueError(
+            f"--teacher-checkpoint is required: the trained {name} weights to distil from. "
+            "Train a teacher with `python train.py --model swin_t_att_unet --input-size 512` "
+            "and pass its best.pth, or pass the authors' teacher_Swin_T_Att_Unet_input_512.pth"
+        )
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"--teacher-checkpoint {path}: file not found")
+    import nets
+    from nets.checkpoint import read_checkpoint
+
+    obj = read_checkpoint(path, map_location)
+    if isinstance(obj, dict) and "format" in obj:
+        teacher, _ = nets.model_from_checkpoint(path, map_location)
+        recorded = teacher.build_config["name"]
+        if name and recorded != name:
+            raise ValueError(
+                f"--teacher-checkpoint {path} holds a {recorded} model, not --teacher {name}"
+            )
+    else:
+        teacher = nets.build_model(name, num_classes)
+        report = nets.load_checkpoint(teacher, obj)
+        if report.layout.startswith("backbone"):
+            raise ValueError(
+                f"--teacher-checkpoint {path} holds only backbone weights ({report.layout}); "
+                "distillation needs a fully trained teacher"
+            )
+    if int(getattr(teacher, "num_classes", num_classes)) != num_classes:
+        raise ValueError(
+            f"--teacher-checkpoint {path} predicts {teacher.num_classes} classes, the student "
+            f"{num_classes} (--num-classes)"
+        )
+    return teacher.requires_grad_(False).eval()
 
 
 class Connectors(nn.ModuleList):
