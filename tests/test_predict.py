@@ -9,8 +9,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_predict_helpers import make_tiny, orange_photo, register_tiny, write_project_checkpoint
+from test_predict_helpers import (
+    TinySegNet,
+    make_tiny,
+    orange_photo,
+    register_tiny,
+    write_project_checkpoint,
+)
 
+import nets
 import predict
 from utils.predictor import Predictor
 from utils.preprocess import letterbox, to_tensor, unletterbox
@@ -314,3 +321,19 @@ def test_bad_model_arguments(tmp_path, ckpt, capsys):
     )
     assert rc == 1  # reported and skipped
     assert "nope.jpg" in capsys.readouterr().err
+
+
+def test_fixed_size_model_refuses_another_input_size(tmp_path, monkeypatch):
+    register_tiny(monkeypatch)
+    path = write_project_checkpoint(make_tiny(), tmp_path / "m.pth", input_size=32)
+    # like EfficientFormerV2, whose attention biases are sized for one input
+    monkeypatch.setitem(nets.MODELS, "tiny_seg", lambda num_classes=4, **kw: TinySegNetFixed())
+    with pytest.raises(ValueError, match="runs only at 32x32 input, not 48x48"):
+        Predictor.from_checkpoint(path, input_size=48)
+    assert Predictor.from_checkpoint(path).input_size == (32, 32)
+
+
+class TinySegNetFixed(TinySegNet):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fixed_input_size = True

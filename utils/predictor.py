@@ -70,6 +70,17 @@ def is_project_checkpoint(obj: Any) -> bool:
     )
 
 
+def _check_fixed_size(model: torch.nn.Module, size: Sequence[int] | int) -> None:
+    """EfficientFormerV2 students only run at their training size (attention biases)."""
+    if not getattr(model, "fixed_input_size", False):
+        return
+    want = model.default_input_size
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if (h, w) != (want, want):
+        name = getattr(model, "build_config", {}).get("name", type(model).__name__)
+        raise ValueError(f"{name} runs only at {want}x{want} input, not {h}x{w}")
+
+
 class TorchBackend:
     """Runs an nn.Module on CPU or CUDA, in float32 or float16."""
 
@@ -225,6 +236,7 @@ class Predictor:
             model, ckpt = nets.model_from_checkpoint(path, map_location="cpu")
             pre = ckpt.get("preprocess") or {}
             size = input_size or ckpt.get("input_size") or model.default_input_size
+            _check_fixed_size(model, size)
             predictor = cls(
                 model,
                 size,
@@ -260,6 +272,7 @@ class Predictor:
                 f"segmentation model, not backbone-only weights"
             )
         size = input_size or model.default_input_size
+        _check_fixed_size(model, size)
         return cls(model.eval(), size, device=device, half=half)
 
     @classmethod
