@@ -200,3 +200,28 @@ def test_bad_inputs_say_what_is_wrong(tmp_path, tiny_ckpt, capsys):
     assert "missing" in capsys.readouterr().err
     assert get_miou.main(["--checkpoint", str(tiny_ckpt), "--split", "nosuch", *common]) == 2
     assert "nosuch.txt" in capsys.readouterr().err
+
+
+def test_score_mode_on_the_real_photos_without_split_files(tmp_path, real_samples):
+    """`--split all` takes every mask of a folder without ImageSets/ (the six real samples)."""
+    out = tmp_path / "real"
+    rc = get_miou.main(
+        [
+            "--mode",
+            "score",
+            "--data",
+            str(real_samples),
+            "--split",
+            "all",
+            "--pred-dir",
+            str(real_samples / "original_predictions"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["num_images"] == 6
+    assert [round(100 * v, 2) for v in doc["IoU"]] == [99.44, 93.64, 86.76, 71.63]
+    assert (round(100 * doc["mIoU"], 2), round(100 * doc["mPA"], 2)) == (87.87, 91.47)

@@ -36,13 +36,20 @@ UNITS = "fraction"  # every score in metrics.json is a fraction in [0, 1] (x100 
 def split_files(
     data: str | Path, split: str, num_classes: int, need_masks: bool = True
 ) -> tuple[list[str], list[Path], list[Path] | None]:
-    """(ids, photo paths, mask paths or None) of a VOC split, checked by utils.dataset."""
+    """(ids, photo paths, mask paths or None) of a VOC split, checked by utils.dataset.
+
+    split "all" without an all.txt split file means every mask in SegmentationClass/ (every
+    photo in JPEGImages/ when masks are not needed): a folder of photos and masks with no split
+    files, such as the six real samples, can be evaluated as it is.
+    """
     from utils.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
 
+    voc = resolve_voc_root(data)
+    if split == "all" and not (voc / "ImageSets" / "Segmentation" / "all.txt").is_file():
+        return _all_files(voc, need_masks, PHOTO_SUFFIXES)
     if need_masks:
         ds = VOCSegmentation(data, split, input_size=32, num_classes=num_classes, train=False)
         return list(ds.ids), list(ds.photo_paths), list(ds.mask_paths)
-    voc = resolve_voc_root(data)
     split_file, ids = read_split(voc, split)
     photos = []
     for i in ids:
@@ -52,6 +59,25 @@ def split_files(
             raise ValueError(f"{split_file} lists {i}, but {voc / 'JPEGImages'}/{i}.jpg is missing")
         photos.append(found[0])
     return ids, photos, None
+
+
+def _all_files(
+    voc: Path, need_masks: bool, suffixes: Sequence[str]
+) -> tuple[list[str], list[Path], list[Path] | None]:
+    photo_dir, mask_dir = voc / "JPEGImages", voc / "SegmentationClass"
+    photos = {p.stem: p for p in sorted(photo_dir.glob("*")) if p.suffix.lower() in suffixes}
+    if not need_masks:
+        if not photos:
+            raise ValueError(f"no photos in {photo_dir}")
+        return list(photos), list(photos.values()), None
+    masks = sorted(mask_dir.glob("*.png"))
+    if not masks:
+        raise ValueError(f"no masks (*.png) in {mask_dir}")
+    missing = [m.stem for m in masks if m.stem not in photos]
+    if missing:
+        raise ValueError(f"masks without a photo in {photo_dir}: {', '.join(missing[:5])}")
+    ids = [m.stem for m in masks]
+    return ids, [photos[i] for i in ids], masks
 
 
 def predict_split(
