@@ -190,3 +190,23 @@ def test_efficientformer_wrong_input_size_is_a_clear_error() -> None:
     assert model.fixed_input_size and model.default_input_size == 224
     with pytest.raises(ValueError, match="only runs at 224x224 input.*got 256x256"):
         model(torch.rand(1, 3, 256, 256))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "params_m", "gflops"),
+    [
+        ("fastsegformer_p", {}, 14.87, 2.70),
+        ("fastsegformer_e", {}, 5.01, 0.80),
+        ("fastsegformer_p", {"pyramid": "ppm", "irb": False}, 13.53, 2.57),
+        ("fastsegformer_e", {"pyramid": "ppm", "irb": False}, 4.48, 0.71),
+    ],
+)
+def test_params_and_gflops_match_the_paper(name, options, params_m, gflops) -> None:
+    """model_flop_params.count reproduces DESIGN.md's figures (thop convention) within 0.5%."""
+    from model_flop_params import count
+
+    model = nets.build_model(name, **options)
+    figures = count(model, 224)
+    assert figures["params_m"] == pytest.approx(params_m, rel=5e-3)
+    assert figures["gflops"] == pytest.approx(gflops, rel=5e-3)
+    assert not any(k.endswith(("total_ops", "total_params")) for k in model.state_dict())
