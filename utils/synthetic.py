@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -103,6 +104,15 @@ def _peel_texture(rng: np.random.Generator, size: int, pit: float) -> np.ndarray
 # ------------------------------------------------------------------------------- the orange
 
 
+@functools.lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) float32 pixel coordinate grids, each (S, S); cached, never modified."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return ys, xs
+
+
 @dataclass
 class Fruit:
     """Geometry of the fruit in the frame (pixels)."""
@@ -121,21 +131,21 @@ class Fruit:
 
 def _make_fruit(rng: np.random.Generator, size: int) -> Fruit:
     s = float(size)
-    r = rng.uniform(0.42, 0.52) * s
+    r = rng.uniform(0.43, 0.55) * s
     squash = rng.uniform(0.78, 1.02)
     rx, ry = (r, r * squash) if rng.random() < 0.8 else (r * squash, r)
     cx = s / 2 + rng.normal(0, 0.035) * s
     cy = s / 2 + rng.normal(0, 0.035) * s + 0.02 * s
     angle = rng.uniform(-0.5, 0.5)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    dx, dy = xs - cx, ys - cy
-    ca, sa = np.cos(angle), np.sin(angle)
+    ys, xs = _grid(size)
+    dx, dy = xs - np.float32(cx), ys - np.float32(cy)
+    ca, sa = float(np.cos(angle)), float(np.sin(angle))
     u = (ca * dx + sa * dy) / rx
     v = (-sa * dx + ca * dy) / ry
     phi = np.arctan2(v, u)
     wobble = np.ones_like(phi)
     for k in range(2, 5):  # slightly lumpy outline, about one percent
-        wobble += rng.normal(0, 0.006) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
+        wobble += float(rng.normal(0, 0.006)) * np.cos(k * phi + float(rng.uniform(0, 6.3)))
     rho = np.sqrt(u * u + v * v) / wobble
     edge_px = (1.0 - rho) * min(rx, ry)
     alpha = np.clip(edge_px / 1.5 + 0.5, 0.0, 1.0).astype(np.float32)
@@ -150,7 +160,7 @@ def _background(rng: np.random.Generator, size: int, fruit: Fruit) -> np.ndarray
     """(S, S, 3) float32 pale grey/white table and wall with a soft shadow under the fruit."""
     level = rng.uniform(175, 232)
     warm = rng.uniform(0, 6)
-    tint = np.array([warm, warm * 0.5, -warm * 0.8], np.float32) + rng.normal(0, 1.5, 3)
+    tint = (np.array([warm, warm * 0.5, -warm * 0.8]) + rng.normal(0, 1.5, 3)).astype(np.float32)
     ys = np.linspace(0, 1, size, dtype=np.float32)[:, None]
     horizon = rng.uniform(0.45, 0.85)
     step = rng.uniform(-8, 18) / (1 + np.exp(-(ys - horizon) * 60))  # wall -> table edge
@@ -159,11 +169,13 @@ def _background(rng: np.random.Generator, size: int, fruit: Fruit) -> np.ndarray
     bg = level + grad + low  # (S, S)
     out = bg[..., None] + tint  # (S, S, 3)
     # Contact shadow: a darker blurred ellipse under the fruit's lower half.
-    shadow = np.zeros((size, size), np.float32)
-    cy = int(fruit.cy + 0.55 * fruit.ry)
-    axes = (int(fruit.rx * 0.95), int(fruit.ry * 0.45))
-    cv2.ellipse(shadow, (int(fruit.cx), cy), axes, 0, 0, 360, 1.0, -1)
-    shadow = cv2.GaussianBlur(shadow, (0, 0), size * 0.04)
+    q = 4  # drawn and blurred at quarter resolution: it is soft anyway
+    small = np.zeros((size // q, size // q), np.float32)
+    cy = int((fruit.cy + 0.55 * fruit.ry) / q)
+    axes = (int(fruit.rx * 0.95 / q), int(fruit.ry * 0.45 / q))
+    cv2.ellipse(small, (int(fruit.cx / q), cy), axes, 0, 0, 360, 1.0, -1)
+    small = cv2.GaussianBlur(small, (0, 0), size * 0.04 / q)
+    shadow = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     out *= (1.0 - rng.uniform(0.15, 0.4) * shadow)[..., None]
     return out
 
@@ -171,11 +183,13 @@ def _background(rng: np.random.Generator, size: int, fruit: Fruit) -> np.ndarray
 def _peel_albedo(rng: np.random.Generator, size: int, fruit: Fruit) -> np.ndarray:
     """(S, S, 3) float32 lit peel colour with low-frequency yellow/green variation."""
     t0 = float(np.clip(rng.normal(1.2, 0.75), 0.0, 3.8))  # mostly orange, some yellow/deep
-    field = t0 + smooth_noise(rng, size, size, 4) * rng.uniform(0.15, 0.45)
+    field = t0 + smooth_noise(rng, size, size, 4) * rng.uniform(0.2, 0.6)
+    field += smooth_noise(rng, size, size, 16) * rng.uniform(0.05, 0.2)  # mottling
     field = np.clip(field, 0.0, 4.0)
-    i0 = np.minimum(field.astype(np.int32), 3)
-    f = (field - i0)[..., None]
-    albedo = _PEEL_ANCHORS[i0] * (1 - f) + _PEEL_ANCHORS[i0 + 1] * f  # (S, S, 3)
+    stops = np.arange(len(_PEEL_ANCHORS), dtype=np.float32)
+    albedo = np.stack(
+        [np.interp(field, stops, _PEEL_ANCHORS[:, c]).astype(np.float32) for c in range(3)], -1
+    )  # (S, S, 3) piecewise-linear between the anchors
     # Greenish patches (unripe areas), more often near the rim; not a defect.
     if rng.random() < 0.4:
         green = np.array([172, 165, 48], np.float32) * rng.uniform(0.9, 1.05)
@@ -219,17 +233,22 @@ def _sunburn(rng: np.random.Generator, size: int, peel: np.ndarray) -> Patch:
     if kind < 0.45:  # pale, speckled centre (img279)
         centre = np.array([225, 212, 170], np.float32) * rng.uniform(0.85, 1.02)
         colour[:] = centre
-        n_dots = int(rng.uniform(0.1, 0.3) * radius * radius / 10)
+        n_dots = int(rng.uniform(0.15, 0.45) * radius * radius / 10)
         dots = np.zeros((p, p), np.float32)
         for _ in range(n_dots):
             c = (int(rng.uniform(0, p)), int(rng.uniform(0, p)))
-            cv2.circle(dots, c, int(rng.integers(1, 4)), 1.0, -1, cv2.LINE_AA)
+            cv2.circle(dots, c, int(rng.integers(1, 5)), 1.0, -1, cv2.LINE_AA)
         dark = np.array([95, 62, 35], np.float32)
         colour += (dark - colour) * (dots * rng.uniform(0.6, 1.0))[..., None]
     else:  # tan / reddish-brown patch (img663)
-        colour[:] = hsv_colour(rng, (12, 30), (0.45, 0.75), (0.5, 0.78))
+        colour[:] = hsv_colour(rng, (16, 30), (0.5, 0.78), (0.42, 0.72))
         mottle = smooth_noise(rng, p, p, 10)[..., None] * 14.0
         colour += mottle
+        # Dense darker pits show through the burnt peel (img663).
+        pits = rng.standard_normal((p, p)).astype(np.float32)
+        pits = cv2.GaussianBlur(pits, (0, 0), rng.uniform(0.9, 1.6))
+        pits = np.clip(pits / (pits.std() + 1e-6) - 0.6, 0, 2) * rng.uniform(0.15, 0.35)
+        colour *= (1.0 - pits)[..., None]
     # Dark rim just inside the edge.
     edge = np.clip(1.0 + field * 8.0, 0, 1) * label  # 1 at the border, 0 deep inside
     rim = np.array([90, 65, 35], np.float32) * rng.uniform(0.8, 1.2)
@@ -250,24 +269,27 @@ def _sunburn(rng: np.random.Generator, size: int, peel: np.ndarray) -> Patch:
 
 
 def _ulcer_cluster(rng: np.random.Generator, size: int) -> Patch:
-    n = int(rng.choice([1, 1, 2, 2, 3, 4, 5, 7]))
-    spread = rng.uniform(0.02, 0.09) * size
-    r_mean = rng.uniform(0.01, 0.028) * size
+    scattered = rng.random() < 0.3  # spots spread over much of the fruit (img418)
+    n = int(rng.integers(4, 13)) if scattered else int(rng.choice([1, 1, 2, 2, 3, 4, 5, 7]))
+    spread = rng.uniform(0.12, 0.25) * size if scattered else rng.uniform(0.02, 0.09) * size
+    r_mean = rng.uniform(0.011, 0.03) * size
     p = int(2 * spread + 6 * r_mean + 8) | 1
     colour = np.zeros((p, p, 3), np.float32)
     alpha = np.zeros((p, p), np.float32)
     label = np.zeros((p, p), np.float32)
     height = np.zeros((p, p), np.float32)
-    ys, xs = np.mgrid[0:p, 0:p].astype(np.float32)
-    centre_c = np.array(
-        [rng.uniform(55, 120), rng.uniform(40, 70), rng.uniform(25, 50)], np.float32
-    )
-    ring_c = np.array([rng.uniform(140, 185), rng.uniform(110, 150), rng.uniform(70, 100)])
+    centre_c = hsv_colour(rng, (14, 34), (0.3, 0.65), (0.2, 0.42))  # dark brown
+    ring_c = hsv_colour(rng, (22, 38), (0.35, 0.6), (0.48, 0.7))  # lighter raised ring
     for i in range(n):
         r = max(2.0, r_mean * rng.uniform(0.55, 1.35))
         cx = (p - 1) / 2 + (rng.normal(0, spread * 0.5) if i else 0.0)
         cy = (p - 1) / 2 + (rng.normal(0, spread * 0.5) if i else 0.0)
-        cx, cy = np.clip([cx, cy], r + 2, p - r - 3)
+        cx, cy = (float(v) for v in np.clip([cx, cy], r + 2, p - r - 3))
+        # Work in the spot's own window only.
+        half = int(r * 1.3) + 2
+        x0, y0 = max(int(cx) - half, 0), max(int(cy) - half, 0)
+        x1, y1 = min(int(cx) + half + 1, p), min(int(cy) + half + 1, p)
+        ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         d = np.sqrt((xs - cx) ** 2 + (ys - cy) ** 2)
         ang = np.arctan2(ys - cy, xs - cx)
         wob = 1 + 0.08 * np.cos(3 * ang + rng.uniform(0, 6)) + 0.06 * np.cos(5 * ang + 1)
@@ -278,13 +300,14 @@ def _ulcer_cluster(rng: np.random.Generator, size: int) -> Patch:
         c = centre_c * rng.uniform(0.85, 1.15)
         col = c[None, None] * inner[..., None] + ring_c[None, None] * (1 - inner[..., None])
         col += (np.array([60, 45, 30], np.float32) - col) * (t > 0.93)[..., None] * 0.6
-        speck = smooth_noise(rng, p, p, max(3, p // 4))[..., None] * 12.0
+        speck = smooth_noise(rng, y1 - y0, x1 - x0, 4)[..., None] * 12.0
         col = col + speck * inner[..., None]
-        new = spot > alpha
-        colour[new] = col[new]
-        alpha = np.maximum(alpha, spot)
-        label = np.maximum(label, (t < 1.0).astype(np.float32))
-        height = np.maximum(height, ring * 1.5 - inner * 0.5)
+        win = (slice(y0, y1), slice(x0, x1))
+        new = spot > alpha[win]
+        colour[win][new] = col[new]
+        alpha[win] = np.maximum(alpha[win], spot)
+        label[win] = np.maximum(label[win], (t < 1.0).astype(np.float32))
+        height[win] = np.maximum(height[win], ring * 1.5 - inner * 0.5)
     return Patch(colour, alpha, label, height, ULCER)
 
 
@@ -403,7 +426,11 @@ def _stem_end(rng: np.random.Generator, fruit: Fruit, albedo: np.ndarray, bump: 
     x = fruit.cx + np.cos(ang) * dist * fruit.rx
     y = fruit.cy + np.sin(ang) * dist * fruit.ry
     r = rng.uniform(0.012, 0.03) * size
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    half = int(2.3 * r) + 2
+    x0, y0 = max(int(x) - half, 0), max(int(y) - half, 0)
+    x1, y1 = min(int(x) + half + 1, size), min(int(y) + half + 1, size)
+    albedo, bump = albedo[y0:y1, x0:x1], bump[y0:y1, x0:x1]  # views: edits land in place
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     d = np.sqrt((xs - x) ** 2 + (ys - y) ** 2)
     theta = np.arctan2(ys - y, xs - x)
     kind = rng.random()
@@ -493,7 +520,7 @@ def _shade(
     pit *= size / 512
     texture = _peel_texture(rng, size, pit)  # (S, S)
     # Foreshorten the texture towards the rim: sample it at arc length from the centre.
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    ys, xs = _grid(size)
     rc = np.minimum(fruit.rho, 0.995)
     stretch = np.arcsin(rc) / np.maximum(rc, 1e-3)
     map_x = (fruit.cx + (xs - fruit.cx) * stretch).astype(np.float32)
@@ -512,17 +539,20 @@ def _shade(
 
     light = np.array([rng.uniform(-0.5, 0.5), rng.uniform(-0.7, 0.1), 1.0])
     light /= np.linalg.norm(light)
-    diffuse = np.clip(nx * light[0] + ny * light[1] + nz * light[2], 0, 1)
-    ambient = rng.uniform(0.55, 0.75)
+    lx, ly, lz = (float(c) for c in light)  # Python floats keep the arrays float32
+    diffuse = np.clip(nx * lx + ny * ly + nz * lz, 0, 1)
+    ambient = rng.uniform(0.62, 0.85)
     shade = ambient + (1 - ambient) * diffuse
-    shade *= 0.72 + 0.28 * np.sqrt(fruit.nz)  # soft darkening towards the rim
-    shade *= 1.0 + 0.06 * np.clip(texture, -3, 1)  # darker pits, lighter ridges
+    shade *= 0.78 + 0.22 * np.sqrt(fruit.nz)  # soft darkening towards the rim
+    shade *= 1.0 + rng.uniform(0.06, 0.12) * np.clip(texture, -3, 1)  # dark pits, light ridges
     half = light + np.array([0.0, 0.0, 1.0])
-    half /= np.linalg.norm(half)
-    n_dot_h = np.clip(nx * half[0] + ny * half[1] + nz * half[2], 0, 1)
+    hx, hy, hz = (float(c) for c in half / np.linalg.norm(half))
+    n_dot_h = np.clip(nx * hx + ny * hy + nz * hz, 0, 1)
     gloss = rng.uniform(12, 60)
-    spec = rng.uniform(0.1, 0.6) * n_dot_h**gloss + rng.uniform(0.0, 0.08) * n_dot_h**4
-    peel = albedo * shade[..., None] + (spec * 255.0)[..., None] * np.array([1.0, 0.97, 0.9])
+    sparkle = np.clip(1.0 + 0.8 * texture, 0, 2.5)  # highlight broken up by the pits
+    spec = rng.uniform(0.1, 0.6) * n_dot_h**gloss * sparkle + rng.uniform(0, 0.04) * n_dot_h**4
+    white = np.array([255.0, 248.0, 230.0], np.float32)
+    peel = albedo * shade[..., None] + spec[..., None] * white
     a = fruit.alpha[..., None]
     return peel * a + background * (1 - a)
 
@@ -535,7 +565,7 @@ def _camera(
     image = image * rng.normal(1.0, 0.012, 3).astype(np.float32) * rng.uniform(0.9, 1.08)
     sigma = rng.uniform(0.3, 1.1) * size / 512
     image = cv2.GaussianBlur(image.astype(np.float32), (0, 0), sigma)
-    image += rng.normal(0, rng.uniform(1.0, 4.0), image.shape).astype(np.float32)
+    image += rng.standard_normal(image.shape, dtype=np.float32) * rng.uniform(1.0, 4.0)
     image = np.clip(image, 0, 255).astype(np.uint8)
     if rng.random() < 0.15:  # small photo, upscaled: soft like img585
         f = rng.uniform(0.4, 0.7)
