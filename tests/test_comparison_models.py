@@ -179,3 +179,29 @@ def test_pidnet_backbone_freezing_leaves_the_heads_trainable() -> None:
     assert model.aux_heads["boundary"].conv2.weight.requires_grad
     nets.set_backbone_frozen(model, False)
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_exportable_pooling_ops_match_torch() -> None:
+    from nets.comparison.common import adaptive_avg_pool
+    from nets.comparison.enet import max_unpool
+
+    x = torch.randn(2, 3, 7, 9)
+    for bins in [(3, 3), (8, 8), (6, 2), (7, 9), (1, 1)]:
+        assert torch.allclose(adaptive_avg_pool(x, bins), F.adaptive_avg_pool2d(x, bins), atol=1e-6)
+    pooled, idx = F.max_pool2d(torch.randn(2, 3, 8, 10), 2, 2, return_indices=True)
+    assert torch.equal(max_unpool(pooled, idx), F.max_unpool2d(pooled, idx, 2, 2))
+
+
+@pytest.mark.parametrize("name", ["enet", "fast_scnn"])
+def test_onnx_export_matches_pytorch(name: str, tmp_path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    model = nets.build_model(name, num_classes=3).eval()
+    x = torch.randn(1, 3, 96, 96)  # 1/32 map 3x3: Fast-SCNN's 2- and 6-bin pools do not divide it
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=18)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert out.shape == expected.shape
+    assert abs(out - expected).max() < 1e-4 * max(1.0, abs(expected).max())

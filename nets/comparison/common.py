@@ -41,6 +41,28 @@ def upsample(x: Tensor, size: tuple[int, int] | torch.Size, align_corners: bool 
     return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
+def _pool_matrix(n: int, bins: int, ref: Tensor) -> Tensor:
+    """(bins, n) averaging matrix of adaptive average pooling along one axis."""
+    rows = []
+    for i in range(bins):
+        start, end = (i * n) // bins, -(-(i + 1) * n // bins)  # floor, ceil as PyTorch's
+        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(n)])
+    return torch.tensor(rows, dtype=ref.dtype, device=ref.device)
+
+
+def adaptive_avg_pool(x: Tensor, bins: int | tuple[int, int]) -> Tensor:
+    """`F.adaptive_avg_pool2d` that also exports to ONNX when the bins do not divide the size.
+
+    (B, C, h, w) -> (B, C, bh, bw); the non-dividing case is two matrix products with constant
+    averaging matrices (the same windows as PyTorch's adaptive pooling).
+    """
+    bh, bw = (bins, bins) if isinstance(bins, int) else bins
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h % bh == 0 and w % bw == 0:
+        return F.adaptive_avg_pool2d(x, (bh, bw))
+    return _pool_matrix(h, bh, x) @ x @ _pool_matrix(w, bw, x).T
+
+
 class ComparisonModel(nn.Module):
     """Base of the comparison networks: subclasses implement `_forward`.
 

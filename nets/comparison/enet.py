@@ -71,7 +71,6 @@ class Bottleneck(nn.Module):
             self.main_conv = nn.Sequential(
                 nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch)
             )
-            self.unpool = nn.MaxUnpool2d(2, stride=2)
             conv = nn.ConvTranspose2d(
                 mid, mid, 3, stride=2, padding=1, output_padding=1, bias=False
             )
@@ -106,11 +105,22 @@ class Bottleneck(nn.Module):
         elif self.kind == "up":
             if indices is None:
                 raise ValueError("an upsampling ENet bottleneck needs the encoder's pool indices")
-            main = self.unpool(self.main_conv(x), indices)  # (B, C_out, 2h, 2w)
+            main = max_unpool(self.main_conv(x), indices)  # (B, C_out, 2h, 2w)
         out = self.out_act(main + self.branch(x))
         if self.kind == "down":
             return out, indices
         return out
+
+
+def max_unpool(x: Tensor, indices: Tensor) -> Tensor:
+    """2x2 max-unpooling: each value goes to the flat position its max-pool index recorded.
+
+    Same result as `nn.MaxUnpool2d(2, 2)`, written as a scatter so it exports to ONNX.
+    """
+    b, c, h, w = x.shape  # (B, C, h, w) -> (B, C, 2h, 2w)
+    out = x.new_zeros(b, c, 4 * h * w)
+    out = out.scatter(2, indices.flatten(2), x.flatten(2))
+    return out.view(b, c, 2 * h, 2 * w)
 
 
 def _stage(channels: int, dropout: float) -> nn.Sequential:

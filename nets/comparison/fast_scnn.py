@@ -21,10 +21,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nets.comparison.common import ComparisonModel, SegHead, no_imagenet_weights, upsample
+from nets.comparison.common import (
+    ComparisonModel,
+    SegHead,
+    adaptive_avg_pool,
+    no_imagenet_weights,
+    upsample,
+)
 
 
 class ConvBNReLU(nn.Sequential):
@@ -87,7 +92,7 @@ class PyramidPooling(nn.Module):
         size = x.shape[-2:]
         levels = [x]
         for bins, conv in zip(self.bins, self.stages, strict=True):
-            levels.append(upsample(conv(F.adaptive_avg_pool2d(x, bins)), size, align_corners=True))
+            levels.append(upsample(conv(adaptive_avg_pool(x, bins)), size, align_corners=True))
         return self.out(torch.cat(levels, dim=1))
 
 

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from nets.comparison.common import (
     ComparisonModel,
     ResNetBackboneMixin,
+    adaptive_avg_pool,
     torchvision_resnet,
     upsample,
 )
@@ -58,11 +59,11 @@ class SpatialPyramidPooling(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C_in, h, w) -> (B, ch, h, w)
         size = x.shape[-2:]
-        aspect = size[1] / size[0]
+        aspect = int(size[1]) / int(size[0])  # python numbers, also while tracing for ONNX
         x = self.bottleneck(x)
         levels = [x]
         for grid, conv in zip(self.grids, self.levels, strict=True):
-            pooled = F.adaptive_avg_pool2d(x, (grid, max(1, round(aspect * grid))))
+            pooled = adaptive_avg_pool(x, (grid, max(1, round(aspect * grid))))
             levels.append(upsample(conv(pooled), size))
         return self.fuse(torch.cat(levels, dim=1))
 
