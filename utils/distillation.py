@@ -86,7 +86,8 @@ def load_teacher(
 ) -> nn.Module:
     """The trained teacher, frozen and in eval mode, from a project or an original checkpoint.
 
-    A project checkpoint (written by train.py) rebuilds its own model: `name` must match it.
+    A project checkpoint (written by train.py) rebuilds its own model (with its options): `name`
+    must match it.
     Any other file is loaded into ``nets.build_model(name, num_classes)`` by
     ``nets.load_checkpoint`` (e.g. the authors' teacher_Swin_T_Att_Unet_input_512.pth).
     Backbone-only (ImageNet) weights are refused: an untrained decoder has nothing to teach.
@@ -101,16 +102,17 @@ def load_teacher(
     if not path.is_file():
         raise FileNotFoundError(f"--teacher-checkpoint {path}: file not found")
     import nets
-    from nets.checkpoint import read_checkpoint
+    from nets.checkpoint import PROJECT_FORMAT, read_checkpoint
 
     obj = read_checkpoint(path, map_location)
-    if isinstance(obj, dict) and "format" in obj:
-        teacher, _ = nets.model_from_checkpoint(path, map_location)
-        recorded = teacher.build_config["name"]
-        if name and recorded != name:
+    if isinstance(obj, dict) and obj.get("format") == PROJECT_FORMAT:
+        spec = obj["model"]  # a project checkpoint names the model it holds
+        if name and spec["name"] != name:
             raise ValueError(
-                f"--teacher-checkpoint {path} holds a {recorded} model, not --teacher {name}"
+                f"--teacher-checkpoint {path} holds a {spec['name']} model, not --teacher {name}"
             )
+        teacher = nets.build_model(spec["name"], spec["num_classes"], **spec.get("options", {}))
+        nets.load_checkpoint(teacher, obj)
     else:
         teacher = nets.build_model(name, num_classes)
         report = nets.load_checkpoint(teacher, obj)
