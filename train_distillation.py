@@ -27,6 +27,7 @@ import datetime
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from train import Config as TrainScriptConfig
 from utils.distillation import KD_MODES
@@ -62,7 +63,11 @@ class Config(TrainScriptConfig):
 
 
 def validate_kd(cfg: Config, argv: Sequence[str]) -> None:
-    """ConfigError naming the first invalid distillation field; builds nothing."""
+    """ConfigError naming the first invalid distillation field; builds nothing.
+
+    Runs before the loop's own `validate_config`, so a bad student name or file is reported
+    under the flag the user gave (--student...), not the trainer's --model / --pretrained.
+    """
     from utils.distillation import parse_pairs
     from utils.trainer import ConfigError, explicit_fields
 
@@ -73,6 +78,15 @@ def validate_kd(cfg: Config, argv: Sequence[str]) -> None:
             f"{names}: train_distillation.py names the student with --student and its starting "
             "weights with --student-checkpoint"
         )
+    import nets
+
+    for flag, name in (("--student", cfg.student), ("--teacher", cfg.teacher)):
+        if name not in nets.MODELS:
+            valid = ", ".join(sorted(nets.MODELS))
+            raise ConfigError(f"{flag}={name!r}: unknown model; valid names: {valid}")
+    weights = cfg.student_checkpoint
+    if weights and weights != "imagenet" and not Path(weights).is_file():
+        raise ConfigError(f"--student-checkpoint={weights!r}: file not found")
     if cfg.kd not in KD_MODES:
         raise ConfigError(f"--kd={cfg.kd!r}: expected one of {KD_MODES}")
     if not cfg.kd_temperature > 0:

@@ -103,6 +103,8 @@ def test_teacher_checkpoint_not_found(tmp_path, capsys) -> None:
         (["--kd", "logits", "--kd-pairs", "0:0"], "need --kd logits+nfd"),
         (["--kd-k1", "1.5"], "--kd-k1=1.5"),
         (["--teacher-input-size", "500"], "multiples of 32"),
+        (["--student", "unet"], "--student='unet': unknown model; valid names:"),
+        (["--student-checkpoint", "missing.pth"], "--student-checkpoint='missing.pth': file not"),
     ],
 )
 def test_bad_flags_are_clear_errors(args: list[str], message: str, capsys) -> None:
