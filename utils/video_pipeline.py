@@ -672,13 +672,23 @@ def benchmark(cfg: BenchConfig) -> dict[str, float]:
         annotate = Grader(class_names=predictor.class_names)
 
     def model_only(batch: int) -> float:
-        for i in range(0, min(len(inputs), 3 * batch), batch):  # warm-up
-            predictor.infer(np.stack(inputs[i : i + batch]))
-        t0 = time.perf_counter()
-        n = len(inputs) - len(inputs) % batch
-        for i in range(0, n, batch):
-            predictor.infer(np.stack(inputs[i : i + batch]))  # (B, 3, h, w)
-        return n / (time.perf_counter() - t0)
+        # In a worker thread like the pipeline's inference stage: under CPU contention an
+        # OpenMP team started from the main thread can spin far slower (docs/production_line.md).
+        result: list[float] = []
+
+        def loop() -> None:
+            for i in range(0, min(len(inputs), 3 * batch), batch):  # warm-up
+                predictor.infer(np.stack(inputs[i : i + batch]))
+            t0 = time.perf_counter()
+            n = len(inputs) - len(inputs) % batch
+            for i in range(0, n, batch):
+                predictor.infer(np.stack(inputs[i : i + batch]))  # (B, 3, h, w)
+            result.append(n / (time.perf_counter() - t0))
+
+        worker = threading.Thread(target=loop, name="bench-model")
+        worker.start()
+        worker.join()
+        return result[0]
 
     def end_to_end() -> PipelineStats:
         out = Path(cfg.out) if cfg.out else tmp / "out.mp4"
