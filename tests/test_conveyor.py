@@ -79,3 +79,22 @@ def test_write_video_and_command_line(tmp_path):
     assert len(list((tmp_path / "masks").glob("*.png"))) == 6
     with pytest.raises(ValueError, match="at least 64x64"):
         ConveyorScene(height=32, width=32)
+
+
+def test_voc_export_loads_as_a_segmentation_data_set(tmp_path):
+    from utils.conveyor import write_voc
+    from utils.dataset import VOCSegmentation
+
+    root = write_voc(tmp_path / "belt", seconds=0.5, fps=20, seed=3, size=(96, 160), every=1)
+    splits = {
+        s: (root / "VOC2007/ImageSets/Segmentation" / f"{s}.txt").read_text().split()
+        for s in ("train", "val", "test")
+    }
+    assert [len(v) for v in splits.values()] == [6, 2, 2]
+    assert not set(splits["train"]) & set(splits["test"])
+    data = VOCSegmentation(root, "train", input_size=64)
+    image, label = data[0]
+    assert tuple(image.shape) == (3, 64, 64) and tuple(label.shape) == (64, 64)
+    scene = ConveyorScene(height=96, width=160, fps=20, seconds=0.5, seed=3)
+    truth = set(np.unique(scene.render(0).label).tolist())
+    assert set(np.unique(label.numpy()).tolist()) <= truth

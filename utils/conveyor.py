@@ -11,6 +11,7 @@ Usage:
     python -m utils.conveyor --out line.mp4                       # 1 s at 30 FPS = 30 frames
     python -m utils.conveyor --out line.mp4 --seconds 10 --fps 30 --seed 3
     python -m utils.conveyor --out line.mp4 --masks-dir line_masks  # also the class masks
+    python -m utils.conveyor --voc data/conveyor --seconds 8          # frames as a VOC data set
 
 Rendering is deliberately simple and fast (a few milliseconds per 640x360 frame): each
 orange is drawn once as a sprite (shaded peel, pore texture, defects) and then only rotated
@@ -267,6 +268,50 @@ def write_video(
     return out
 
 
+def write_voc(
+    root: str | Path,
+    seconds: float = 4.0,
+    fps: float = 30.0,
+    seed: int = 0,
+    size: tuple[int, int] = (360, 640),
+    every: int = 2,
+) -> Path:
+    """Every `every`-th frame as a VOC data set (the layout of utils.dataset) under root/VOC2007.
+
+    Frames are split 6:2:2 into train/val/test in contiguous blocks of time, so neighbouring,
+    nearly identical frames do not land on both sides of a split. Returns root.
+    """
+    from utils.labels import save_index_mask
+
+    root = Path(root)
+    voc = root / "VOC2007"
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    scene = ConveyorScene(height=size[0], width=size[1], fps=fps, seconds=seconds, seed=seed)
+    ids = []
+    for i in range(0, scene.num_frames, max(1, every)):
+        frame = scene.render(i)
+        name = f"belt_{seed}_{i:05d}"
+        image_bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(
+            str(voc / "JPEGImages" / f"{name}.jpg"), image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )
+        save_index_mask(voc / "SegmentationClass" / f"{name}.png", frame.label)
+        ids.append(name)
+    n_train, n_val = int(0.6 * len(ids)), int(0.2 * len(ids))
+    splits = {
+        "train": ids[:n_train],
+        "val": ids[n_train : n_train + n_val],
+        "test": ids[n_train + n_val :],
+        "trainval": ids[: n_train + n_val],
+    }
+    for split, names in splits.items():
+        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
+            "".join(f"{n}\n" for n in names)
+        )
+    return root
+
+
 @dataclass
 class Config:
     out: str = "line.mp4"  # output video (MP4, mp4v codec)
@@ -276,12 +321,17 @@ class Config:
     height: int = 360  # frame height (px)
     width: int = 640  # frame width (px)
     masks_dir: str | None = None  # also write each frame's class mask (VOC colours) here
+    voc: str | None = None  # instead of a video: every 2nd frame as a VOC data set under here
 
 
 def main(argv: list[str] | None = None) -> None:
     from utils.config import parse_config
 
     cfg = parse_config(Config, argv, description=__doc__)
+    if cfg.voc:
+        root = write_voc(cfg.voc, cfg.seconds, cfg.fps, cfg.seed, (cfg.height, cfg.width))
+        print(f"wrote a VOC data set of conveyor frames under {root / 'VOC2007'}")
+        return
     path = write_video(
         cfg.out, cfg.seconds, cfg.fps, cfg.seed, (cfg.height, cfg.width), cfg.masks_dir
     )
