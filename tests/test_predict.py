@@ -337,3 +337,25 @@ class TinySegNetFixed(TinySegNet):
     def __init__(self) -> None:
         super().__init__()
         self.fixed_input_size = True
+
+
+def test_original_layout_weights_give_the_original_logits(tmp_path, shared_dir):
+    """The authors' checkpoint layout, saved as a .pth and loaded with --model, reproduces the
+    original implementation's logits through the Predictor (reference case of ../shared).
+    (The -E cases were recorded with a stale attention-bias cache of the original; see
+    tests/test_reference.py. Loading itself is covered there for every case.)"""
+    case = "fastsegformer_p"
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "synth_weights", shared_dir / "reference" / "synth_weights.py"
+    )
+    synth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synth)
+    meta, state, inp, outs = synth.load_case(str(shared_dir / "reference" / "cases" / case))
+    path = tmp_path / f"{case}.pth"
+    torch.save(state, path)
+    pred = Predictor.from_checkpoint(path, model_name=case, num_classes=meta["num_classes"])
+    logits = pred.infer(inp.numpy())  # (1, K, 224, 224)
+    ref = outs[-1]
+    assert np.allclose(logits, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
