@@ -35,7 +35,7 @@ class Config:
         default=None, metadata={"help": "registry model name, for the original's weights"}
     )
     num_classes: int | None = field(
-        default=None, metadata={"help": "classes (default: the checkpoint's, else 4)"}
+        default=None, metadata={"help": "classes (None: the checkpoint's, else 4)"}
     )
     onnx: str | None = field(default=None, metadata={"help": "evaluate this ONNX file instead"})
     # --- the data
@@ -44,7 +44,7 @@ class Config:
     )
     split: str = field(default="test", metadata={"help": "ImageSets/Segmentation/<split>.txt"})
     class_names: list[str] = field(
-        default_factory=list, metadata={"help": "class names (default: checkpoint's)"}
+        default_factory=list, metadata={"help": "class names (empty: checkpoint's)"}
     )
     # --- what to do and where
     mode: str = field(
@@ -56,7 +56,7 @@ class Config:
     )
     out: str = field(default="miou_out", metadata={"help": "output folder"})
     pred_dir: str | None = field(
-        default=None, metadata={"help": "prediction PNG folder (default: OUT/predictions)"}
+        default=None, metadata={"help": "prediction PNG folder (None: OUT/predictions)"}
     )
     # --- how to run the model
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})

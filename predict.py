@@ -63,11 +63,11 @@ class Config:
         default=None, metadata={"help": "registry model name, for the original's weights"}
     )
     num_classes: int | None = field(
-        default=None, metadata={"help": "classes (default: the checkpoint's, else 4)"}
+        default=None, metadata={"help": "classes (None: the checkpoint's, else 4)"}
     )
     onnx: str | None = field(default=None, metadata={"help": "run this ONNX file instead"})
     input_size: int | None = field(
-        default=None, metadata={"help": "network input side (default: the model's)"}
+        default=None, metadata={"help": "network input side (None: the model's)"}
     )
     device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
     half: bool = field(default=False, metadata={"help": "fp16 weights and activations (CUDA)"})
@@ -98,7 +98,7 @@ class Config:
         default=None, metadata={"help": "stop after this many frames (video/camera)"}
     )
     video_fps: float | None = field(
-        default=None, metadata={"help": "output video frame rate (default: the source's)"}
+        default=None, metadata={"help": "output video frame rate (None: the source's)"}
     )
     # --- fps mode
     fps_runs: int = field(default=100, metadata={"help": "timed iterations"})
