@@ -208,6 +208,7 @@ def predict_images(cfg: Config, predictor, paths: list[Path]) -> int:
 
     reporter = ImageReporter(cfg, predictor)
     failed: list[str] = []
+    used: set[str] = set()  # output stems written so far
     for start in range(0, len(paths), max(1, cfg.batch_size)):
         chunk: list[tuple[Path, np.ndarray]] = []
         for path in paths[start : start + cfg.batch_size]:
@@ -221,7 +222,11 @@ def predict_images(cfg: Config, predictor, paths: list[Path]) -> int:
         masks = predictor.predict_batch([im for _, im in chunk], batch_size=cfg.batch_size)
         for (path, image), mask in zip(chunk, masks, strict=True):
             drawn = reporter.handle(path.name, image, mask)
-            reporter.save(path.stem, drawn, mask)
+            stem, n = path.stem, 1
+            while stem in used:  # a.jpg and a.png, or the same name in two folders
+                stem, n = f"{path.stem}_{n}", n + 1
+            used.add(stem)
+            reporter.save(stem, drawn, mask)
     reporter.write_csv()
     done = len(paths) - len(failed)
     print(f"{done} of {len(paths)} photo(s) predicted into {cfg.out}/")

@@ -359,3 +359,14 @@ def test_original_layout_weights_give_the_original_logits(tmp_path, shared_dir):
     logits = pred.infer(inp.numpy())  # (1, K, 224, 224)
     ref = outs[-1]
     assert np.allclose(logits, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+
+
+def test_same_file_names_do_not_overwrite_each_other(tmp_path, ckpt):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    a = write_photo(tmp_path / "x" / "a.jpg", 0)
+    b = write_photo(tmp_path / "y" / "a.jpg", 1)
+    out = tmp_path / "out"
+    args = ["--checkpoint", str(ckpt), "--inputs", str(a), str(b), "--out", str(out), "--quiet"]
+    assert predict.main(args) == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "a_1.png"]
