@@ -34,10 +34,6 @@ TARGETS = {
     # the original runs BiSeNetV2's four booster heads at inference, so its figures count them
     "bisenetv2": (3.62, 8.53, 3, 416, True),
 }
-# The original FANet builds two modules it never calls (fam_8's 3x3 smoothing conv 128->128 +
-# BN, fam_4's 1x1 up conv 64->32 + BN); they count in its 13.82M / 23.92M. Ours leaves them out.
-FANET_UNUSED = 128 * 128 * 9 + 2 * 128 + 64 * 32 + 2 * 32
-
 # the rounding of the published figures (2 decimals) is folded into the tolerance
 PARAM_TOL, MACS_TOL = 0.01, 0.02
 
@@ -58,8 +54,6 @@ def test_size_matches_the_original_comparison_code(name: str) -> None:
     params_m, gmacs, num_classes, size, with_aux = TARGETS[name]
     model = nets.build_model(name, num_classes=num_classes)
     params = count_params(model, include_aux=with_aux)
-    if name.startswith("fanet"):
-        params += FANET_UNUSED
     macs = thop_macs(model, size, with_aux=with_aux)
     assert math.isclose(params / 1e6, params_m, rel_tol=PARAM_TOL, abs_tol=0.005), params
     assert math.isclose(macs / 1e9, gmacs, rel_tol=MACS_TOL, abs_tol=0.005), macs
@@ -108,6 +102,18 @@ def test_features_for_distillation(name: str) -> None:
     assert torch.equal(logits, plain)
     assert len(features) >= 3
     assert all(f.dim() == 4 and f.shape[0] == 1 for f in features)
+
+
+def test_fanet_lists_the_modules_the_original_builds_but_does_not_use() -> None:
+    model = nets.build_model("fanet18", num_classes=3)
+    unused = set(model.unused_parameters)
+    # fam32's 3x3 smoothing (512 -> 128), fam8's (128 -> 128), fam4's 1x1 up (64 -> 32), + BN
+    expected = 512 * 128 * 9 + 128 * 128 * 9 + 64 * 32 + 2 * 2 * 128 + 2 * 32
+    assert sum(p.numel() for n, p in model.named_parameters() if n in unused) == expected
+    logits = model(torch.randn(2, 3, 64, 64))
+    logits.mean().backward()
+    for name, param in model.named_parameters():
+        assert (param.grad is None) == (name in unused), name
 
 
 def test_aux_losses_name_missing_outputs() -> None:

@@ -12,8 +12,9 @@ arXiv:2007.03815), one of the comparison models of FastSegFormer.
   bilinear up to the input. Heads use BN + LeakyReLU as the official code.
 
 No auxiliary losses. Sizes as the FastSegFormer comparison code builds it (4 classes, 224x224):
-13.82M / 23.92M parameters and 1.17 / 1.65 thop GMACs for FANet-18 / -34; see
-docs/comparison_models.md for the small differences of this build.
+13.82M / 23.92M parameters and 1.17 / 1.65 thop GMACs for FANet-18 / -34. That count includes
+three convs the original builds but whose outputs nothing uses (`unused_parameters`, 0.74M);
+we keep them, without running them. See docs/comparison_models.md.
 """
 
 from __future__ import annotations
@@ -48,18 +49,20 @@ class ConvBNAct(nn.Sequential):
 class FastAttention(nn.Module):
     """Fast attention on one encoder stage plus its top-down fusion.
 
-    `up_ch`: channels of the 1x1 conv handed to the next finer stage (0: none);
-    `smooth_ch`: channels of the 3x3 smoothing conv used by the output (0: none).
+    Every module has a 1x1 "up" conv (to C/2, handed to the next finer stage) and a 3x3
+    "smooth" conv (to 128, used by the output), as the original builds them; `use_up` /
+    `use_smooth` say which of the two this stage runs.
     """
 
-    def __init__(self, in_ch: int, up_ch: int, smooth_ch: int) -> None:
+    def __init__(self, in_ch: int, use_up: bool, use_smooth: bool, smooth_ch: int = 128) -> None:
         super().__init__()
+        self.use_up, self.use_smooth = use_up, use_smooth
         self.query = ConvBNAct(in_ch, ATTENTION_CHANNELS, act=False)
         self.key = ConvBNAct(in_ch, ATTENTION_CHANNELS, act=False)
         self.value = ConvBNAct(in_ch, in_ch)
         self.out = ConvBNAct(in_ch, in_ch)
-        self.up = ConvBNAct(in_ch, up_ch) if up_ch else None
-        self.smooth = ConvBNAct(in_ch, smooth_ch, 3) if smooth_ch else None
+        self.up = ConvBNAct(in_ch, in_ch // 2)
+        self.smooth = ConvBNAct(in_ch, smooth_ch, 3)
 
     def attend(self, x: Tensor) -> Tensor:  # (B, C, h, w) -> (B, C, h, w)
         b, c, h, w = x.shape
@@ -73,8 +76,8 @@ class FastAttention(nn.Module):
         x = self.attend(x)
         if coarser is not None:
             x = x + upsample(coarser, x.shape[-2:], align_corners=True)
-        up = self.up(x) if self.up is not None else None
-        smooth = self.smooth(x) if self.smooth is not None else None
+        up = self.up(x) if self.use_up else None
+        smooth = self.smooth(x) if self.use_smooth else None
         return up, smooth
 
 
@@ -93,13 +96,29 @@ class FANet(ResNetBackboneMixin, ComparisonModel):
         first.downsample = nn.Sequential(
             nn.Conv2d(64, 64, 1, stride=2, bias=False), nn.BatchNorm2d(64)
         )
-        self.fam32 = FastAttention(512, 256, 128)
-        self.fam16 = FastAttention(256, 128, 128)
-        self.fam8 = FastAttention(128, 64, 0)
-        self.fam4 = FastAttention(64, 0, 128)
+        self.fam32 = FastAttention(512, use_up=True, use_smooth=False)
+        self.fam16 = FastAttention(256, use_up=True, use_smooth=True)
+        self.fam8 = FastAttention(128, use_up=True, use_smooth=False)
+        self.fam4 = FastAttention(64, use_up=False, use_smooth=True)
         self.classifier = nn.Sequential(
             ConvBNAct(256, 256, 3), nn.Conv2d(256, num_classes, 1, bias=False)
         )
+
+    @property
+    def unused_parameters(self) -> list[str]:
+        """Parameters the original builds but whose output nothing uses (fam32's smoothing
+        conv, which it computes and discards, fam8's smoothing and fam4's up conv, which it
+        never calls). Kept so that checkpoints and the parameter count match the original;
+        they get no gradient (DDP needs find_unused_parameters, the trainer's default)."""
+        names = []
+        for fam in ("fam32", "fam16", "fam8", "fam4"):
+            module = getattr(self, fam)
+            for part, used in (("up", module.use_up), ("smooth", module.use_smooth)):
+                if not used:
+                    names += [
+                        f"{fam}.{part}.{n}" for n, _ in getattr(module, part).named_parameters()
+                    ]
+        return names
 
     def _forward(self, x: Tensor, with_aux: bool) -> tuple[Tensor, dict, list[Tensor]]:
         # stage names follow the ResNet's nominal strides; here they sit at 1/8 .. 1/64
