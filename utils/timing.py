@@ -1,0 +1,154 @@
+"""Latency measurement: warm-up -> synchronize -> time N runs -> median, spread and FPS.
+
+FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) reports
+inference speed as FPS at batch 1 on a random input after a warm-up, with the GPU synchronised
+around the timed runs. `benchmark` is that protocol (the shape of nanoGPT's bench.py), with
+every run timed on its own so the spread is visible: the median is the headline figure (robust
+to the other processes of a shared machine), the 10th/90th percentiles and min/max show how
+noisy the machine was. `environment` records what the numbers were measured on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Timing:
+    """Per-call latency statistics of one benchmark (milliseconds) and the derived FPS."""
+
+    runs: int
+    warmup: int
+    batch: int
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    min_ms: float
+    max_ms: float
+    p10_ms: float
+    p90_ms: float
+    fps: float  # images per second at the median latency: batch * 1000 / median_ms
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def spread(self) -> str:
+        """'median (p10-p90)' in ms, for tables."""
+        return f"{self.median_ms:.2f} ({self.p10_ms:.2f}-{self.p90_ms:.2f})"
+
+
+def summarize(times_s: list[float], batch: int = 1, warmup: int = 0) -> Timing:
+    """Statistics of per-run wall times in seconds."""
+    if not times_s:
+        raise ValueError("summarize needs at least one timed run, got none")
+    ms = np.asarray(times_s, dtype=np.float64) * 1e3
+    median = float(np.median(ms))
+    return Timing(
+        runs=len(ms),
+        warmup=warmup,
+        batch=batch,
+        median_ms=median,
+        mean_ms=float(ms.mean()),
+        std_ms=float(statistics.pstdev(ms.tolist())) if len(ms) > 1 else 0.0,
+        min_ms=float(ms.min()),
+        max_ms=float(ms.max()),
+        p10_ms=float(np.percentile(ms, 10)),
+        p90_ms=float(np.percentile(ms, 90)),
+        fps=batch * 1e3 / median if median > 0 else float("inf"),
+    )
+
+
+def benchmark(
+    fn: Callable[[], Any],
+    runs: int = 100,
+    warmup: int = 10,
+    batch: int = 1,
+    sync: Callable[[], None] | None = None,
+) -> Timing:
+    """Time `fn()`: `warmup` untimed calls, synchronize, then `runs` calls timed one by one.
+
+    `sync` (e.g. torch.cuda.synchronize) is called after the warm-up and after each timed call,
+    inside its timing, so asynchronous GPU work is counted where it happens.
+    """
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    for _ in range(warmup):
+        fn()
+    if sync is not None:
+        sync()
+    times: list[float] = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        times.append(time.perf_counter() - t0)
+    return summarize(times, batch=batch, warmup=warmup)
+
+
+def cuda_sync(device: Any) -> Callable[[], None] | None:
+    """torch.cuda.synchronize for a CUDA device, None for the CPU (nothing to wait for)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return lambda: torch.cuda.synchronize(device)
+
+
+def cpu_name() -> str:
+    """The CPU model name (from /proc/cpuinfo on Linux, else platform)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Machine, library versions and thread counts, saved next to every benchmark."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "numpy": np.__version__,
+        "device": str(device),
+        "cuda_available": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        info["load_average_1_5_15"] = list(os.getloadavg())
+    except OSError:
+        info["load_average_1_5_15"] = None
+    for name in ("onnxruntime", "onnx", "timm"):
+        try:
+            module = __import__(name)
+            info[name] = getattr(module, "__version__", "?")
+        except ImportError:
+            info[name] = None
+    try:
+        import onnxruntime
+
+        info["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        info["onnxruntime_providers"] = []
+    return info
