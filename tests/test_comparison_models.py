@@ -211,3 +211,27 @@ def test_onnx_export_matches_pytorch(name: str, tmp_path) -> None:
         expected = model(x).numpy()
     assert out.shape == expected.shape
     assert abs(out - expected).max() < 1e-4 * max(1.0, abs(expected).max())
+
+
+@pytest.mark.parametrize("name", ["enet", "fast_scnn", "bisenetv2"])
+def test_original_layout_converts_by_tensor_order(name: str) -> None:
+    torch.manual_seed(1)
+    source = nets.build_model(name, num_classes=3).eval()
+    # the original names its modules differently but registers the same tensors in order;
+    # its Fast-SCNN has no auxiliary heads
+    drop_aux = name == "fast_scnn"
+    original = {
+        f"orig_{i}.{key.rsplit('.', 1)[-1]}": value
+        for i, (key, value) in enumerate(source.state_dict().items())
+        if not (drop_aux and key.startswith("aux_heads."))
+    }
+    torch.manual_seed(2)
+    model = nets.build_model(name, num_classes=3).eval()
+    report = nets.load_checkpoint(model, original)
+    assert report.layout == "original"
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), source(x))
+    shuffled = dict(reversed(list(original.items())))
+    with pytest.raises(ValueError, match="does not fit|tensors"):
+        nets.load_checkpoint(nets.build_model(name, num_classes=3), shuffled)

@@ -161,6 +161,7 @@ class BiSeNetV2(ComparisonModel):
     """BiSeNet V2; `backbone` holds the detail and semantic branches."""
 
     default_input_size = 416
+    original_by_order = True
     aux_weights = {"boost_4": 1.0, "boost_8": 1.0, "boost_16": 1.0, "boost_32": 1.0}
     align_corners = True
 

@@ -77,6 +77,9 @@ class ComparisonModel(nn.Module):
     aux_weights: dict[str, float] = {}
     # how the network's own code resizes its prediction to the label size
     align_corners: bool = False
+    # True where the original FastSegFormer repository's copy of the network registers the
+    # same tensors in the same order (checked against it), so its checkpoints convert by order
+    original_by_order: bool = False
 
     def __init__(self, num_classes: int, name: str, options: dict | None = None) -> None:
         super().__init__()
@@ -105,6 +108,37 @@ class ComparisonModel(nn.Module):
         if return_aux:
             return logits, aux
         return logits
+
+    def convert_original_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A checkpoint of the original FastSegFormer comparison code -> our names.
+
+        The tensors are matched in registration order and must agree in shape one by one;
+        auxiliary heads the original does not have keep their initialisation.
+        """
+        if not self.original_by_order:
+            raise ValueError(
+                f"{type(self).__name__}: no conversion from the original code's layout; "
+                "load weights saved by this project instead"
+            )
+        own = self.state_dict()
+        src = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
+        dst = [k for k in own if not k.endswith("num_batches_tracked")]
+        if len(src) != len(dst):  # the original may lack the training-only heads
+            dst = [k for k in dst if not k.startswith("aux_heads.")]
+        if len(src) != len(dst):
+            raise ValueError(
+                f"{type(self).__name__}: the checkpoint has {len(src)} tensors, the model "
+                f"{len(dst)}; it is not the original code's {type(self).__name__}"
+            )
+        out = {k: v for k, v in own.items() if k.startswith("aux_heads.")}
+        for (src_key, value), key in zip(src, dst, strict=True):
+            if value.shape != own[key].shape:
+                raise ValueError(
+                    f"{type(self).__name__}: original tensor {src_key} {tuple(value.shape)} does "
+                    f"not fit {key} {tuple(own[key].shape)}"
+                )
+            out[key] = value
+        return out
 
     def aux_losses(self, aux: dict[str, Tensor], target: Tensor, seg_loss: SegLoss) -> dict:
         """Weighted auxiliary segmentation losses: {"aux_<name>": weight * seg_loss(aux, target)}.

@@ -142,6 +142,8 @@ def _stage(channels: int, dropout: float) -> nn.Sequential:
 class ENet(ComparisonModel):
     """ENet; `backbone` is the encoder (initial block and stages 1-3)."""
 
+    original_by_order = True
+
     def __init__(self, num_classes: int = 4) -> None:
         super().__init__(num_classes, "enet")
         self.backbone = nn.ModuleDict(

@@ -1,8 +1,8 @@
 """Fast-SCNN (Poudel et al., "Fast-SCNN: Fast Semantic Segmentation Network", BMVC 2019), one
 of the comparison models of FastSegFormer.
 
-- Learning to downsample: 3x3 Conv-BN-ReLU (32, stride 2), two depthwise-separable convs
-  (48 and 64 channels, stride 2) -> 1/8.
+- Learning to downsample: 3x3 Conv-BN-ReLU (32, stride 2, unpadded as the original
+  comparison code), two depthwise-separable convs (48 and 64 channels, stride 2) -> 1/8.
 - Global feature extractor: MobileNetV2 bottlenecks (expansion 6) 3 x 64 (stride 2), 3 x 96
   (stride 2), 3 x 128 (stride 1) -> 1/32, then a pyramid pooling module (average pools 1, 2, 3,
   6, each 1x1 Conv-BN-ReLU to C/4, upsampled and concatenated with the input, 1x1 Conv-BN-ReLU).
@@ -41,8 +41,9 @@ class ConvBNReLU(nn.Sequential):
         stride: int = 1,
         groups: int = 1,
         dilation: int = 1,
+        padding: int | None = None,
     ) -> None:
-        pad = dilation * (k // 2)
+        pad = dilation * (k // 2) if padding is None else padding
         super().__init__(
             nn.Conv2d(in_ch, out_ch, k, stride, pad, dilation=dilation, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
@@ -105,9 +106,9 @@ def _bottlenecks(in_ch: int, out_ch: int, n: int, stride: int) -> list[nn.Module
 class FeatureFusion(nn.Module):
     """Fuses the 1/8 (higher resolution) and 1/32 (global) features."""
 
-    def __init__(self, high_ch: int, low_ch: int, out_ch: int) -> None:
+    def __init__(self, high_ch: int, low_ch: int, out_ch: int, dilation: int = 4) -> None:
         super().__init__()
-        self.low_dw = ConvBNReLU(low_ch, out_ch, 3, groups=low_ch, dilation=4)
+        self.low_dw = ConvBNReLU(low_ch, out_ch, 3, groups=low_ch, dilation=dilation)
         self.low_proj = nn.Sequential(nn.Conv2d(out_ch, out_ch, 1), nn.BatchNorm2d(out_ch))
         self.high_proj = nn.Sequential(nn.Conv2d(high_ch, out_ch, 1), nn.BatchNorm2d(out_ch))
         self.relu = nn.ReLU(inplace=True)
@@ -121,14 +122,16 @@ class FastSCNN(ComparisonModel):
     """Fast-SCNN; `backbone` is the encoder (learning to downsample + global features)."""
 
     aux_weights = {"downsample": 0.4, "global": 0.4}
+    original_by_order = True
     align_corners = True
 
-    def __init__(self, num_classes: int = 4) -> None:
-        super().__init__(num_classes, "fast_scnn")
+    def __init__(self, num_classes: int = 4, fusion_dilation: int = 4) -> None:
+        super().__init__(num_classes, "fast_scnn", {"fusion_dilation": fusion_dilation})
         self.backbone = nn.ModuleDict(
             {
                 "downsample": nn.Sequential(
-                    ConvBNReLU(3, 32, 3, stride=2),
+                    # unpadded, as the original: 224 -> 111 -> 56 -> 28
+                    ConvBNReLU(3, 32, 3, stride=2, padding=0),
                     SeparableConv(32, 48, 2),
                     SeparableConv(48, 64, 2),
                 ),
@@ -140,7 +143,8 @@ class FastSCNN(ComparisonModel):
                 ),
             }
         )
-        self.fusion = FeatureFusion(64, 128, 128)
+        # dilation 4 as the paper's Table 3; 1 reproduces the original comparison code
+        self.fusion = FeatureFusion(64, 128, 128, fusion_dilation)
         self.classifier = nn.Sequential(
             SeparableConv(128, 128),
             SeparableConv(128, 128),
@@ -166,7 +170,9 @@ class FastSCNN(ComparisonModel):
         return logits, aux, [high, low, fused]
 
 
-def fast_scnn(num_classes: int = 4, pretrained: bool | str | Path | None = None) -> FastSCNN:
+def fast_scnn(
+    num_classes: int = 4, pretrained: bool | str | Path | None = None, fusion_dilation: int = 4
+) -> FastSCNN:
     """Fast-SCNN as the FastSegFormer comparison builds it (trained from scratch)."""
     no_imagenet_weights("fast_scnn", pretrained)
-    return FastSCNN(num_classes)
+    return FastSCNN(num_classes, fusion_dilation)
