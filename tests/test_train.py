@@ -75,6 +75,18 @@ def test_two_epoch_run_writes_checkpoints_logs_and_plots(tmp_path):
     model.load_state_dict(last["state_dict"])
 
 
+def test_tensorboard_gets_terms_lr_miou_class_iou_and_overlays(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    make_trainer(tiny_config(tmp_path, epochs=1, freeze_epochs=0)).fit()
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/ce", "train/dice", "train/loss", "train/lr", "val/mIoU", "val/loss"} <= scalars
+    assert {f"val_IoU/{name}" for name in CLASSES} & scalars
+    assert {"val_overlay/0", "val_overlay/1"} <= set(events.Tags()["images"])
+
+
 def test_resume_continues_with_same_epoch_lr_and_weights(tmp_path):
     # one uninterrupted 3-epoch run ...
     cfg = tiny_config(tmp_path, epochs=3, freeze_epochs=1, run_name="full", lr_schedule="cos")
