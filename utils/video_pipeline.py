@@ -277,6 +277,12 @@ class PipelineStats:
         }
 
     @property
+    def infer_busy(self) -> float:
+        """Fraction of the wall time the inference stage spent computing (1.0: the model never
+        waited for decoding, drawing or encoding)."""
+        return self.stage_time["infer"] / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
     def latency_ms(self) -> float:
         """Mean time from reading a frame to its result being ready, in milliseconds."""
         return 1000.0 * self.latency_sum / self.frames_out if self.frames_out else 0.0
@@ -285,7 +291,8 @@ class PipelineStats:
         stages = "  ".join(f"{s} {ms:.1f}" for s, ms in self.stage_ms.items())
         return (
             f"{self.frames_out} frames out of {self.frames_in} read ({self.dropped} dropped) in "
-            f"{self.elapsed:.2f} s: {self.fps:.1f} FPS end to end; mean batch "
+            f"{self.elapsed:.2f} s: {self.fps:.1f} FPS end to end; model busy "
+            f"{100 * self.infer_busy:.0f}% of the time; mean batch "
             f"{self.mean_batch:.2f}; latency {self.latency_ms:.0f} ms mean, "
             f"{1000 * self.latency_max:.0f} ms max; per-frame stage ms: {stages}"
         )
