@@ -158,15 +158,17 @@ def _make_fruit(rng: np.random.Generator, size: int) -> Fruit:
 
 def _background(rng: np.random.Generator, size: int, fruit: Fruit) -> np.ndarray:
     """(S, S, 3) float32 pale grey/white table and wall with a soft shadow under the fruit."""
-    level = rng.uniform(175, 232)
+    level = rng.uniform(178, 242)
     warm = rng.uniform(0, 6)
     tint = (np.array([warm, warm * 0.5, -warm * 0.8]) + rng.normal(0, 1.5, 3)).astype(np.float32)
     ys = np.linspace(0, 1, size, dtype=np.float32)[:, None]
     horizon = rng.uniform(0.45, 0.85)
     step = rng.uniform(-8, 18) / (1 + np.exp(-(ys - horizon) * 60))  # wall -> table edge
     grad = rng.uniform(-25, 10) * (0.5 - ys) + step  # (S, 1)
-    low = smooth_noise(rng, size, size, 3) * 4.0
-    bg = level + grad + low  # (S, S)
+    low = smooth_noise(rng, size, size, 3) * rng.uniform(2.0, 8.0)
+    xs = np.linspace(-0.5, 0.5, size, dtype=np.float32)[None, :]
+    side = rng.uniform(-20, 20) * xs  # light from one side
+    bg = level + grad + side + low  # (S, S)
     out = bg[..., None] + tint  # (S, S, 3)
     # Contact shadow: a darker blurred ellipse under the fruit's lower half.
     q = 4  # drawn and blurred at quarter resolution: it is soft anyway
@@ -269,17 +271,21 @@ def _sunburn(rng: np.random.Generator, size: int, peel: np.ndarray) -> Patch:
 
 
 def _ulcer_cluster(rng: np.random.Generator, size: int) -> Patch:
-    scattered = rng.random() < 0.3  # spots spread over much of the fruit (img418)
-    n = int(rng.integers(4, 13)) if scattered else int(rng.choice([1, 1, 2, 2, 3, 4, 5, 7]))
-    spread = rng.uniform(0.12, 0.25) * size if scattered else rng.uniform(0.02, 0.09) * size
+    style = rng.random()
     r_mean = rng.uniform(0.011, 0.03) * size
+    if style < 0.3:  # spots spread over much of the fruit (img418)
+        n, spread = int(rng.integers(4, 13)), rng.uniform(0.12, 0.25) * size
+    elif style < 0.5:  # touching spots merged into one lumpy blob (img585)
+        n, spread = int(rng.integers(3, 8)), rng.uniform(0.6, 1.4) * r_mean
+    else:  # a small group
+        n, spread = int(rng.choice([1, 1, 2, 2, 3, 4, 5, 7])), rng.uniform(0.02, 0.09) * size
     p = int(2 * spread + 6 * r_mean + 8) | 1
     colour = np.zeros((p, p, 3), np.float32)
     alpha = np.zeros((p, p), np.float32)
     label = np.zeros((p, p), np.float32)
     height = np.zeros((p, p), np.float32)
     centre_c = hsv_colour(rng, (14, 34), (0.3, 0.65), (0.2, 0.42))  # dark brown
-    ring_c = hsv_colour(rng, (22, 38), (0.35, 0.6), (0.48, 0.7))  # lighter raised ring
+    ring_c = hsv_colour(rng, (20, 36), (0.4, 0.65), (0.42, 0.62))  # lighter raised ring
     for i in range(n):
         r = max(2.0, r_mean * rng.uniform(0.55, 1.35))
         cx = (p - 1) / 2 + (rng.normal(0, spread * 0.5) if i else 0.0)
@@ -295,8 +301,8 @@ def _ulcer_cluster(rng: np.random.Generator, size: int) -> Patch:
         wob = 1 + 0.08 * np.cos(3 * ang + rng.uniform(0, 6)) + 0.06 * np.cos(5 * ang + 1)
         t = d / (r * wob)  # < 1 inside the spot
         spot = np.clip((1.0 - t) * r / 0.8 + 0.5, 0, 1)
-        inner = np.clip((0.7 - t) * r / 1.0 + 0.5, 0, 1)  # dark centre
-        ring = np.clip(1 - np.abs(t - 0.82) / 0.16, 0, 1)  # raised lighter ring
+        inner = np.clip((0.8 - t) * r / 1.0 + 0.5, 0, 1)  # dark centre
+        ring = np.clip(1 - np.abs(t - 0.88) / 0.1, 0, 1)  # raised lighter ring
         c = centre_c * rng.uniform(0.85, 1.15)
         col = c[None, None] * inner[..., None] + ring_c[None, None] * (1 - inner[..., None])
         col += (np.array([60, 45, 30], np.float32) - col) * (t > 0.93)[..., None] * 0.6
@@ -321,42 +327,60 @@ def _random_walk(
     return np.vstack([start, pts])
 
 
+def _stroke(rng: np.random.Generator, mask: np.ndarray, pts: np.ndarray, thick: float) -> None:
+    """Draw a polyline whose width wanders along it (scars are never uniform lines)."""
+    widths = np.clip(thick + np.cumsum(rng.normal(0, 0.5, len(pts))), 1, 2 * thick + 1)
+    ipts = pts.astype(np.int32)
+    for a, b, w in zip(ipts[:-1], ipts[1:], widths, strict=False):
+        cv2.line(mask, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 1, int(round(w)))
+
+
 def _wind_scar(rng: np.random.Generator, size: int, peel: np.ndarray) -> Patch:
-    extent = rng.uniform(0.06, 0.2) * size
+    extent = rng.uniform(0.08, 0.28) * size
     p = int(2.4 * extent) | 1
     mask = np.zeros((p, p), np.uint8)
     centre = np.array([(p - 1) / 2, (p - 1) / 2])
     style = rng.random()
     main_dir = rng.uniform(0, 2 * np.pi)
-    n_strokes = int(rng.integers(1, 4)) if style < 0.5 else int(rng.integers(4, 12))
+    unit = size / 512  # stroke widths are given at 512
+    if style < 0.45:  # long meandering streak network with side branches (img705)
+        n_strokes, thick = int(rng.integers(1, 5)), rng.uniform(2.5, 7) * unit
+    elif style < 0.8:  # tangled scribble (img826)
+        n_strokes, thick = int(rng.integers(4, 12)), rng.uniform(1.5, 4) * unit
+    else:  # scratches: many short, roughly parallel thin lines (img585)
+        n_strokes, thick = int(rng.integers(5, 14)), rng.uniform(1, 3) * unit
     for _ in range(n_strokes):
-        if style < 0.5:  # long meandering streaks with side branches (img705)
+        if style < 0.45:
             start = centre + rng.normal(0, extent * 0.25, 2)
             pts = _random_walk(rng, start, main_dir + rng.normal(0, 0.4), extent * 1.3, 0.35)
             pts -= (pts.mean(0) - start) * 0.8
-        else:  # clustered short scratches / scribbles (img826, img585)
-            start = centre + rng.normal(0, extent * 0.35, 2)
+        elif style < 0.8:
+            start = centre + rng.normal(0, extent * 0.3, 2)
             pts = _random_walk(
-                rng, start, main_dir + rng.normal(0, 1.0), extent * rng.uniform(0.2, 0.6), 0.7
+                rng, start, main_dir + rng.normal(0, 1.5), extent * rng.uniform(0.2, 0.6), 0.8
             )
-        thick = int(rng.integers(2, 6))
-        cv2.polylines(mask, [pts.astype(np.int32)], False, 1, thick, cv2.LINE_8)
+        else:
+            start = centre + rng.normal(0, extent * 0.4, 2)
+            pts = _random_walk(
+                rng, start, main_dir + rng.normal(0, 0.15), extent * rng.uniform(0.15, 0.5), 0.15
+            )
+        _stroke(rng, mask, pts, thick)
         for _ in range(int(rng.integers(0, 4))):  # short side branches
             j = int(rng.integers(0, len(pts)))
             b = _random_walk(rng, pts[j], rng.uniform(0, 2 * np.pi), extent * 0.25, 0.6)
-            cv2.polylines(mask, [b.astype(np.int32)], False, 1, max(1, thick - 1), cv2.LINE_8)
+            _stroke(rng, mask, b, max(1.0, thick * 0.6))
     # Roughen the edges so streaks are ragged, not vector lines.
     field = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.2)
     field += smooth_noise(rng, p, p, max(4, p // 6)) * 0.18
     label = (field > 0.45).astype(np.float32)
     alpha = cv2.GaussianBlur(label, (0, 0), 0.6)
     kind = rng.random()
-    if kind < 0.45:  # reddish brown (img705)
-        base = hsv_colour(rng, (8, 22), (0.65, 0.85), (0.42, 0.65))
+    if kind < 0.45:  # reddish to dark brown (img705, img585)
+        base = hsv_colour(rng, (6, 22), (0.6, 0.9), (0.3, 0.62))
     elif kind < 0.8:  # light brown / tan (img826)
-        base = hsv_colour(rng, (18, 32), (0.4, 0.6), (0.55, 0.75))
+        base = hsv_colour(rng, (18, 32), (0.4, 0.65), (0.5, 0.72))
     else:  # greyish brown
-        base = hsv_colour(rng, (22, 38), (0.2, 0.35), (0.55, 0.72))
+        base = hsv_colour(rng, (20, 36), (0.25, 0.45), (0.45, 0.62))
     colour = np.empty((p, p, 3), np.float32)
     colour[:] = base.astype(np.float32)
     colour += smooth_noise(rng, p, p, max(4, p // 8))[..., None] * 12.0
@@ -553,6 +577,11 @@ def _shade(
     spec = rng.uniform(0.1, 0.6) * n_dot_h**gloss * sparkle + rng.uniform(0, 0.04) * n_dot_h**4
     white = np.array([255.0, 248.0, 230.0], np.float32)
     peel = albedo * shade[..., None] + spec[..., None] * white
+    # Grazing angles reflect the grey surroundings: the rim turns darker and greyish-brown
+    # (real rims read about (160, 118, 60) against (183, 113, 22) at the centre).
+    fresnel = (1.0 - fruit.nz) ** rng.uniform(2.0, 4.0) * rng.uniform(0.4, 0.85)
+    env = background.mean((0, 1)) * rng.uniform(0.55, 0.85)  # (3,)
+    peel += (env - peel) * fresnel[..., None]
     a = fruit.alpha[..., None]
     return peel * a + background * (1 - a)
 
