@@ -113,7 +113,12 @@ class Config:
             "help": "nodes kept in float: none, head (classifier conv and after), head+stem",
         },
     )
+    int8_ops: str = field(
+        default="conv",
+        metadata={"choices": ["conv", "all"], "help": "ops to quantise: Conv/MatMul or all"},
+    )
     per_channel: bool = field(default=True, metadata={"help": "per-channel INT8 weights"})
+    opset: int = field(default=20, metadata={"help": "ONNX opset of the exports (20: Gelu op)"})
     # accuracy and profiling
     accuracy: bool = field(
         default=False, metadata={"help": "mIoU of each batch-1 backend on --split of --data"}
@@ -292,7 +297,12 @@ class Workspace:
             }
             t0 = time.perf_counter()
             report = export_onnx(
-                s.model, raw, s.input_size, dynamic_batch=dynamic, metadata=metadata
+                s.model,
+                raw,
+                s.input_size,
+                opset=self.cfg.opset,
+                dynamic_batch=dynamic,
+                metadata=metadata,
             )
             log(f"  {report.summary()} [{time.perf_counter() - t0:.1f} s]")
             self.files[("raw", dynamic)] = raw
@@ -326,10 +336,12 @@ class Workspace:
                 per_channel=cfg.per_channel,
                 method=cfg.calib_method,
                 exclude=cfg.int8_exclude,
+                ops=cfg.int8_ops,
             )
+            took = time.perf_counter() - t0
             log(
                 f"  quantised {dst} ({len(reader)} {cfg.calib_split} photos, {cfg.calib_method}, "
-                f"exclude {cfg.int8_exclude}) [{time.perf_counter() - t0:.1f} s]"
+                f"exclude {cfg.int8_exclude}, ops {cfg.int8_ops}) [{took:.1f} s]"
             )
             self.files[key] = dst
         return self.files[key]

@@ -151,14 +151,15 @@ def test_calibration_reader_shapes_and_rewind() -> None:
     np.testing.assert_array_equal(reader.get_next()["images"], batches[0])
 
 
-def test_quantize_int8_loads_runs_and_tracks_fp32(tiny_onnx, tmp_path) -> None:
+@pytest.mark.parametrize("ops", ["conv", "all"])
+def test_quantize_int8_loads_runs_and_tracks_fp32(ops: str, tiny_onnx, tmp_path) -> None:
     import onnx
 
     from utils.predictor import Predictor
 
     model, path = tiny_onnx
     reader = ImageCalibrationReader(tiny_photos(6), SIZE, "images")
-    dst = quantize_int8(path, tmp_path / "tiny_int8.onnx", reader, exclude="none")
+    dst = quantize_int8(path, tmp_path / "tiny_int8.onnx", reader, exclude="none", ops=ops)
     ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert not (tmp_path / "tiny_int8_prep.onnx").exists()  # intermediate removed
@@ -188,6 +189,17 @@ def test_excluded_nodes_policies(tiny_onnx) -> None:
     assert convs[0] in excluded_nodes(path, "head+stem")
     with pytest.raises(ValueError, match="exclusion policy"):
         excluded_nodes(path, "everything")
+
+
+def test_quantize_int8_rejects_unknown_settings(tiny_onnx, tmp_path) -> None:
+    _, path = tiny_onnx
+    reader = ImageCalibrationReader(tiny_photos(1), SIZE)
+    with pytest.raises(ValueError, match="op set"):
+        quantize_int8(path, tmp_path / "q.onnx", reader, ops="most")
+    with pytest.raises(ValueError, match="calibration method"):
+        quantize_int8(path, tmp_path / "q.onnx", reader, method="kl")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        quantize_int8(tmp_path / "missing.onnx", tmp_path / "q.onnx", reader)
 
 
 def test_calibration_images_sample_the_split(tmp_path) -> None:

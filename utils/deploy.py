@@ -20,7 +20,12 @@ accuracy by its caller (speeding.py, tests/test_deploy.py):
   ORT's recommended step), activations are calibrated on real photos of the training split
   (`ImageCalibrationReader`, the shared letterbox/to_tensor preprocessing), weights are
   quantised per output channel. Activations are unsigned 8-bit, weights signed (U8S8, the
-  fast path of x86 VNNI / AVX2 CPUs). `exclude` names node-exclusion policies for accuracy.
+  fast path of x86 VNNI / AVX2 CPUs). By default only Conv/MatMul/Gemm are quantised: on
+  these models quantising everything made PoolFormer's average pools (QLinearAveragePool)
+  and EfficientFormerV2's GELU/resizes slower than in float (onnxruntime profiles in
+  docs/benchmarks.md). `exclude` names node-exclusion policies for accuracy (default: the
+  classifier head stays float). Export at opset >= 20 so GELU is one Gelu node that the
+  quantiser leaves alone; at opset 18 it is five nodes that get split by Q/DQ pairs.
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ FOLD_RTOL = 1e-4  # max |folded - original| / max |original logits| accepted
 ORT_LEVELS = ("disable", "basic", "extended", "all")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 EXCLUDE_POLICIES = ("none", "head", "head+stem")
+# Op sets to quantise: "conv" = the matrix-product ops only (where INT8 kernels pay off), leaving
+# GELU, resizes, pools and norms in float; "all" = everything onnxruntime can quantise.
+INT8_OP_SETS = {"conv": ("Conv", "MatMul", "Gemm"), "all": None}
 
 
 # ---------------------------------------------------------------------------- conv + BN folding
@@ -397,18 +405,22 @@ def quantize_int8(
     method: str = "minmax",
     exclude: str = "head",
     preprocess: bool = True,
+    ops: str = "conv",
 ) -> Path:
     """Static INT8 QDQ quantisation of the float32 ONNX model `src`, written to `dst`.
 
     Activations uint8 (asymmetric), weights int8 (symmetric, per output channel when
     `per_channel`); `method` picks the calibration ("minmax", "entropy", "percentile");
-    `exclude` a policy of `excluded_nodes`. The project metadata is carried over.
+    `exclude` a policy of `excluded_nodes`; `ops` a key of INT8_OP_SETS. The project metadata
+    is carried over.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; use {CALIBRATION_METHODS}")
+    if ops not in INT8_OP_SETS:
+        raise ValueError(f"unknown INT8 op set {ops!r}; use one of {tuple(INT8_OP_SETS)}")
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise FileNotFoundError(f"ONNX model not found: {src}")
@@ -427,6 +439,7 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded_nodes(model_in, exclude),
+            op_types_to_quantize=list(INT8_OP_SETS[ops] or []) or None,
             calibrate_method={
                 "minmax": CalibrationMethod.MinMax,
                 "entropy": CalibrationMethod.Entropy,
