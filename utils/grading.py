@@ -128,13 +128,14 @@ class FruitGrade:
     partial: bool  # touches the image border: only part of the fruit is visible
 
 
-def fruit_regions(
-    image: np.ndarray, mask: np.ndarray, fruit: np.ndarray | None = None, min_pixels: int = 400
-) -> list[np.ndarray]:
-    """Boolean (H, W) masks of the fruit, left to right.
+def fruit_labels(
+    image: np.ndarray, mask: np.ndarray, fruit: np.ndarray | None = None
+) -> np.ndarray:
+    """(H, W) int32 fruit ids (0 = no fruit).
 
     fruit: None (find the fruit by colour), a boolean fruit mask, or an integer instance map
-    (0 = no fruit, k = fruit k) as the conveyor renders. Defect pixels always count as fruit.
+    (0 = no fruit, k = fruit k) as the conveyor renders. Defect pixels always count as fruit
+    when the regions come from a colour or boolean mask.
     """
     if fruit is None:
         from utils.visualize import fruit_mask
@@ -143,11 +144,18 @@ def fruit_regions(
     fruit = np.asarray(fruit)
     if fruit.shape != mask.shape:
         raise ValueError(f"fruit map {fruit.shape} and class mask {mask.shape} sizes differ")
-    if fruit.dtype == bool:
-        binary = (fruit | (mask != 0)).astype(np.uint8)
-        _, labels = cv2.connectedComponents(binary, connectivity=8)
-    else:
-        labels = fruit.astype(np.int32)
+    if fruit.dtype != bool:
+        return fruit.astype(np.int32)
+    binary = (fruit | (mask != 0)).astype(np.uint8)
+    _, labels = cv2.connectedComponents(binary, connectivity=8, ltype=cv2.CV_32S)
+    return labels
+
+
+def fruit_regions(
+    image: np.ndarray, mask: np.ndarray, fruit: np.ndarray | None = None, min_pixels: int = 400
+) -> list[np.ndarray]:
+    """Boolean (H, W) masks of the fruit of at least `min_pixels`, left to right."""
+    labels = fruit_labels(image, mask, fruit)
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
     regions = [labels == k for k, c in zip(ids, counts, strict=True) if c >= min_pixels]
     return sorted(regions, key=lambda r: int(np.argmax(r.any(axis=0))))
@@ -160,24 +168,36 @@ def grade_frame(
     fruit: np.ndarray | None = None,
     class_names: Sequence[str] = CLASS_NAMES,
 ) -> list[FruitGrade]:
-    """Grade every fruit of one frame from its (H, W) class mask (see `fruit_regions`)."""
+    """Grade every fruit of one frame from its (H, W) class mask (regions: `fruit_labels`)."""
     rules = rules or GradingRules()
     mask = np.asarray(mask)
     h, w = mask.shape
     k = len(class_names)
+    labels = fruit_labels(image, mask, fruit)  # (H, W) int32
+    n = int(labels.max()) + 1
+    # Pixel counts per (fruit id, class): areas over all pixels, defects over the few defect
+    # pixels only (ignore-index pixels are not a defect).
+    joint = np.zeros((n, k), dtype=np.int64)  # (fruit ids, K)
+    for c in range(1, k):
+        joint[:, c] = np.bincount(labels[mask == c], minlength=n)[:n]
+    areas = np.bincount(labels.ravel(), minlength=n)[:n]
+    ids = [i for i in range(1, n) if areas[i] >= rules.min_fruit_pixels]
+    boxes = {}  # fruit id -> (x0, y0, x1, y1) from the columns / rows it occupies
+    for i in ids:
+        region = labels == i
+        cols, rows = np.flatnonzero(region.any(axis=0)), np.flatnonzero(region.any(axis=1))
+        boxes[i] = (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1]))
     grades = []
-    for i, region in enumerate(fruit_regions(image, mask, fruit, rules.min_fruit_pixels), 1):
-        pixels = int(region.sum())
-        counts = np.bincount(mask[region].ravel(), minlength=k)[:k]  # (K,)
+    for rank, i in enumerate(sorted(ids, key=lambda i: boxes[i][0]), 1):
+        pixels = int(areas[i])
+        counts = joint[i]
         shares = {class_names[c]: float(counts[c]) / pixels for c in range(1, k)}
         total = float(counts[1:].sum()) / pixels
-        ys, xs = np.nonzero(region)
-        x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+        x0, y0, x1, y1 = boxes[i]
         partial = x0 == 0 or y0 == 0 or x1 == w - 1 or y1 == h - 1
         bbox = (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
-        grades.append(
-            FruitGrade(i, bbox, pixels, shares, total, rules.grade(shares, total), partial)
-        )
+        grade = rules.grade(shares, total)
+        grades.append(FruitGrade(rank, bbox, pixels, shares, total, grade, partial))
     return grades
 
 
