@@ -187,3 +187,33 @@ def test_json_rows_have_the_fields(tmp_path, monkeypatch, capsys, calib_data) ->
 def test_unknown_backend_flag_exits(tmp_path) -> None:
     with pytest.raises(SystemExit, match="unknown backend"):
         speeding.main(["--backends", "nope", "--out", str(tmp_path)])
+
+
+def test_checkpoint_accuracy_rows_fp32_vs_int8(tmp_path, monkeypatch, capsys, calib_data) -> None:
+    """--checkpoint rebuilds the model from a project checkpoint; --accuracy scores each backend
+    on the split with get_miou's evaluation code, through the shared Predictor."""
+    import nets
+
+    monkeypatch.setitem(nets.MODELS, "tiny_seg", lambda num_classes=4, **kw: TinySeg(num_classes))
+    model = nets.build_model("tiny_seg", num_classes=3)
+    ckpt = {
+        "format": "fastsegformer-checkpoint/1",
+        "model": dict(model.build_config),
+        "state_dict": tiny_subject().model.state_dict(),
+        "input_size": [SIZE, SIZE],
+        "class_names": ["bg", "x", "y"],
+        "preprocess": {"mean": None, "std": None, "fill": 128},
+        "epoch": 1,
+    }
+    torch.save(ckpt, tmp_path / "tiny.pth")
+    argv = [
+        "--json", "--checkpoint", str(tmp_path / "tiny.pth"), "--accuracy", "--split", "train",
+        "--data", str(calib_data), "--backends", "torch-fp32", "ort-int8", "--runs", "1",
+        "--warmup", "0", "--no-e2e", "--out", str(tmp_path / "speed"), "--calib-images", "3",
+    ]  # fmt: skip
+    rows = json.loads(speeding.main(argv) and capsys.readouterr().out)
+    assert [r["backend"] for r in rows] == ["torch-fp32", "ort-int8"]
+    assert all(r["status"] == "ok" and r["checkpoint"].endswith("tiny.pth") for r in rows)
+    assert all(0.0 <= r["miou"] <= 1.0 for r in rows)
+    assert rows[1]["precision"] == "int8" and "e2e_fps" not in rows[0]
+    assert (tmp_path / "speed" / "miou" / "tiny_seg_tiny" / "ort-int8" / "metrics.json").is_file()
