@@ -1,4 +1,4 @@
-"""The paper's comparison models (FastSegFormer, Cai et al. 2024, Table 6), one file per family.
+"""The paper's comparison models (FastSegFormer, Cai et al. 2024), one file per family.
 
 Each factory takes ``num_classes`` (and an optional ``pretrained``) and returns a
 ``ComparisonModel``: logits at the input size from ``model(x)``, auxiliary outputs from

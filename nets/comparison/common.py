@@ -1,4 +1,4 @@
-"""Plumbing shared by the paper's comparison models (FastSegFormer, Cai et al. 2024, Table 6).
+"""Plumbing shared by the paper's comparison models (FastSegFormer, Cai et al. 2024).
 
 - `ComparisonModel`: the base class that gives every comparison network the project's model
   contract: `model(x)` returns logits at the input size in train and eval (the networks
