@@ -726,7 +726,10 @@ def benchmark(cfg: BenchConfig) -> dict[str, float]:
         f"{', '.join(f'{v:.2f}' for v in runs['model_b1'])})"
     )
     if "model_bN" in med:
-        print(f"model only, batch {cfg.batch_size}: {med['model_bN']:.2f} FPS")
+        print(
+            f"model only, batch {cfg.batch_size}: {med['model_bN']:.2f} FPS (end to end = "
+            f"{100 * med['e2e'] / med['model_bN']:.0f}% of it)"
+        )
     print(
         f"end to end: {med['e2e']:.2f} FPS (runs: {', '.join(f'{v:.2f}' for v in runs['e2e'])})"
         f" = {100 * med['e2e'] / med['model_b1']:.0f}% of model-only batch 1"
