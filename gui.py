@@ -259,7 +259,7 @@ class MainWindow(QtWidgets.QMainWindow):
         side.addWidget(self._titled("Defect area", self.areas))
         self.grades = QtWidgets.QTableWidget(0, 3)
         self.grades.setHorizontalHeaderLabels(["fruit", "defect %", "grade"])
-        side.addWidget(self._titled("Grade per fruit", self.grades))
+        side.addWidget(self._titled("Grade per fruit", self.grades), stretch=1)
         for table in (self.areas, self.grades):
             table.verticalHeader().setVisible(False)
             table.verticalHeader().setDefaultSectionSize(22)
@@ -282,7 +282,7 @@ class MainWindow(QtWidgets.QMainWindow):
         layout.addWidget(side_widget)
         self.setCentralWidget(central)
         self.statusBar().showMessage("Open a model (checkpoint .pth or .onnx), then a source.")
-        self.resize(1360, 520)
+        self.resize(1360, 600)
 
     @staticmethod
     def _titled(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
@@ -302,8 +302,9 @@ class MainWindow(QtWidgets.QMainWindow):
             swatch = QtWidgets.QLabel()
             swatch.setFixedSize(18, 18)
             swatch.setStyleSheet(f"background: rgb({r},{g},{b}); border: 1px solid #888;")
-            self.legend.addWidget(swatch, k, 0)
-            self.legend.addWidget(QtWidgets.QLabel(f"{k}  {name}"), k, 1)
+            row, col = divmod(k, 2)  # two classes per row
+            self.legend.addWidget(swatch, row, 2 * col)
+            self.legend.addWidget(QtWidgets.QLabel(f"{k} {name}"), row, 2 * col + 1)
         self.class_names = names
 
     def _update_buttons(self) -> None:

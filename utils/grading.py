@@ -203,7 +203,7 @@ def grade_frame(
 
 def draw_grades(image: np.ndarray, grades: Sequence[FruitGrade]) -> np.ndarray:
     """Draw each fruit's box, grade and defect share on an RGB image in place."""
-    scale = max(0.4, image.shape[0] / 900)
+    scale = max(0.45, image.shape[0] / 800)
     for g in grades:
         x, y, w, h = g.bbox
         colour = GRADE_COLOURS.get(g.grade, OTHER_COLOUR)
