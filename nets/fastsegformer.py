@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -187,6 +188,12 @@ class FastSegFormer(nn.Module):
         """x: (B, 3, H, W) in [0, 1] -> logits (B, num_classes, H, W)."""
         height, width = x.shape[-2:]
         self.check_input_size(height, width)
+        # CPU inference runs channels-last (NHWC): oneDNN's convolutions skip their layout
+        # reorders, about 10% less time for -P and 5% for -E on a 2-core CPU (docs/models.md).
+        # Outputs are handed back in the usual contiguous NCHW layout.
+        channels_last = x.device.type == "cpu" and not self.training
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         # 4 x (B, C_i, H/s_i, W/s_i); stages 0 and 2 are only read as distillation features
         stages = self.backbone(x, (0, 1, 2, 3) if return_features else (1, 3))
         y = self.global_feature(self.reduce(stages[3]))  # (B, C, H/32, W/32)
@@ -200,6 +207,9 @@ class FastSegFormer(nn.Module):
         else:
             logits = F.interpolate(y, (height, width), mode="bilinear", align_corners=True)
             features = [*stages, pyramid, fused]
+        if channels_last:
+            logits = logits.contiguous()
+            features = [f.contiguous() for f in features] if return_features else features
         if return_features:
             return features, logits
         return logits
