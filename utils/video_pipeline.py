@@ -19,7 +19,9 @@ encoding run while the model computes (OpenCV, PyTorch and ONNX Runtime release 
 - An exception in any stage (or a sink) stops every stage; `wait()`/`run()` raise
   `PipelineError` naming the stage and frame, with the original exception as its cause.
 - `stop()` cancels from any thread; every blocking call polls the stop flag, so threads end
-  within a fraction of a second and `join(timeout)` reports whether they did.
+  within a fraction of a second and `join(timeout)` reports whether they did. (A source stuck
+  inside its own `read()`, e.g. a hung camera driver, ends when that call returns; the threads
+  are daemons, so they never keep the process alive.)
 - `stats` gives end-to-end FPS, frames in / out / dropped, the mean batch size and the mean
   per-frame work time of each stage (time spent computing, not waiting on queues).
 
