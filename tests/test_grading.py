@@ -132,3 +132,52 @@ def test_grader_draws_on_overlay_and_csv_sink_writes_rows(tmp_path):
     assert float(rows[1]["sunburn_pct"]) == pytest.approx(5.0, rel=0.03)
     assert rows[3]["image"] == "frame_000001" and rows[3]["fruit"] == "0"
     assert draw_grades(image.copy(), []).shape == image.shape
+
+
+def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
+    import torch
+    import torch.nn as nn
+
+    import nets
+    from utils.conveyor import write_video
+    from utils.grading import main
+
+    class Tiny(nn.Module):
+        num_classes, default_input_size, fixed_input_size, backbone = 4, 32, False, None
+
+        def __init__(self, num_classes: int = 4, **kw) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return self.conv(x)  # (B, 4, H, W)
+
+    monkeypatch.setitem(nets.MODELS, "tiny_grading_net", Tiny)
+    model = nets.build_model("tiny_grading_net")
+    ckpt = tmp_path / "tiny.pth"
+    torch.save(
+        {
+            "format": "fastsegformer-checkpoint/1",
+            "model": model.build_config,
+            "state_dict": model.state_dict(),
+            "input_size": [32, 32],
+            "class_names": ["background", "sunburn", "ulcer", "wind_scarring"],
+            "preprocess": {"mean": None, "std": None, "fill": 128},
+        },
+        ckpt,
+    )
+    video = write_video(tmp_path / "belt.mp4", seconds=0.2, fps=30, seed=0, size=(96, 160))
+    assert main(["--model", str(ckpt), "--source", str(video), "--out", str(tmp_path / "v")]) == 0
+    cap = cv2.VideoCapture(str(tmp_path / "v" / "belt_graded.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    cap.release()
+    with (tmp_path / "v" / "grades.csv").open() as f:
+        assert {r["image"] for r in csv.DictReader(f)} == {f"belt_{i:06d}" for i in range(6)}
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image, _, _ = three_fruit_scene()
+    for name in ("a", "b"):
+        cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    assert main(["--model", str(ckpt), "--source", str(photos), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "a.png").is_file() and (tmp_path / "p" / "b.png").is_file()
