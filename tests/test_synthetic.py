@@ -91,3 +91,9 @@ def test_cli_prints_frequencies(tmp_path: Path, capsys: pytest.CaptureFixture) -
     out = capsys.readouterr()
     assert "sunburn" in out.out and "share %" in out.out
     assert "already exists" in out.err
+
+
+def test_same_files_whatever_the_number_of_workers(tmp_path: Path) -> None:
+    one = generate_dataset(tmp_path / "one", num=8, seed=2, size=96, workers=1) / "VOC2007"
+    two = generate_dataset(tmp_path / "two", num=8, seed=2, size=96, workers=2) / "VOC2007"
+    assert _files(one) == _files(two)

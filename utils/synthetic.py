@@ -148,7 +148,8 @@ def _make_fruit(rng: np.random.Generator, size: int) -> Fruit:
         wobble += float(rng.normal(0, 0.006)) * np.cos(k * phi + float(rng.uniform(0, 6.3)))
     rho = np.sqrt(u * u + v * v) / wobble
     edge_px = (1.0 - rho) * min(rx, ry)
-    alpha = np.clip(edge_px / 1.5 + 0.5, 0.0, 1.0).astype(np.float32)
+    soft = rng.uniform(1.0, 5.0)  # out-of-focus rim: real fruit edges fade over a few pixels
+    alpha = np.clip(edge_px / soft + 0.5, 0.0, 1.0).astype(np.float32)
     rc = np.minimum(rho, 0.999)
     nz = np.sqrt(1.0 - rc * rc)
     norm = np.sqrt(dx * dx + dy * dy) + 1e-6
@@ -232,10 +233,10 @@ def _sunburn(rng: np.random.Generator, size: int, peel: np.ndarray) -> Patch:
     inside = cv2.GaussianBlur(label, (0, 0), 0.7)
     kind = rng.random()
     colour = np.empty((p, p, 3), np.float32)
-    if kind < 0.45:  # pale, speckled centre (img279)
-        centre = np.array([225, 212, 170], np.float32) * rng.uniform(0.85, 1.02)
+    if kind < 0.3:  # pale, speckled centre (img279)
+        centre = np.array([222, 208, 160], np.float32) * rng.uniform(0.88, 1.02)
         colour[:] = centre
-        n_dots = int(rng.uniform(0.15, 0.45) * radius * radius / 10)
+        n_dots = int(rng.uniform(0.3, 0.7) * radius * radius / 10)
         dots = np.zeros((p, p), np.float32)
         for _ in range(n_dots):
             c = (int(rng.uniform(0, p)), int(rng.uniform(0, p)))
@@ -243,7 +244,7 @@ def _sunburn(rng: np.random.Generator, size: int, peel: np.ndarray) -> Patch:
         dark = np.array([95, 62, 35], np.float32)
         colour += (dark - colour) * (dots * rng.uniform(0.6, 1.0))[..., None]
     else:  # tan / reddish-brown patch (img663)
-        colour[:] = hsv_colour(rng, (16, 30), (0.5, 0.78), (0.42, 0.72))
+        colour[:] = hsv_colour(rng, (22, 38), (0.55, 0.82), (0.42, 0.62))  # real: (135, 87, 34)
         mottle = smooth_noise(rng, p, p, 10)[..., None] * 14.0
         colour += mottle
         # Dense darker pits show through the burnt peel (img663).
@@ -284,7 +285,7 @@ def _ulcer_cluster(rng: np.random.Generator, size: int) -> Patch:
     alpha = np.zeros((p, p), np.float32)
     label = np.zeros((p, p), np.float32)
     height = np.zeros((p, p), np.float32)
-    centre_c = hsv_colour(rng, (14, 34), (0.3, 0.65), (0.2, 0.42))  # dark brown
+    centre_c = hsv_colour(rng, (18, 36), (0.45, 0.75), (0.2, 0.42))  # dark brown
     ring_c = hsv_colour(rng, (20, 36), (0.4, 0.65), (0.42, 0.62))  # lighter raised ring
     for i in range(n):
         r = max(2.0, r_mean * rng.uniform(0.55, 1.35))
@@ -375,9 +376,9 @@ def _wind_scar(rng: np.random.Generator, size: int, peel: np.ndarray) -> Patch:
     label = (field > 0.45).astype(np.float32)
     alpha = cv2.GaussianBlur(label, (0, 0), 0.6)
     kind = rng.random()
-    if kind < 0.45:  # reddish to dark brown (img705, img585)
-        base = hsv_colour(rng, (6, 22), (0.6, 0.9), (0.3, 0.62))
-    elif kind < 0.8:  # light brown / tan (img826)
+    if kind < 0.5:  # saturated red-brown to brown (img705, img585): real (157, 55, 2)
+        base = hsv_colour(rng, (10, 30), (0.7, 0.98), (0.42, 0.66))
+    elif kind < 0.9:  # light brown / tan (img826): real (143, 98, 29)
         base = hsv_colour(rng, (18, 32), (0.4, 0.65), (0.5, 0.72))
     else:  # greyish brown
         base = hsv_colour(rng, (20, 36), (0.25, 0.45), (0.45, 0.62))
@@ -489,6 +490,16 @@ def _specks(rng: np.random.Generator, fruit: Fruit, albedo: np.ndarray) -> None:
     albedo += (dark - albedo) * (layer * rng.uniform(0.4, 0.9))[..., None]
 
 
+def _blemishes(rng: np.random.Generator, fruit: Fruit, albedo: np.ndarray) -> None:
+    """Soft brownish or greenish discolouration with no edge: healthy peel, not a defect."""
+    size = albedo.shape[0]
+    field = smooth_noise(rng, size, size, int(rng.integers(5, 12)))
+    weight = np.clip(field - rng.uniform(0.8, 1.6), 0, 1) * rng.uniform(0.2, 0.5)
+    weight *= fruit.rho < 1.0
+    tint = hsv_colour(rng, (25, 60), (0.5, 0.8), (0.5, 0.7))
+    albedo += (tint - albedo) * weight[..., None]
+
+
 # ----------------------------------------------------------------------------- rendering
 
 
@@ -504,6 +515,8 @@ def render_orange(rng: np.random.Generator, size: int = 512) -> Sample:
     if rng.random() < 0.65:
         _stem_end(rng, fruit, albedo, bump)
     _specks(rng, fruit, albedo)
+    if rng.random() < 0.45:
+        _blemishes(rng, fruit, albedo)
 
     # Which defects: ~12% clean; otherwise any mix, at least one.
     if rng.random() >= 0.12:
@@ -580,7 +593,7 @@ def _shade(
     # Grazing angles reflect the grey surroundings: the rim turns darker and greyish-brown
     # (real rims read about (160, 118, 60) against (183, 113, 22) at the centre).
     fresnel = (1.0 - fruit.nz) ** rng.uniform(2.0, 4.0) * rng.uniform(0.4, 0.85)
-    env = background.mean((0, 1)) * rng.uniform(0.55, 0.85)  # (3,)
+    env = background.mean((0, 1)) * rng.uniform(0.6, 1.0)  # (3,)
     peel += (env - peel) * fresnel[..., None]
     a = fruit.alpha[..., None]
     return peel * a + background * (1 - a)
