@@ -210,3 +210,12 @@ def test_params_and_gflops_match_the_paper(name, options, params_m, gflops) -> N
     assert figures["params_m"] == pytest.approx(params_m, rel=5e-3)
     assert figures["gflops"] == pytest.approx(gflops, rel=5e-3)
     assert not any(k.endswith(("total_ops", "total_params")) for k in model.state_dict())
+
+
+def test_fastsegformer_cpu_inference_hands_back_nchw() -> None:
+    """Eval on the CPU runs channels-last inside; outputs come back contiguous NCHW."""
+    model = nets.build_model("fastsegformer_p").eval()
+    with torch.no_grad():
+        logits = model(torch.rand(1, 3, 64, 64))
+        features, _ = model(torch.rand(1, 3, 64, 64), return_features=True)
+    assert logits.is_contiguous() and all(f.is_contiguous() for f in features)
