@@ -720,9 +720,13 @@ def format_frequencies(report: dict) -> str:
     return "\n".join(lines)
 
 
+# Bright overlay colours for the contact sheet: sunburn red, ulcer green, wind scarring yellow.
+_SHEET_COLOURS = np.array([[0, 0, 0], [255, 30, 30], [30, 255, 30], [255, 255, 0]], np.float32)
+
+
 def contact_sheet(voc: str | Path, path: str | Path, n: int = 8, thumb: int = 160) -> Path:
     """Save a PNG grid: photos on top, their colour masks over the photos below."""
-    from utils.labels import index_to_colour, read_mask
+    from utils.labels import read_mask
 
     voc = Path(voc)
     names = sorted(p.stem for p in (voc / "JPEGImages").glob("*.jpg"))[:n]
@@ -731,8 +735,8 @@ def contact_sheet(voc: str | Path, path: str | Path, n: int = 8, thumb: int = 16
         image = cv2.cvtColor(cv2.imread(str(voc / "JPEGImages" / f"{name}.jpg")), cv2.COLOR_BGR2RGB)
         mask = read_mask(voc / "SegmentationClass" / f"{name}.png")
         over = image.copy()
-        sel = mask > 0
-        over[sel] = (0.35 * image[sel] + 0.65 * index_to_colour(mask)[sel] * 1.8).clip(0, 255)
+        sel = (mask > 0) & (mask < len(_SHEET_COLOURS))
+        over[sel] = 0.35 * image[sel] + 0.65 * _SHEET_COLOURS[mask[sel]]
         tops.append(cv2.resize(image, (thumb, thumb), interpolation=cv2.INTER_AREA))
         bottoms.append(cv2.resize(over, (thumb, thumb), interpolation=cv2.INTER_AREA))
     sheet = np.vstack([np.hstack(tops), np.hstack(bottoms)])
