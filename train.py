@@ -137,14 +137,15 @@ def build_checked_model(cfg: Config):  # noqa: ANN201 (nn.Module)
 
 def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
     """Validate, build data/model/task and train; returns utils.trainer.TrainResult."""
-    import nets
     from utils import distributed
     from utils.dataset import VOCSegmentation
     from utils.losses import build_seg_loss
     from utils.task import SegmentationTask
     from utils.trainer import (
         Trainer,
+        fit_and_report,
         input_hw,
+        load_initial_weights,
         prepare_run_dir,
         seed_everything,
         validate_config,
@@ -166,17 +167,7 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
         val_set = VOCSegmentation(root, "val", size, cfg.num_classes, train=False)
         run_dir = prepare_run_dir(cfg, info)
 
-        if pretrained_keyword:
-            model.load_pretrained()  # ImageNet backbone from model_data/ (clear error if absent)
-        elif cfg.pretrained and not cfg.resume:
-            report = nets.load_checkpoint(model, cfg.pretrained)
-            if info.is_main:
-                print(
-                    f"loaded {cfg.pretrained} ({report.layout} layout): {len(report.loaded)} "
-                    f"tensors, {len(report.missing)} model keys kept random, "
-                    f"{len(report.skipped)} file keys unused",
-                    flush=True,
-                )
+        load_initial_weights(model, cfg, info.is_main)
         seg_loss = build_seg_loss(cfg.loss, cfg.dice, cfg.class_weights or None)
         task = SegmentationTask(model, seg_loss)
         if info.is_main:
@@ -197,35 +188,15 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
             eval_input_size=size,
             eval_loss=seg_loss,
         )
-        result = trainer.fit()
-        if info.is_main:
-            best = "n/a" if result.best_metric is None else f"{100 * result.best_metric:.2f}%"
-            print(f"done: best val mIoU {best}; checkpoints in {result.run_dir}", flush=True)
-        return result
+        return fit_and_report(trainer)
     finally:
         distributed.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from utils.checkpoint import CheckpointError
-    from utils.config import parse_config
-    from utils.trainer import ConfigError, NonFiniteLossError, merge_resume_config
+    from utils.trainer import script_main
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(Config, argv, description=__doc__)
-    try:
-        cfg = merge_resume_config(cfg, argv)
-        run(cfg, argv)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
-        # user-facing problems (bad values, missing files, broken data): the message says why
-        print(f"train.py: error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        print(f"train.py: stopped: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return script_main(Config, run, "train.py", argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,6 @@ def validate_kd(cfg: Config, argv: Sequence[str]) -> None:
 
 def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
     """Validate, load the teacher, build student/data/task and train; returns TrainResult."""
-    import nets
     from train import build_checked_model, resolve_data
     from utils import distributed
     from utils.dataset import VOCSegmentation
@@ -119,7 +118,9 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
     from utils.losses import build_seg_loss
     from utils.trainer import (
         Trainer,
+        fit_and_report,
         input_hw,
+        load_initial_weights,
         prepare_run_dir,
         seed_everything,
         validate_config,
@@ -154,12 +155,7 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
         val_set = VOCSegmentation(root, "val", student_size, cfg.num_classes, train=False)
         run_dir = prepare_run_dir(cfg, info)
 
-        if pretrained_keyword:
-            student.load_pretrained()
-        elif cfg.pretrained and not cfg.resume:
-            report = nets.load_checkpoint(student, cfg.pretrained)
-            if info.is_main:
-                print(f"student weights {cfg.pretrained}: {report}", flush=True)
+        load_initial_weights(student, cfg, info.is_main)
         seg_loss = build_seg_loss(cfg.loss, cfg.dice, cfg.class_weights or None)
         task = DistillationTask(
             student,
@@ -199,34 +195,15 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
             eval_input_size=student_size,
             eval_loss=seg_loss,
         )
-        result = trainer.fit()
-        if info.is_main:
-            best = "n/a" if result.best_metric is None else f"{100 * result.best_metric:.2f}%"
-            print(f"done: best val mIoU {best}; checkpoints in {result.run_dir}", flush=True)
-        return result
+        return fit_and_report(trainer)
     finally:
         distributed.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from utils.checkpoint import CheckpointError
-    from utils.config import parse_config
-    from utils.trainer import ConfigError, NonFiniteLossError, merge_resume_config
+    from utils.trainer import script_main
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(Config, argv, description=__doc__)
-    try:
-        cfg = merge_resume_config(cfg, argv)
-        run(cfg, argv)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"train_distillation.py: error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        print(f"train_distillation.py: stopped: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return script_main(Config, run, "train_distillation.py", argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from tqdm import tqdm
 from utils import distributed
 from utils.callbacks import TrainingLogger, denormalize, overlay_panel
 from utils.checkpoint import (
+    CheckpointError,
     build_checkpoint,
     read_checkpoint,
     save_checkpoint,
@@ -772,3 +773,61 @@ __all__ = [
     "set_backbone_frozen",
     "validate_config",
 ]
+
+
+def load_initial_weights(model: nn.Module, cfg: TrainConfig, is_main: bool) -> None:
+    """`--pretrained imagenet` (ImageNet backbone) or a weights file, unless resuming."""
+    import nets
+
+    if cfg.pretrained == "imagenet":
+        model.load_pretrained()  # from model_data/ (clear error naming the file if absent)
+    elif cfg.pretrained and not cfg.resume:
+        report = nets.load_checkpoint(model, cfg.pretrained)
+        if is_main:
+            print(
+                f"loaded {cfg.pretrained} ({report.layout} layout): {len(report.loaded)} "
+                f"tensors, {len(report.missing)} model keys kept random, "
+                f"{len(report.skipped)} file keys unused",
+                flush=True,
+            )
+
+
+def fit_and_report(trainer: Trainer) -> TrainResult:
+    """Run `trainer.fit()` and print where the run went (main process only)."""
+    result = trainer.fit()
+    if trainer.info.is_main:
+        best = "n/a" if result.best_metric is None else f"{100 * result.best_metric:.2f}%"
+        print(f"done: best val mIoU {best}; checkpoints in {result.run_dir}", flush=True)
+    return result
+
+
+def script_main(
+    config_cls: type,
+    run: Callable[[Any, Sequence[str]], Any],
+    prog: str,
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+) -> int:
+    """Parse flags (merging a --resume checkpoint's config), run, map errors to exit codes.
+
+    0: done; 1: stopped on a non-finite loss; 2: a user-facing problem (bad value, missing
+    file, broken data: the message says which); 130: interrupted (Ctrl-C, checkpoint kept).
+    """
+    import sys
+
+    from utils.config import parse_config
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse_config(config_cls, argv, description=description)
+    try:
+        cfg = merge_resume_config(cfg, argv)
+        run(cfg, argv)
+    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"{prog}: stopped: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
