@@ -100,6 +100,9 @@ class Config:
     data: str = field(
         default="data/synthetic_oranges", metadata={"help": "VOC root for calibration/accuracy"}
     )
+    calib_data: str = field(
+        default="", metadata={"help": "VOC root for INT8 calibration (default: --data)"}
+    )
     calib_split: str = field(default="train", metadata={"help": "calibration split"})
     calib_images: int = field(default=200, metadata={"help": "calibration photos (at most)"})
     calib_method: str = field(
@@ -320,11 +323,13 @@ class Workspace:
 
             cfg, s = self.cfg, self.subject
             try:
-                photos = calibration_images(cfg.data, cfg.calib_split, cfg.calib_images)
+                data = cfg.calib_data or cfg.data
+                photos = calibration_images(data, cfg.calib_split, cfg.calib_images)
             except (FileNotFoundError, ValueError) as e:
                 raise Skip(
-                    f"no calibration photos ({e}); make them with "
-                    f"`python -m utils.synthetic --out {cfg.data} --num 200 --seed 0`"
+                    f"no calibration photos ({e}); point --calib-data at a VOC root with a "
+                    f"{cfg.calib_split} split (e.g. `python -m utils.synthetic --out "
+                    f"data/synthetic_oranges`)"
                 ) from e
             reader = ImageCalibrationReader(photos, s.input_size, "images", s.mean, s.std)
             dst = self.dir / f"{self._stem(dynamic)}_int8.onnx"
