@@ -28,19 +28,11 @@ from torch import Tensor, nn
 
 from nets.comparison.common import (
     ComparisonModel,
+    ConvBNReLU,
     ResNetBackboneMixin,
     resnet_stages,
     torchvision_resnet,
 )
-
-
-class ConvBNReLU(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int, k: int = 3, stride: int = 1) -> None:
-        super().__init__(
-            nn.Conv2d(in_ch, out_ch, k, stride, k // 2, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-        )
 
 
 class OutputHead(nn.Sequential):

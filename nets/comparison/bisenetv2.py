@@ -23,16 +23,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from nets.comparison.common import ComparisonModel, no_imagenet_weights, upsample
-
-
-class ConvBNReLU(nn.Sequential):
-    def __init__(self, in_ch: int, out_ch: int, k: int = 3, stride: int = 1) -> None:
-        super().__init__(
-            nn.Conv2d(in_ch, out_ch, k, stride, k // 2, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-        )
+from nets.comparison.common import ComparisonModel, ConvBNReLU, no_imagenet_weights, upsample
 
 
 def _conv_bn(in_ch: int, out_ch: int, k: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:

@@ -63,6 +63,27 @@ def adaptive_avg_pool(x: Tensor, bins: int | tuple[int, int]) -> Tensor:
     return _pool_matrix(h, bh, x) @ x @ _pool_matrix(w, bw, x).T
 
 
+class ConvBNReLU(nn.Sequential):
+    """Conv (no bias) -> BatchNorm -> ReLU; padding keeps the size unless given."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        k: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        padding: int | None = None,
+    ) -> None:
+        pad = dilation * (k // 2) if padding is None else padding
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, k, stride, pad, dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
 class ComparisonModel(nn.Module):
     """Base of the comparison networks: subclasses implement `_forward`.
 

@@ -25,30 +25,12 @@ from torch import Tensor, nn
 
 from nets.comparison.common import (
     ComparisonModel,
+    ConvBNReLU,
     SegHead,
     adaptive_avg_pool,
     no_imagenet_weights,
     upsample,
 )
-
-
-class ConvBNReLU(nn.Sequential):
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        k: int = 1,
-        stride: int = 1,
-        groups: int = 1,
-        dilation: int = 1,
-        padding: int | None = None,
-    ) -> None:
-        pad = dilation * (k // 2) if padding is None else padding
-        super().__init__(
-            nn.Conv2d(in_ch, out_ch, k, stride, pad, dilation=dilation, groups=groups, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-        )
 
 
 class SeparableConv(nn.Sequential):
