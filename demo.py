@@ -2,7 +2,7 @@
 
 The first command of the README, made to finish on a 2-core CPU without a GPU in minutes:
 
-1. generates the synthetic navel-orange data set (utils.synthetic) if it is absent;
+1. generates the synthetic navel-orange data set (utils.data.synthetic) if it is absent;
 2. trains FastSegFormer-P (Cai et al., Computers and Electronics in Agriculture 217, 108604,
    2024) from random weights for a few epochs with train.py's loop (defaults below: smaller
    input and a higher lr than the paper's 224 / 1e-4, so that something is learnt quickly);
@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.config import parse_config
-from utils.trainer import opt
+from utils.cli import parse_config
+from utils.training.trainer import opt
 
 
 @dataclass
@@ -57,7 +57,7 @@ def ensure_data(cfg: Config) -> Path:
     if (root / "VOC2007").is_dir():
         print(f"[1/4] data: {root} (already there)", flush=True)
         return root
-    from utils.synthetic import generate_dataset
+    from utils.data.synthetic import generate_dataset
 
     print(f"[1/4] data: generating {cfg.num_images} synthetic oranges into {root}", flush=True)
     t = time.perf_counter()
@@ -114,7 +114,7 @@ def score_test_split(checkpoint: Path, root: Path, out: Path) -> tuple[float, li
 def predict_some(checkpoint: Path, root: Path, out: Path, n: int) -> Path | None:
     """Overlays of the first `n` test photos via predict.py; None if it reported a failure."""
     import predict
-    from utils.dataset import VOCSegmentation
+    from utils.data.dataset import VOCSegmentation
 
     photos = [str(p) for p in VOCSegmentation(root, "test", 64).photo_paths[:n]]
     rc = predict.main(["--checkpoint", str(checkpoint), "--inputs", *photos, "--out", str(out)])

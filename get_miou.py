@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from utils.config import parse_config
+from utils.cli import parse_config
 
 
 @dataclass
@@ -67,7 +67,7 @@ class Config:
 
 def build_predictor(cfg):
     """The Predictor for --checkpoint or --onnx (None when neither is given)."""
-    from utils.predictor import Predictor
+    from utils.inference.predictor import Predictor
 
     if cfg.onnx:
         return Predictor.from_onnx(cfg.onnx)
@@ -83,8 +83,8 @@ def build_predictor(cfg):
 
 
 def run(cfg: Config) -> dict | None:
-    from utils.evaluate import evaluate, format_table
-    from utils.predictor import default_class_names
+    from utils.inference.evaluate import evaluate, format_table
+    from utils.inference.predictor import default_class_names
 
     if cfg.checkpoint and cfg.onnx:
         raise ValueError("give either --checkpoint or --onnx, not both")

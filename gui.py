@@ -2,8 +2,8 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) came with
 a PyQt desktop app for photos and video. This is its PySide6 (Qt 6) counterpart on the project's
-shared pieces: `utils.predictor.Predictor` (checkpoint or ONNX), the threaded
-`utils.video_pipeline.VideoPipeline` and the per-fruit `utils.grading`.
+shared pieces: `utils.inference.predictor.Predictor` (checkpoint or ONNX), the threaded
+`utils.line.video_pipeline.VideoPipeline` and the per-fruit `utils.line.grading`.
 
     python gui.py                                          # then use the toolbar
     python gui.py --model logs/run/best.pth --source line.mp4
@@ -35,9 +35,8 @@ import cv2
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from utils.grading import FruitGrade, GradeCSVSink, GradingRules, draw_grades, grade_frame
-from utils.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
-from utils.video_pipeline import (
+from utils.line.grading import FruitGrade, GradeCSVSink, GradingRules, draw_grades, grade_frame
+from utils.line.video_pipeline import (
     IMAGE_SUFFIXES,
     CameraSource,
     FrameListSource,
@@ -49,6 +48,7 @@ from utils.video_pipeline import (
     default_draw,
     image_folder_source,
 )
+from utils.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 GRADE_QCOLOURS = {"premium": "#28c83c", "standard": "#d9a400", "reject": "#e61e1e"}
@@ -354,7 +354,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ actions
     def load_model(self, path: str | Path, model_name: str | None = None) -> bool:
         """Load a project checkpoint, the original's weights (asks the model name) or ONNX."""
-        from utils.predictor import Predictor
+        from utils.inference.predictor import Predictor
 
         path = Path(path)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
@@ -562,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="project checkpoint (.pth) or ONNX model to load")
     parser.add_argument("--source", help="image, folder of images or video to open")
     parser.add_argument("--save-dir", help="folder for overlays/video, masks and grades.csv")
-    parser.add_argument("--grades", help="grading rules YAML/JSON (see utils/grading.py)")
+    parser.add_argument("--grades", help="grading rules YAML/JSON (see utils/line/grading.py)")
     parser.add_argument("--screenshot", help="run --source once, save the window here, quit")
     args = parser.parse_args(argv)
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import nets
-from utils.config import parse_config
+from utils.cli import parse_config
 
 
 @dataclass

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.config import parse_config
+from utils.cli import parse_config
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -116,7 +116,7 @@ class Config:
 
 # ---------------------------------------------------------------------------- helpers
 def build_predictor(cfg: Config):
-    from utils.predictor import Predictor
+    from utils.inference.predictor import Predictor
 
     if cfg.onnx and cfg.checkpoint:
         raise ValueError("give either --checkpoint or --onnx, not both")
@@ -156,14 +156,14 @@ class ImageReporter:
         self.rows: list[dict] = []
 
     def areas(self, image: np.ndarray, mask: np.ndarray) -> dict:
-        from utils.visualize import defect_areas, fruit_mask
+        from utils.inference.visualize import defect_areas, fruit_mask
 
         fruit = fruit_mask(image, mask, min_saturation=self.cfg.fruit_min_saturation)
         return defect_areas(mask, self.predictor.num_classes, fruit, self.predictor.class_names)
 
     def handle(self, name: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Overlay in the chosen style, area report row; returns the drawn RGB image."""
-        from utils.visualize import area_row, format_areas, overlay
+        from utils.inference.visualize import area_row, format_areas, overlay
 
         drawn = overlay(image, mask, self.cfg.style, self.cfg.alpha)
         areas = self.areas(image, mask)
@@ -175,7 +175,7 @@ class ImageReporter:
     def save(self, stem: str, drawn: np.ndarray, mask: np.ndarray) -> None:
         import cv2
 
-        from utils.labels import save_index_mask
+        from utils.data.labels import save_index_mask
 
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"{stem}.png"
@@ -185,7 +185,7 @@ class ImageReporter:
             save_index_mask(self.out / "masks" / f"{stem}.png", mask)
 
     def write_csv(self, name: str | None = None) -> Path:
-        from utils.visualize import write_area_csv
+        from utils.inference.visualize import write_area_csv
 
         path = write_area_csv(self.rows, self.out / (name or self.cfg.areas_csv))
         print(f"defect areas of {len(self.rows)} image(s) written to {path}")
@@ -243,15 +243,20 @@ def run_video(
     max_frames: int | None = None,
     fps: float | None = None,
 ) -> tuple[int, float]:
-    """Video loop on the threaded pipeline (utils/video_pipeline.py): decode, pre-process,
+    """Video loop on the threaded pipeline (utils/line/video_pipeline.py): decode, pre-process,
     inference (opportunistic batches), post-process and draw (+ running FPS) / encode run in
     their own threads, in frame order; a camera drops stale frames instead of lagging.
 
     `source` is a video file, a camera index or a stream URL; `draw(name, frame, mask)` returns
     the RGB frame to write. Returns (frames, mean end-to-end FPS).
     """
-    from utils.video_pipeline import CameraSource, VideoFileSource, VideoPipeline, VideoWriterSink
-    from utils.visualize import draw_text
+    from utils.inference.visualize import draw_text
+    from utils.line.video_pipeline import (
+        CameraSource,
+        VideoFileSource,
+        VideoPipeline,
+        VideoWriterSink,
+    )
 
     is_file = isinstance(source, str) and Path(source).is_file()
     src = VideoFileSource(source) if is_file else CameraSource(source)
@@ -333,7 +338,7 @@ def _synchronizer(predictor) -> Callable[[], None]:
 
 
 def export(cfg: Config, predictor) -> int:
-    from utils.onnx_export import export_onnx
+    from utils.deploy.onnx_export import export_onnx
 
     ckpt = predictor.checkpoint or {}
     model = predictor.backend.model

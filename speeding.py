@@ -17,7 +17,7 @@ the mIoU of each backend on a test split (get_miou's evaluation code).
     python speeding.py --models enet --json                    # JSON rows on stdout
 
 Backends: torch-fp32 (eager), torch-fp32-cl (channels_last), torch-fp32-fused (conv+BN folded,
-utils.deploy), torch-fp16 (CUDA, half weights), torch-compile (torch.compile of the folded
+utils.deploy.optimize), torch-fp16 (CUDA, half weights), torch-compile (torch.compile of the folded
 model; CUDA graphs on CUDA), ort-fp32 (ONNX Runtime, graph optimised; CUDA provider on
 --device cuda), ort-fp32-noopt (ONNX Runtime with its optimiser off, for comparison), ort-int8
 (static INT8 QDQ calibrated on the training split, CPU). Rows that cannot run here (CUDA on a
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.config import parse_config
+from utils.cli import parse_config
 
 BACKENDS = (
     "torch-fp32",
@@ -208,7 +208,7 @@ def _torch_runner(
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
 ) -> Runner:
-    from utils.timing import cuda_sync
+    from utils.deploy.timing import cuda_sync
 
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=device, dtype=dtype, memory_format=fmt).eval()
@@ -245,7 +245,7 @@ def _torch_runner(
 def _ort_runner(
     path: Path, providers: list[str], level: str, threads: int, x: np.ndarray
 ) -> Runner:
-    from utils.deploy import ort_session, profile_top_ops
+    from utils.deploy.optimize import ort_session, profile_top_ops
 
     session = ort_session(path, providers, level=level, threads=threads)
     name = session.get_inputs()[0].name
@@ -285,8 +285,8 @@ class Workspace:
     def fp32(self, dynamic: bool) -> Path:
         key = ("fp32", dynamic)
         if key not in self.files:
-            from utils.deploy import optimize_onnx
-            from utils.onnx_export import export_onnx
+            from utils.deploy.onnx_export import export_onnx
+            from utils.deploy.optimize import optimize_onnx
 
             s = self.subject
             raw = self.dir / f"{self._stem(dynamic)}_fp32.onnx"
@@ -319,7 +319,11 @@ class Workspace:
     def int8(self, dynamic: bool) -> Path:
         key = ("int8", dynamic)
         if key not in self.files:
-            from utils.deploy import ImageCalibrationReader, calibration_images, quantize_int8
+            from utils.deploy.optimize import (
+                ImageCalibrationReader,
+                calibration_images,
+                quantize_int8,
+            )
 
             cfg, s = self.cfg, self.subject
             try:
@@ -328,7 +332,7 @@ class Workspace:
             except (FileNotFoundError, ValueError) as e:
                 raise Skip(
                     f"no calibration photos ({e}); point --calib-data at a VOC root with a "
-                    f"{cfg.calib_split} split (e.g. `python -m utils.synthetic --out "
+                    f"{cfg.calib_split} split (e.g. `python -m utils.data.synthetic --out "
                     f"data/synthetic_oranges`)"
                 ) from e
             reader = ImageCalibrationReader(photos, s.input_size, "images", s.mean, s.std)
@@ -369,7 +373,7 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
     if backend == "torch-fp32-cl":
         return _torch_runner(_copy(subject.model), x, device, channels_last=True)
     if backend == "torch-fp32-fused":
-        from utils.deploy import fold_batchnorm
+        from utils.deploy.optimize import fold_batchnorm
 
         folded, pairs = fold_batchnorm(_copy(subject.model), subject.input_size)
         runner = _torch_runner(folded, x, device)
@@ -380,7 +384,7 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
             raise Skip("fp16 inference needs --device cuda (CPU half kernels are slow or missing)")
         return _torch_runner(_copy(subject.model), x, device, dtype=torch.float16)
     if backend == "torch-compile":
-        from utils.deploy import fold_batchnorm
+        from utils.deploy.optimize import fold_batchnorm
 
         folded, _ = fold_batchnorm(_copy(subject.model), subject.input_size)
         mode = "reduce-overhead" if cuda else None  # CUDA graphs on the GPU
@@ -417,7 +421,7 @@ def _copy(model: torch.nn.Module) -> torch.nn.Module:
     """A private copy per backend (formats and dtypes are changed in place)."""
     import copy
 
-    from utils.deploy import _clear_attention_caches
+    from utils.deploy.optimize import _clear_attention_caches
 
     _clear_attention_caches(model)
     return copy.deepcopy(model).eval()
@@ -433,8 +437,8 @@ def default_photo(cfg: Config) -> Path | None:
     return found[0] if found else None
 
 
-def _predictor(subject: Subject, runner: Runner):  # noqa: ANN202 (utils.predictor.Predictor)
-    from utils.predictor import Predictor
+def _predictor(subject: Subject, runner: Runner):  # noqa: ANN202 (utils.inference.predictor.Predictor)
+    from utils.inference.predictor import Predictor
 
     class _Backend:
         def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -461,7 +465,7 @@ def measure(
     reference: np.ndarray | None,
     check_input: np.ndarray | None,
 ) -> dict[str, Any]:
-    from utils.timing import benchmark
+    from utils.deploy.timing import benchmark
 
     row: dict[str, Any] = {
         "model": subject.name,
@@ -527,8 +531,8 @@ def measure(
 
 def _accuracy(cfg: Config, subject: Subject, runner: Runner, backend: str) -> dict[str, Any]:
     """mIoU/mPA of this backend on --split, through the Predictor and get_miou's evaluation."""
-    from utils.evaluate import evaluate
-    from utils.predictor import default_class_names
+    from utils.inference.evaluate import evaluate
+    from utils.inference.predictor import default_class_names
 
     k = int(subject.model.num_classes)
     names = subject.class_names or default_class_names(k)
@@ -594,7 +598,7 @@ def format_profiles(rows: list[dict]) -> str:
 
 
 def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[Path, Path]:
-    from utils.config import config_to_dict
+    from utils.cli import config_to_dict
 
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -617,8 +621,8 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
 
 def run(cfg: Config) -> list[dict]:
     import model_flop_params
-    from utils.deploy import _clear_attention_caches
-    from utils.timing import environment
+    from utils.deploy.optimize import _clear_attention_caches
+    from utils.deploy.timing import environment
 
     unknown = [b for b in cfg.backends if b not in BACKENDS]
     if unknown:

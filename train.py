@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.trainer import TrainConfig, opt
+from utils.training.trainer import TrainConfig, opt
 
 REAL_DATA = Path("data/Orange_Navel_1.5k")
 SYNTHETIC_DATA = Path("data/synthetic_oranges")
@@ -77,7 +77,7 @@ def parse_model_options(items: Sequence[str]) -> dict:
     """["pyramid=ppm", "irb=false"] -> {"pyramid": "ppm", "irb": False} (YAML scalars)."""
     import yaml
 
-    from utils.trainer import ConfigError
+    from utils.training.trainer import ConfigError
 
     options = {}
     for item in items:
@@ -90,7 +90,7 @@ def parse_model_options(items: Sequence[str]) -> dict:
 
 def resolve_data(cfg: Config, is_main: bool = True) -> Path:
     """The VOC root to train on; generates the synthetic set when nothing else is there."""
-    from utils import distributed
+    from utils.training import distributed
 
     if cfg.data:
         return Path(cfg.data)
@@ -98,7 +98,7 @@ def resolve_data(cfg: Config, is_main: bool = True) -> Path:
         return REAL_DATA
     if not (SYNTHETIC_DATA / "VOC2007").is_dir():
         if is_main:
-            from utils.synthetic import generate_dataset
+            from utils.data.synthetic import generate_dataset
 
             print(
                 f"no --data and no {REAL_DATA}/VOC2007: generating {SYNTHETIC_IMAGES} synthetic "
@@ -113,7 +113,7 @@ def resolve_data(cfg: Config, is_main: bool = True) -> Path:
 def build_checked_model(cfg: Config):  # noqa: ANN201 (nn.Module)
     """The randomly initialised model; ConfigError on an unknown name or an unusable size."""
     import nets
-    from utils.trainer import ConfigError, input_hw
+    from utils.training.trainer import ConfigError, input_hw
 
     if cfg.model not in nets.MODELS:
         raise ConfigError(
@@ -136,12 +136,12 @@ def build_checked_model(cfg: Config):  # noqa: ANN201 (nn.Module)
 
 
 def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
-    """Validate, build data/model/task and train; returns utils.trainer.TrainResult."""
-    from utils import distributed
-    from utils.dataset import VOCSegmentation
-    from utils.losses import build_seg_loss
-    from utils.task import SegmentationTask
-    from utils.trainer import (
+    """Validate, build data/model/task and train; returns utils.training.trainer.TrainResult."""
+    from utils.data.dataset import VOCSegmentation
+    from utils.training import distributed
+    from utils.training.losses import build_seg_loss
+    from utils.training.task import SegmentationTask
+    from utils.training.trainer import (
         Trainer,
         fit_and_report,
         input_hw,
@@ -194,7 +194,7 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from utils.trainer import script_main
+    from utils.training.trainer import script_main
 
     return script_main(Config, run, "train.py", argv, description=__doc__)
 

@@ -4,9 +4,9 @@ FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604,
 its released students by multi-resolution knowledge distillation: the teacher sees the image at
 512x512, the student the same image bilinearly resized to 224x224, and the student learns from
 loss = CE + 5 * NFD + 0.5 * P&KL (KD2; KD1 leaves NFD out). The loop, checkpoints, logs and
-torchrun support are those of train.py (utils/trainer.py); only the task differs
-(utils/distillation.py). The defaults below are the original's distillation settings: batch 6,
-Adam at lr 1e-4, cosine to 1e-6, 1000 epochs, no frozen phase. See docs/distillation.md.
+torchrun support are those of train.py (utils/training/trainer.py); only the task differs
+(utils/training/distillation.py). The defaults below are the original's distillation settings:
+batch 6, Adam at lr 1e-4, cosine to 1e-6, 1000 epochs, no frozen phase. See docs/distillation.md.
 
     python train_distillation.py --teacher-checkpoint logs/<teacher run>/best.pth
     python train_distillation.py --kd logits --student fastsegformer_e \\
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from train import Config as TrainScriptConfig
-from utils.distillation import KD_MODES
-from utils.trainer import opt
+from utils.training.distillation import KD_MODES
+from utils.training.trainer import opt
 
 
 @dataclass
@@ -68,8 +68,8 @@ def validate_kd(cfg: Config, argv: Sequence[str]) -> None:
     Runs before the loop's own `validate_config`, so a bad student name or file is reported
     under the flag the user gave (--student...), not the trainer's --model / --pretrained.
     """
-    from utils.distillation import parse_pairs
-    from utils.trainer import ConfigError, explicit_fields
+    from utils.training.distillation import parse_pairs
+    from utils.training.trainer import ConfigError, explicit_fields
 
     given = explicit_fields(Config, argv) & {"model", "pretrained"}
     if given:
@@ -112,11 +112,11 @@ def validate_kd(cfg: Config, argv: Sequence[str]) -> None:
 def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
     """Validate, load the teacher, build student/data/task and train; returns TrainResult."""
     from train import build_checked_model, resolve_data
-    from utils import distributed
-    from utils.dataset import VOCSegmentation
-    from utils.distillation import DistillationTask, load_teacher, parse_pairs
-    from utils.losses import build_seg_loss
-    from utils.trainer import (
+    from utils.data.dataset import VOCSegmentation
+    from utils.training import distributed
+    from utils.training.distillation import DistillationTask, load_teacher, parse_pairs
+    from utils.training.losses import build_seg_loss
+    from utils.training.trainer import (
         Trainer,
         fit_and_report,
         input_hw,
@@ -201,7 +201,7 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from utils.trainer import script_main
+    from utils.training.trainer import script_main
 
     return script_main(Config, run, "train_distillation.py", argv, description=__doc__)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from utils.config import parse_config
-from utils.dataset import PHOTO_SUFFIXES, resolve_voc_root
-from utils.labels import MaskError, check_sizes, class_histogram, read_mask, save_index_mask
+from utils.cli import parse_config
+from utils.data.dataset import PHOTO_SUFFIXES, resolve_voc_root
+from utils.data.labels import MaskError, check_sizes, class_histogram, read_mask, save_index_mask
 from utils.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
 
 SPLITS = ("train", "val", "test")

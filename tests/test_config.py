@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from utils.config import parse_config, save_config
+from utils.cli import parse_config, save_config
 
 
 @dataclass

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.conveyor import ConveyorScene, main, write_video
+from utils.line.conveyor import ConveyorScene, main, write_video
 
 
 def test_same_seed_same_video_other_seed_differs():
@@ -82,8 +82,8 @@ def test_write_video_and_command_line(tmp_path):
 
 
 def test_voc_export_loads_as_a_segmentation_data_set(tmp_path):
-    from utils.conveyor import write_voc
-    from utils.dataset import VOCSegmentation
+    from utils.data.dataset import VOCSegmentation
+    from utils.line.conveyor import write_voc
 
     root = write_voc(tmp_path / "belt", seconds=0.5, fps=20, seed=3, size=(96, 160), every=1)
     splits = {

@@ -1,4 +1,4 @@
-"""VOC data set (utils/dataset.py) and the original's augmentation (utils/augment.py)."""
+"""VOC data set (utils/data/dataset.py) and the original's augmentation (utils/data/augment.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from utils.augment import AugmentParams, hsv_jitter, random_augment, random_geometry
-from utils.dataset import VOCSegmentation
-from utils.labels import MaskError, index_to_colour, save_index_mask
+from utils.data.augment import AugmentParams, hsv_jitter, random_augment, random_geometry
+from utils.data.dataset import VOCSegmentation
+from utils.data.labels import MaskError, index_to_colour, save_index_mask
 from utils.preprocess import letterbox, letterbox_mask, read_image, to_tensor
 
 H, W = 40, 56

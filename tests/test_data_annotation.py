@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import voc_annotation
-from utils.labels import index_to_colour, read_mask, save_index_mask
+from utils.data.labels import index_to_colour, read_mask, save_index_mask
 
 H, W = 24, 32
 

@@ -1,4 +1,4 @@
-"""Deployment optimisations (utils/deploy.py): BN folding, ONNX optimisation, INT8 QDQ.
+"""Deployment optimisations (utils/deploy/optimize.py): BN folding, ONNX optimisation, INT8 QDQ.
 
 Tiny models and 32x32 inputs so each test runs in a second or two on a CPU.
 """
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.deploy import (
+from utils.deploy.optimize import (
     ImageCalibrationReader,
     calibration_images,
     excluded_nodes,
@@ -111,7 +111,7 @@ def test_fold_batchnorm_skips_conv_output_read_twice() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):
-    from utils.onnx_export import export_onnx
+    from utils.deploy.onnx_export import export_onnx
 
     torch.manual_seed(0)
     model = randomize_bn(TinySeg())
@@ -127,7 +127,7 @@ def tiny_photos(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def test_optimize_onnx_same_logits_and_metadata(tiny_onnx, tmp_path) -> None:
-    from utils.predictor import Predictor
+    from utils.inference.predictor import Predictor
 
     model, path = tiny_onnx
     opt = optimize_onnx(path, tmp_path / "tiny_opt.onnx")
@@ -155,7 +155,7 @@ def test_calibration_reader_shapes_and_rewind() -> None:
 def test_quantize_int8_loads_runs_and_tracks_fp32(ops: str, tiny_onnx, tmp_path) -> None:
     import onnx
 
-    from utils.predictor import Predictor
+    from utils.inference.predictor import Predictor
 
     model, path = tiny_onnx
     reader = ImageCalibrationReader(tiny_photos(6), SIZE, "images")
@@ -203,7 +203,7 @@ def test_quantize_int8_rejects_unknown_settings(tiny_onnx, tmp_path) -> None:
 
 
 def test_calibration_images_sample_the_split(tmp_path) -> None:
-    from utils.synthetic import generate_dataset
+    from utils.data.synthetic import generate_dataset
 
     root = generate_dataset(tmp_path / "voc", num=5, seed=0, size=64, workers=1)
     all_train = calibration_images(root, "train", num=100)

@@ -1,4 +1,4 @@
-"""get_miou.py / utils.evaluate on a tiny hand-made VOC split.
+"""get_miou.py / utils.inference.evaluate on a tiny hand-made VOC split.
 
 The metrics of get_miou.py must equal an independent computation (torchmetrics) on the very
 PNGs it wrote; the three modes, the report files and the bad-input errors are checked.
@@ -23,7 +23,7 @@ from torchmetrics.classification import (
 )
 
 import get_miou
-from utils.labels import read_mask, save_index_mask
+from utils.data.labels import read_mask, save_index_mask
 from utils.preprocess import VOC_PALETTE
 
 IDS = ["a1", "b2", "c3", "d4"]

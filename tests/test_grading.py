@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.conveyor import ConveyorScene
-from utils.grading import (
+from utils.line.conveyor import ConveyorScene
+from utils.line.grading import (
     GradeCSVSink,
     Grader,
     GradeRule,
@@ -139,8 +139,8 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
     import torch.nn as nn
 
     import nets
-    from utils.conveyor import write_video
-    from utils.grading import main
+    from utils.line.conveyor import write_video
+    from utils.line.grading import main
 
     class Tiny(nn.Module):
         num_classes, default_input_size, fixed_input_size, backbone = 4, 32, False, None

@@ -20,7 +20,7 @@ import torch.nn as nn  # noqa: E402
 
 QtWidgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed")
 
-from utils.conveyor import ConveyorScene, write_video  # noqa: E402
+from utils.line.conveyor import ConveyorScene, write_video  # noqa: E402
 from utils.preprocess import CLASS_NAMES  # noqa: E402
 
 

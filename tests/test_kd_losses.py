@@ -1,4 +1,4 @@
-"""Known-answer tests for the distillation losses (utils/kd_losses.py): P&KL and NFD."""
+"""Known-answer tests for the distillation losses (utils/training/kd_losses.py): P&KL and NFD."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.kd_losses import nfd_loss, nfd_pair, pixel_kl, pixel_mse, pkl_loss, standardize
+from utils.training.kd_losses import nfd_loss, nfd_pair, pixel_kl, pixel_mse, pkl_loss, standardize
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from test_kd_task import TinySegNet
 
 from tools.kd_memory import TeacherGraphKeptTask
-from utils.distillation import DistillationTask
+from utils.training.distillation import DistillationTask
 
 
 def _tasks() -> list[DistillationTask]:

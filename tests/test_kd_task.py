@@ -1,4 +1,4 @@
-"""DistillationTask (utils/distillation.py) with a tiny teacher and student of our own.
+"""DistillationTask (utils/training/distillation.py) with a tiny teacher and student of our own.
 
 The tiny models honour the project's forward contract: ``model(x)`` -> logits at input size and
 ``model(x, return_features=True)`` -> (features list, logits).
@@ -13,7 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.distillation import DistillationTask, feature_channels, parse_pairs, resize_labels
+from utils.training.distillation import (
+    DistillationTask,
+    feature_channels,
+    parse_pairs,
+    resize_labels,
+)
 
 NUM_CLASSES = 3
 

@@ -1,4 +1,4 @@
-"""utils.distillation.load_teacher: project and original checkpoints, and its refusals."""
+"""utils.training.distillation.load_teacher: project and original checkpoints, and its refusals."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 import nets
 from utils.checkpoint import build_checkpoint, save_checkpoint
-from utils.distillation import load_teacher
+from utils.training.distillation import load_teacher
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 

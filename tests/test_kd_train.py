@@ -1,4 +1,4 @@
-"""Distillation through the shared training loop (utils/trainer.py) and train_distillation.py."""
+"""Distillation through the shared loop (utils/training/trainer.py) and train_distillation.py."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from torch.utils.data import Dataset
 
 import train_distillation
 from utils.checkpoint import build_checkpoint, save_checkpoint
-from utils.distillation import DistillationTask
-from utils.losses import build_seg_loss
-from utils.trainer import TrainConfig, Trainer
+from utils.training.distillation import DistillationTask
+from utils.training.losses import build_seg_loss
+from utils.training.trainer import TrainConfig, Trainer
 
 
 class TinyVOC(Dataset):
@@ -115,7 +115,7 @@ def test_bad_flags_are_clear_errors(args: list[str], message: str, capsys) -> No
 def test_script_kd1_run_saves_student_without_connectors(tmp_path, capsys) -> None:
     """train_distillation.py end to end, registry models at tiny sizes, --kd logits."""
     import nets
-    from utils.synthetic import generate_dataset
+    from utils.data.synthetic import generate_dataset
 
     torch.manual_seed(0)
     teacher_path = tmp_path / "teacher.pth"

@@ -1,4 +1,4 @@
-"""Mask reading and checking (utils/labels.py): every supported format, every bad input."""
+"""Mask reading and checking (utils/data/labels.py): every supported format, every bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.labels import (
+from utils.data.labels import (
     MaskError,
     check_sizes,
     class_histogram,

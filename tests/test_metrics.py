@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.evaluate import score_split
+from utils.inference.evaluate import score_split
 from utils.metrics import ConfusionMatrix, confusion_matrix, segmentation_metrics
 
 I = 255  # noqa: E741 -- ignore index, short for the hand-made arrays

@@ -1,4 +1,4 @@
-"""ONNX export (utils/onnx_export.py), the ONNX Runtime backend, and PyTorch parity.
+"""ONNX export (utils/deploy/onnx_export.py), the ONNX Runtime backend, and PyTorch parity.
 
 Parity bound of the issue: argmax agreement >= 99.9% of pixels and logits within 1e-4 relative
 (max |ort - torch| / max |torch|), on FastSegFormer-P and -E with random weights.
@@ -14,9 +14,9 @@ from test_predict_helpers import make_tiny, orange_photo, register_tiny, write_p
 
 import get_miou
 import predict
-import utils.onnx_export as onnx_export
-from utils.onnx_export import check_parity, export_onnx
-from utils.predictor import Predictor
+import utils.deploy.onnx_export as onnx_export
+from utils.deploy.onnx_export import check_parity, export_onnx
+from utils.inference.predictor import Predictor
 
 
 def photos() -> list[np.ndarray]:

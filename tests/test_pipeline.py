@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from utils.video_pipeline import (
+from utils.line.video_pipeline import (
     CollectSink,
     FrameListSource,
     PipelineError,

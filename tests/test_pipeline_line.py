@@ -9,10 +9,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.conveyor import write_video
-from utils.grading import GradeCSVSink, Grader
-from utils.predictor import Predictor
-from utils.video_pipeline import CollectSink, VideoFileSource, VideoPipeline, VideoWriterSink
+from utils.inference.predictor import Predictor
+from utils.line.conveyor import write_video
+from utils.line.grading import GradeCSVSink, Grader
+from utils.line.video_pipeline import CollectSink, VideoFileSource, VideoPipeline, VideoWriterSink
 
 
 class TinyNet(nn.Module):

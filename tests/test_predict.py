@@ -19,9 +19,9 @@ from test_predict_helpers import (
 
 import nets
 import predict
-from utils.predictor import Predictor
+from utils.inference.predictor import Predictor
+from utils.inference.visualize import colorize, defect_areas, fruit_mask, overlay
 from utils.preprocess import letterbox, to_tensor, unletterbox
-from utils.visualize import colorize, defect_areas, fruit_mask, overlay
 
 
 # ---------------------------------------------------------------------------- Predictor
@@ -171,7 +171,7 @@ def test_image_mode_writes_overlays_and_area_csv(tmp_path, ckpt, capsys, style):
     rows = read_csv(out / "defect_areas.csv")
     assert [r["image"] for r in rows] == ["a.jpg", "b.png"]
     mask = cv2.imread(str(out / "masks" / "a.png"), cv2.IMREAD_UNCHANGED)
-    from utils.labels import read_mask
+    from utils.data.labels import read_mask
 
     mask = read_mask(out / "masks" / "a.png", 4)
     assert int(rows[0]["sunburn_pixels"]) == int((mask == 1).sum())

@@ -1,5 +1,5 @@
-"""speeding.py and utils/timing.py on a tiny model: every CPU backend agrees with eager PyTorch,
-CUDA rows are skipped with a reason, and the JSON rows carry their fields. No wall-clock
+"""speeding.py and utils/deploy/timing.py on a tiny model: every CPU backend agrees with eager
+PyTorch, CUDA rows are skipped with a reason, and the JSON rows carry their fields. No wall-clock
 assertions: the machines are shared and noisy."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import speeding
-from utils.timing import benchmark, environment, summarize
+from utils.deploy.timing import benchmark, environment, summarize
 
 SIZE = 32
 
@@ -58,7 +58,7 @@ def config(tmp_path, **kw) -> speeding.Config:
 
 @pytest.fixture(scope="module")
 def calib_data(tmp_path_factory: pytest.TempPathFactory):
-    from utils.synthetic import generate_dataset
+    from utils.data.synthetic import generate_dataset
 
     return generate_dataset(tmp_path_factory.mktemp("voc"), num=6, seed=0, size=64, workers=1)
 

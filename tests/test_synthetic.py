@@ -1,4 +1,4 @@
-"""Synthetic navel oranges (utils/synthetic.py): layout, determinism, photo/mask consistency."""
+"""Synthetic navel oranges (utils/data/synthetic.py): layout, determinism, photo/mask agreement."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from utils.dataset import VOCSegmentation
-from utils.synthetic import generate_dataset, main, render_orange
+from utils.data.dataset import VOCSegmentation
+from utils.data.synthetic import generate_dataset, main, render_orange
 
 SIZE = 128  # small frames keep the tests fast; the generator scales with size
 

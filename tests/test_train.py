@@ -12,9 +12,9 @@ from test_train_helpers import TinySegNet, TinySegSet, tiny_config
 
 from utils import checkpoint as ckpt_mod
 from utils.checkpoint import CheckpointError, build_checkpoint, read_checkpoint, save_checkpoint
-from utils.losses import build_seg_loss
-from utils.task import SegmentationTask
-from utils.trainer import (
+from utils.training.losses import build_seg_loss
+from utils.training.task import SegmentationTask
+from utils.training.trainer import (
     ConfigError,
     NonFiniteLossError,
     TrainConfig,

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from utils.trainer import TrainConfig
+from utils.training.trainer import TrainConfig
 
 
 class TinySegNet(nn.Module):
@@ -79,8 +79,8 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:  # noqa: ANN001
 
 
 def make_tiny_voc(root, num: int = 12, size: int = 64):  # noqa: ANN001, ANN201
-    """A small synthetic VOC set (utils.synthetic) for end-to-end runs of train.py."""
-    from utils.synthetic import generate_dataset
+    """A small synthetic VOC set (utils.data.synthetic) for end-to-end runs of train.py."""
+    from utils.data.synthetic import generate_dataset
 
     return generate_dataset(root, num=num, seed=0, size=size)
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.losses import build_seg_loss, cross_entropy, dice_loss, focal_loss
-from utils.schedulers import build_epoch_lr, scaled_lr, step_lr, warmup_cosine_lr
-from utils.task import SegmentationTask
+from utils.training.losses import build_seg_loss, cross_entropy, dice_loss, focal_loss
+from utils.training.schedulers import build_epoch_lr, scaled_lr, step_lr, warmup_cosine_lr
+from utils.training.task import SegmentationTask
 
 
 def logits_and_target(seed: int = 0, size: int = 8):

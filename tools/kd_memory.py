@@ -3,7 +3,7 @@
 FastSegFormer's distillation (Computers and Electronics in Agriculture 217, 108604, 2024) runs
 the Swin-T-Att-UNet teacher at 512x512 beside the student at 224x224. The original code runs
 the teacher with autograd on, so every teacher activation is kept for backward (11.8 GB on its
-GPU at batch 6). `utils.distillation.DistillationTask` runs it under ``torch.no_grad()``.
+GPU at batch 6). `utils.training.distillation.DistillationTask` runs it under ``torch.no_grad()``.
 
 This tool measures one training step (zero_grad, forward, backward, Adam step) of both, each in
 a fresh subprocess so the peaks do not mix:
@@ -41,8 +41,8 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/kd_memory.py`
 
 import torch  # noqa: E402
 
-from utils.config import parse_config  # noqa: E402
-from utils.distillation import KD_MODES, DistillationTask  # noqa: E402
+from utils.cli import parse_config  # noqa: E402
+from utils.training.distillation import KD_MODES, DistillationTask  # noqa: E402
 
 VARIANTS = ("no_grad", "graph_kept")
 
@@ -100,7 +100,7 @@ def _peak_rss_bytes() -> int:
 def measure(cfg: Config, variant: str) -> dict:
     """Peak memory of one step of `variant` in this process (call once per process on CPU)."""
     import nets
-    from utils.losses import build_seg_loss
+    from utils.training.losses import build_seg_loss
 
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.dataset import VOCSegmentation  # noqa: E402
+from utils.data.dataset import VOCSegmentation  # noqa: E402
 
 
 def _loader(root: Path, size: int, batch: int, workers: int) -> DataLoader:
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.data) if args.data else None
         if root is None:
-            from utils.synthetic import generate_dataset
+            from utils.data.synthetic import generate_dataset
 
             root = generate_dataset(Path(tmp) / "syn", num=64, seed=0, size=512)
         loader = _loader(root, args.size, args.batch, args.workers)

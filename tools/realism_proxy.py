@@ -6,7 +6,7 @@ to 224, per-class IoU and mIoU from one confusion matrix). It answers "does a ne
 never saw a real orange find real sunburn and ulcers?" in minutes on a CPU; the real measure
 is FastSegFormer-P trained with train.py on the synthetic set and scored with get_miou.py.
 
-    python -m utils.synthetic --out data/synthetic_oranges --num 200 --seed 0
+    python -m utils.data.synthetic --out data/synthetic_oranges --num 200 --seed 0
     python tools/realism_proxy.py --data data/synthetic_oranges --minutes 6
 """
 
@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.dataset import VOCSegmentation  # noqa: E402
-from utils.labels import read_mask  # noqa: E402
+from utils.data.dataset import VOCSegmentation  # noqa: E402
+from utils.data.labels import read_mask  # noqa: E402
 from utils.metrics import confusion_matrix, segmentation_metrics  # noqa: E402
 from utils.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor  # noqa: E402
 

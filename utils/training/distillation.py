@@ -7,9 +7,10 @@ bilinearly resized to 224x224:
     loss = CE(student) + nfd_weight * NFD + kd_weight * P&KL     (paper: 5 and 0.5)
 
 ``--kd logits`` (the paper's KD1) uses CE + P&KL; ``--kd logits+nfd`` (KD2) adds NFD. The
-losses are the pure functions of `utils/kd_losses.py`; this module holds what has state:
+losses are the pure functions of `utils/training/kd_losses.py`; this module holds what has state:
 
-- `DistillationTask`: the task `utils/trainer.py` drives (contract in `utils/task.py`). Its
+- `DistillationTask`: the task `utils/training/trainer.py` drives (contract in
+  `utils/training/task.py`). Its
   ``.model`` is the student, the network that is evaluated and saved. The teacher is frozen,
   kept in eval mode and run under ``torch.no_grad()`` so none of its activations are kept for
   backward (the original runs it with autograd on: the main cost of its 11.8 GB at batch 6).
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from utils.kd_losses import nfd_loss, pkl_loss, resize_to
+from utils.training.kd_losses import nfd_loss, pkl_loss, resize_to
 
 KD_MODES = ("logits", "logits+nfd")
 
@@ -157,7 +158,7 @@ class DistillationTask(nn.Module):
         student: trainable model honouring ``model(x, return_features=True) -> (features,
             logits)``; becomes ``self.model``.
         teacher: same contract; frozen here (requires_grad False, eval mode).
-        seg_loss: (logits, labels) -> scalar, optionally with ``.terms()`` (utils.losses).
+        seg_loss: (logits, labels) -> scalar, optionally with ``.terms()`` (utils.training.losses).
         student_size: (h, w) the student runs at (224, 224 in the paper).
         teacher_size: (h, w) the teacher runs at; used to probe its channels (512, 512).
         kd: "logits" (KD1: P&KL) or "logits+nfd" (KD2: P&KL + NFD).

@@ -35,7 +35,7 @@ from utils.preprocess import (
 )
 
 CHECKPOINT_FORMAT = "fastsegformer-checkpoint/1"
-ONNX_METADATA_KEY = "fastsegformer"  # ONNX metadata_props entry written by utils.onnx_export
+ONNX_METADATA_KEY = "fastsegformer"  # ONNX metadata_props entry written by utils.deploy.onnx_export
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -283,7 +283,7 @@ class Predictor:
         input_size: Sequence[int] | int | None = None,
         class_names: Sequence[str] | None = None,
     ) -> Predictor:
-        """Load an ONNX model written by utils.onnx_export (metadata gives names, mean/std).
+        """Load an ONNX model written by utils.deploy.onnx_export (metadata gives names, mean/std).
 
         `input_size`, when given, must match a fixed-size ONNX input, else ValueError.
         """

@@ -4,8 +4,8 @@ FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604,
 three defect classes on navel oranges (1 sunburn, 2 ulcer, 3 wind scarring); healthy peel and
 the scene are class 0. A sorting line needs one decision per fruit, so this module
 
-1. finds the fruit: connected regions of `utils.visualize.fruit_mask` (saturated peel colour
-   united with the predicted defects; belt, table and letterbox bands are unsaturated), or of
+1. finds the fruit: connected regions of `utils.inference.visualize.fruit_mask` (saturated peel
+   colour united with the predicted defects; belt, table and letterbox bands are unsaturated), or of
    a fruit mask / instance map the caller already has (the conveyor's ground truth);
 2. measures, per fruit, the share of its area covered by each defect class;
 3. grades it with the first rule whose limits all hold (rules are ordered best first), else the
@@ -19,14 +19,14 @@ the scene are class 0. A sorting line needs one decision per fruit, so this modu
        reject: reject
        min_fruit_pixels: 400
 
-`Grader` plugs into `utils.video_pipeline.VideoPipeline(annotate=...)` and draws each fruit's
+`Grader` plugs into `utils.line.video_pipeline.VideoPipeline(annotate=...)` and draws each fruit's
 box and grade on the overlay; `GradeCSVSink` writes one CSV row per fruit per frame or image.
 Touching fruit merge into one region (no instance separation): space fruit on the belt.
 
 Command line (the threaded pipeline: graded video or overlays + OUT/grades.csv):
-    python -m utils.grading --model logs/run/best.pth --source line.mp4 --out graded/
-    python -m utils.grading --model model.onnx --source photos/ --rules grades.yaml
-    python -m utils.grading --model best.pth --source 0 --max-frames 300    # camera 0
+    python -m utils.line.grading --model logs/run/best.pth --source line.mp4 --out graded/
+    python -m utils.line.grading --model model.onnx --source photos/ --rules grades.yaml
+    python -m utils.line.grading --model best.pth --source 0 --max-frames 300    # camera 0
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def fruit_labels(
     when the regions come from a colour or boolean mask.
     """
     if fruit is None:
-        from utils.visualize import fruit_mask
+        from utils.inference.visualize import fruit_mask
 
         fruit = fruit_mask(image, mask)
     fruit = np.asarray(fruit)
@@ -304,10 +304,9 @@ class Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Grade every fruit of a video, camera, folder or photo; returns the exit status."""
-    from utils.config import parse_config
-    from utils.predictor import Predictor
-    from utils.preprocess import read_image
-    from utils.video_pipeline import (
+    from utils.cli import parse_config
+    from utils.inference.predictor import Predictor
+    from utils.line.video_pipeline import (
         CameraSource,
         FrameListSource,
         VideoFileSource,
@@ -315,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         VideoWriterSink,
         image_folder_source,
     )
+    from utils.preprocess import read_image
 
     cfg = parse_config(Config, argv, description=__doc__)
     if not cfg.model or not cfg.source:

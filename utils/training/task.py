@@ -1,6 +1,6 @@
 """Training tasks: what one step of the shared training loop computes.
 
-The loop in `utils/trainer.py` drives a *task*, an `nn.Module` with this contract:
+The loop in `utils/training/trainer.py` drives a *task*, an `nn.Module` with this contract:
 
 - ``task(images, labels) -> dict[str, Tensor]``: named scalar loss terms, the total under
   ``"loss"`` (the only one back-propagated; the others are logged);
@@ -9,7 +9,7 @@ The loop in `utils/trainer.py` drives a *task*, an `nn.Module` with this contrac
   (e.g. knowledge-distillation connectors) saved under the checkpoint's ``"extra"``.
 
 `SegmentationTask` is supervised training (FastSegFormer, the teacher, comparison models);
-`utils/distillation.py` holds the distillation task built on the same contract.
+`utils/training/distillation.py` holds the distillation task built on the same contract.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ class SegmentationTask(nn.Module):
     """Supervised segmentation: model logits vs labels through `seg_loss`.
 
     `seg_loss` is a callable (logits, target) -> scalar that upsamples logits to the label
-    size; when it also has ``terms(logits, target) -> dict`` (utils.losses.SegLoss), each term
-    is reported. Models with auxiliary heads (``hasattr(model, "aux_losses")``) are run with
-    ``return_aux=True`` and their already-weighted auxiliary terms are added to the total.
+    size; when it also has ``terms(logits, target) -> dict`` (utils.training.losses.SegLoss),
+    each term is reported. Models with auxiliary heads (``hasattr(model, "aux_losses")``) are
+    run with ``return_aux=True`` and their already-weighted auxiliary terms are added to the total.
     """
 
     def __init__(self, model: nn.Module, seg_loss: SegLossFn) -> None:

@@ -268,7 +268,7 @@ def _copy_metadata(src: Path, dst: Path) -> None:
     """Keep the project's metadata (names, preprocessing) that Predictor.from_onnx reads."""
     import onnx
 
-    from utils.predictor import ONNX_METADATA_KEY
+    from utils.inference.predictor import ONNX_METADATA_KEY
 
     source = onnx.load(str(src), load_external_data=False)
     entries = {p.key: p.value for p in source.metadata_props}
@@ -304,7 +304,7 @@ def calibration_images(
     data: str | Path, split: str = "train", num: int = 200, seed: int = 0
 ) -> list[Path]:
     """Up to `num` photo paths of a VOC split (a seeded sample when the split is larger)."""
-    from utils.evaluate import split_files
+    from utils.inference.evaluate import split_files
 
     _, photos, _ = split_files(data, split, num_classes=256, need_masks=False)
     photos = list(photos)

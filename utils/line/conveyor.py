@@ -8,10 +8,10 @@ from left to right, some clean and some with the paper's three defect classes (1
 instance ids), so the demo, the video pipeline and the grading can be tested without a camera.
 
 Usage:
-    python -m utils.conveyor --out line.mp4                       # 1 s at 30 FPS = 30 frames
-    python -m utils.conveyor --out line.mp4 --seconds 10 --fps 30 --seed 3
-    python -m utils.conveyor --out line.mp4 --masks-dir line_masks  # also the class masks
-    python -m utils.conveyor --voc data/conveyor --seconds 8          # frames as a VOC data set
+    python -m utils.line.conveyor --out line.mp4                       # 1 s at 30 FPS = 30 frames
+    python -m utils.line.conveyor --out line.mp4 --seconds 10 --fps 30 --seed 3
+    python -m utils.line.conveyor --out line.mp4 --masks-dir line_masks  # also the class masks
+    python -m utils.line.conveyor --voc data/conveyor --seconds 8     # frames as a VOC data set
 
 Rendering is deliberately simple and fast (a few milliseconds per 640x360 frame): each
 orange is drawn once as a sprite (shaded peel, pore texture, defects) and then only rotated
@@ -276,12 +276,12 @@ def write_voc(
     size: tuple[int, int] = (360, 640),
     every: int = 2,
 ) -> Path:
-    """Every `every`-th frame as a VOC data set (the layout of utils.dataset) under root/VOC2007.
+    """Every `every`-th frame as a VOC data set (utils.data.dataset layout) under root/VOC2007.
 
     Frames are split 6:2:2 into train/val/test in contiguous blocks of time, so neighbouring,
     nearly identical frames do not land on both sides of a split. Returns root.
     """
-    from utils.labels import save_index_mask
+    from utils.data.labels import save_index_mask
 
     root = Path(root)
     voc = root / "VOC2007"
@@ -325,7 +325,7 @@ class Config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from utils.config import parse_config
+    from utils.cli import parse_config
 
     cfg = parse_config(Config, argv, description=__doc__)
     if cfg.voc:

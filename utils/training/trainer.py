@@ -4,7 +4,7 @@ FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604,
 trained with the unet-pytorch recipe: Adam, lr scaled by batch/16 and clamped, YOLOX warm-up
 + cosine set once per epoch, the backbone frozen for the first 50 epochs (with its own batch
 size) then unfrozen until epoch 1000, evaluation and checkpoints every 5 epochs. This module
-runs that recipe for any *task* (see utils/task.py), on one CPU/GPU or under torchrun/DDP.
+runs that recipe for any *task* (see utils/training/task.py), on one CPU/GPU or under torchrun/DDP.
 
 API (what train.py and train_distillation.py use)
 -------------------------------------------------
@@ -54,19 +54,19 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from utils import distributed
-from utils.callbacks import TrainingLogger, denormalize, overlay_panel
 from utils.checkpoint import (
     CheckpointError,
     build_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-from utils.config import config_to_dict, save_config
-from utils.distributed import DistInfo, ShardSampler
-from utils.losses import resize_to_target
+from utils.cli import config_to_dict, save_config
 from utils.metrics import ConfusionMatrix, segmentation_metrics
-from utils.schedulers import EpochLR, build_epoch_lr
+from utils.training import distributed
+from utils.training.distributed import DistInfo, ShardSampler
+from utils.training.logger import TrainingLogger, denormalize, overlay_panel
+from utils.training.losses import resize_to_target
+from utils.training.schedulers import EpochLR, build_epoch_lr
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cos", "step")
@@ -74,7 +74,7 @@ LOSSES = ("ce", "focal")
 
 
 def opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:  # noqa: A002
-    """A Config field with its help text (and choices) for utils.config.parse_config."""
+    """A Config field with its help text (and choices) for utils.cli.parse_config."""
     metadata: dict[str, Any] = {"help": help}
     if choices is not None:
         metadata["choices"] = list(choices)
@@ -815,7 +815,7 @@ def script_main(
     """
     import sys
 
-    from utils.config import parse_config
+    from utils.cli import parse_config
 
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse_config(config_cls, argv, description=description)

@@ -2,7 +2,7 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) reports
 45-55 FPS end to end on video with FP16 and multi-threading. This module is that pipeline,
-for any backend the shared `utils.predictor.Predictor` wraps (PyTorch or ONNX Runtime):
+for any backend the shared `utils.inference.predictor.Predictor` wraps (PyTorch or ONNX Runtime):
 
     source --q--> preprocess --q--> infer (batches) --q--> postprocess/draw --q--> sinks
     (read/decode)  (letterbox)       (the model)           (mask, overlay, grading)  (write/show)
@@ -26,14 +26,14 @@ encoding run while the model computes (OpenCV, PyTorch and ONNX Runtime release 
   per-frame work time of each stage (time spent computing, not waiting on queues).
 
 Usage:
-    from utils.video_pipeline import VideoPipeline, VideoFileSource, VideoWriterSink
+    from utils.line.video_pipeline import VideoPipeline, VideoFileSource, VideoWriterSink
     pipe = VideoPipeline(predictor, VideoFileSource("line.mp4"), [VideoWriterSink("out.mp4")])
     stats = pipe.run()
     print(stats.summary())
 
 Benchmark (end-to-end FPS vs model-only FPS of the same predictor, see docs/production_line.md):
-    python -m utils.video_pipeline --model fastsegformer_p --threads 1 --batch-size 1
-    python -m utils.video_pipeline --onnx model_data/p.onnx --video line.mp4
+    python -m utils.line.video_pipeline --model fastsegformer_p --threads 1 --batch-size 1
+    python -m utils.line.video_pipeline --onnx model_data/p.onnx --video line.mp4
 """
 
 from __future__ import annotations
@@ -312,8 +312,8 @@ class _Packet:
 
 
 def default_draw(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The project's standard overlay (utils.visualize.overlay, "blend")."""
-    from utils.visualize import overlay
+    """The project's standard overlay (utils.inference.visualize.overlay, "blend")."""
+    from utils.inference.visualize import overlay
 
     return overlay(image, mask, mode="blend")
 
@@ -323,7 +323,7 @@ class VideoPipeline:
     """Run a predictor over a frame source in five threaded stages (see the module docstring).
 
     predictor: has `preprocess(rgb) -> (x (3,h,w), box)`, `infer((B,3,h,w)) -> (B,K,h,w)`,
-        `postprocess((K,h,w), box) -> (H,W) uint8` (the `utils.predictor.Predictor` contract).
+        `postprocess((K,h,w), box) -> (H,W) uint8` (`utils.inference.predictor.Predictor`).
     sinks: callables taking a `FrameResult`, run in order in the write stage; a sink's
         `close()` (if any) is called when the pipeline ends, however it ends.
     draw: `(image, mask) -> overlay` or None to skip drawing.
@@ -651,7 +651,7 @@ def benchmark(cfg: BenchConfig) -> dict[str, float]:
 
     import torch
 
-    from utils.predictor import Predictor
+    from utils.inference.predictor import Predictor
 
     torch.set_num_threads(cfg.threads)
     if cfg.onnx:
@@ -666,7 +666,7 @@ def benchmark(cfg: BenchConfig) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))
     video = Path(cfg.video) if cfg.video else None
     if video is None:
-        from utils.conveyor import write_video
+        from utils.line.conveyor import write_video
 
         video = write_video(tmp / "line.mp4", seconds=cfg.seconds, fps=30, seed=0)
     source = VideoFileSource(video)
@@ -676,7 +676,7 @@ def benchmark(cfg: BenchConfig) -> dict[str, float]:
     source.close()
     annotate = None
     if cfg.grade:
-        from utils.grading import Grader
+        from utils.line.grading import Grader
 
         annotate = Grader(class_names=predictor.class_names)
 
@@ -742,8 +742,8 @@ def benchmark(cfg: BenchConfig) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m utils.video_pipeline [--threads 1 --batch-size 1 ...]`: run the benchmark."""
-    from utils.config import parse_config
+    """`python -m utils.line.video_pipeline [--threads 1 --batch-size 1 ...]`: run the benchmark."""
+    from utils.cli import parse_config
 
     benchmark(parse_config(BenchConfig, argv, description=benchmark.__doc__))
 

@@ -19,7 +19,7 @@ files whatever the number of worker processes.
 
 Usage::
 
-    python -m utils.synthetic --out data/synthetic_oranges --num 200 --seed 0 [--size 512]
+    python -m utils.data.synthetic --out data/synthetic_oranges --num 200 --seed 0 [--size 512]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.labels import save_index_mask
+from utils.data.labels import save_index_mask
 from utils.preprocess import CLASS_NAMES
 
 SUNBURN, ULCER, WIND = 1, 2, 3
@@ -726,7 +726,7 @@ _SHEET_COLOURS = np.array([[0, 0, 0], [255, 30, 30], [30, 255, 30], [255, 255, 0
 
 def contact_sheet(voc: str | Path, path: str | Path, n: int = 8, thumb: int = 160) -> Path:
     """Save a PNG grid: photos on top, their colour masks over the photos below."""
-    from utils.labels import read_mask
+    from utils.data.labels import read_mask
 
     voc = Path(voc)
     names = sorted(p.stem for p in (voc / "JPEGImages").glob("*.jpg"))[:n]

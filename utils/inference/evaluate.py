@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.labels import map_ignore, read_mask, save_index_mask
+from utils.data.labels import map_ignore, read_mask, save_index_mask
 from utils.metrics import ConfusionMatrix, segmentation_metrics
 from utils.preprocess import IGNORE_INDEX, read_image
 
@@ -36,13 +36,13 @@ UNITS = "fraction"  # every score in metrics.json is a fraction in [0, 1] (x100 
 def split_files(
     data: str | Path, split: str, num_classes: int, need_masks: bool = True
 ) -> tuple[list[str], list[Path], list[Path] | None]:
-    """(ids, photo paths, mask paths or None) of a VOC split, checked by utils.dataset.
+    """(ids, photo paths, mask paths or None) of a VOC split, checked by utils.data.dataset.
 
     split "all" without an all.txt split file means every mask in SegmentationClass/ (every
     photo in JPEGImages/ when masks are not needed): a folder of photos and masks with no split
     files, such as the six real samples, can be evaluated as it is.
     """
-    from utils.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
+    from utils.data.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
 
     voc = resolve_voc_root(data)
     if split == "all" and not (voc / "ImageSets" / "Segmentation" / "all.txt").is_file():
@@ -114,7 +114,7 @@ def score_split(
 ) -> np.ndarray:
     """(K, K) confusion matrix of the PNGs `pred_dir/<id>.png` against the ground-truth masks.
 
-    Both are read with utils.labels.read_mask, so index, palette and RGB/RGBA PNGs in VOC
+    Both are read with utils.data.labels.read_mask, so index, palette and RGB/RGBA PNGs in VOC
     colours all work; ground-truth values >= num_classes are ignored.
     """
     pred_dir = Path(pred_dir)

@@ -3,13 +3,13 @@
 Layout (``root`` is the folder holding ``VOC2007/``, or ``VOC2007`` itself)::
 
     VOC2007/JPEGImages/<id>.jpg
-    VOC2007/SegmentationClass/<id>.png          class-id masks (see utils/labels.py)
+    VOC2007/SegmentationClass/<id>.png          class-id masks (see utils/data/labels.py)
     VOC2007/ImageSets/Segmentation/{train,val,test}.txt   one <id> per line
 
 Items are ``(image, label)``: image float32 (3, H, W) from `utils.preprocess.to_tensor`
 (RGB / 255, then mean/std if given: the same function inference uses), label int64 (H, W)
 with values >= num_classes set to 255 (ignore). Training items go through the original
-random augmentation (utils/augment.py); evaluation items are letterboxed like inference.
+random augmentation (utils/data/augment.py); evaluation items are letterboxed like inference.
 
 The split is checked when the data set is built (every listed photo and mask must exist), and
 each sample is checked when loaded (mask readable, same size as its photo, colours in the VOC
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from utils.augment import AugmentParams, random_augment
-from utils.labels import check_sizes, map_ignore, read_mask
+from utils.data.augment import AugmentParams, random_augment
+from utils.data.labels import check_sizes, map_ignore, read_mask
 from utils.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -44,7 +44,7 @@ def resolve_voc_root(root: str | Path) -> Path:
     raise ValueError(
         f"no VOC data set at {root}: expected {root}/VOC2007/JPEGImages (or {root}/JPEGImages), "
         "SegmentationClass/ and ImageSets/Segmentation/. Make one with "
-        "`python -m utils.synthetic --out DIR` or see docs/data.md"
+        "`python -m utils.data.synthetic --out DIR` or see docs/data.md"
     )
 
 
