@@ -177,14 +177,13 @@ def _refused_globals(path: Path, message: str) -> list[str]:
 
 
 def _refusal_message(path: Path, refused: Sequence[str]) -> str:
-    kind = "type" if len(refused) == 1 else "types"
     target = path.with_name(path.name.split(".")[0] + "_safe.safetensors")
     return (
-        f"{path} holds pickled objects of {kind} {', '.join(refused)}, which the safe loader "
-        "does not unpickle (unpickling can run any code the file's author chose). If you "
-        "trust this file, load it with --trust-checkpoint (trust=True in Python); or convert "
-        f"it once, without running code from it: python -m nets.checkpoint convert {path} "
-        f"{target}"
+        f"{path}: refused to unpickle {', '.join(refused)} (the safe loader rebuilds only "
+        "tensors, numbers, strings and plain containers; unpickling other types can run any "
+        "code the file's author chose). If you trust this file, load it with "
+        "--trust-checkpoint (trust=True in Python); or convert it once, without running code "
+        f"from it: python -m nets.checkpoint convert {path} {target}"
     )
 
 
@@ -193,7 +192,8 @@ def _unreadable_message(path: Path, exc: BaseException) -> str:
     marker = "WeightsUnpickler error: "
     if marker in text:  # torch wraps the reason in advice about weights_only
         text = text.split(marker, 1)[1]
-    first = text.splitlines()[0] if text else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    first = lines[0].strip() if lines else ""
     return (
         f"cannot read checkpoint {path}: {type(exc).__name__}: {first} "
         "(is the file complete and written by torch.save or safetensors?)"
