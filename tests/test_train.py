@@ -12,6 +12,7 @@ from test_train_helpers import TinySegNet, TinySegSet, tiny_config
 
 from nets import checkpoint as ckpt_mod
 from nets.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
     build_checkpoint,
     read_project_checkpoint,
@@ -60,7 +61,7 @@ def test_two_epoch_run_writes_checkpoints_logs_and_plots(tmp_path):
     assert not list(run.glob(".*.tmp")), "temporary checkpoint files left behind"
 
     last = read_project_checkpoint(run / "last.pth")
-    assert last["format"] == "fastsegformer-checkpoint/1"
+    assert last["format"] == CHECKPOINT_FORMAT
     assert last["model"] == {"name": "tiny_test", "num_classes": 3, "options": {}}
     assert last["epoch"] == 2 and last["input_size"] == [32, 32]
     assert last["class_names"] == list(CLASSES)

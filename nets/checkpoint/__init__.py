@@ -435,12 +435,13 @@ def convert_checkpoint(source: str | Path, target: str | Path) -> list[str]:
     if target.suffix == ".safetensors":
         state, _ = _unwrap(obj, source)
         save_checkpoint(state, target)
-    else:
-        if not isinstance(obj, Mapping):
-            obj = {"state_dict": obj} if isinstance(obj, Tensor) else obj
-        if not isinstance(obj, Mapping):
-            raise CheckpointError(f"cannot convert {source}: it holds a {type(obj).__name__}")
+    elif isinstance(obj, Mapping):
         save_checkpoint(obj, target)
+    else:
+        raise CheckpointError(
+            f"cannot convert {source} to {target.suffix}: it holds a {type(obj).__name__}, not "
+            "a dict; convert it to .safetensors"
+        )
     return dropped
 
 
