@@ -37,6 +37,9 @@ class Config:
     num_classes: int | None = field(
         default=None, metadata={"help": "classes (None: the checkpoint's, else 4)"}
     )
+    trust_checkpoint: bool = field(
+        default=False, metadata={"help": "unpickle --checkpoint in full: trusted files only"}
+    )
     onnx: str | None = field(default=None, metadata={"help": "evaluate this ONNX file instead"})
     # --- the data
     data: str = field(
@@ -78,6 +81,7 @@ def build_predictor(cfg):
             half=cfg.half,
             model_name=cfg.model,
             num_classes=cfg.num_classes,
+            trust=cfg.trust_checkpoint,
         )
     return None
 

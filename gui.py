@@ -352,8 +352,14 @@ class MainWindow(QtWidgets.QMainWindow):
             QtWidgets.QMessageBox.critical(self, "FastSegFormer", text)
 
     # ------------------------------------------------------------------ actions
-    def load_model(self, path: str | Path, model_name: str | None = None) -> bool:
-        """Load a project checkpoint, the original's weights (asks the model name) or ONNX."""
+    def load_model(
+        self, path: str | Path, model_name: str | None = None, trust: bool = False
+    ) -> bool:
+        """Load a project checkpoint, the original's weights (asks the model name) or ONNX.
+
+        Weights files are read without running code from them unless `trust` (the
+        --trust-checkpoint flag, for the --model file only); a refused file is reported.
+        """
         from utils.inference.predictor import Predictor
 
         path = Path(path)
@@ -362,7 +368,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if path.suffix.lower() == ".onnx":
                 predictor = Predictor.from_onnx(path)
             else:
-                predictor = Predictor.from_checkpoint(path, model_name=model_name)
+                predictor = Predictor.from_checkpoint(path, model_name=model_name, trust=trust)
         except ValueError as e:
             QtWidgets.QApplication.restoreOverrideCursor()
             if model_name is None and "not a project checkpoint" in str(e) and self.isVisible():
@@ -376,7 +382,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     0,
                     False,
                 )
-                return self.load_model(path, name) if ok else False
+                return self.load_model(path, name, trust) if ok else False
             self._error(f"cannot load model: {e}")
             return False
         except Exception as e:  # noqa: BLE001 - any loading failure is shown, not raised
@@ -560,6 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", help="project checkpoint (.pth) or ONNX model to load")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="unpickle the --model file in full (runs code stored in it): trusted files only",
+    )
     parser.add_argument("--source", help="image, folder of images or video to open")
     parser.add_argument("--save-dir", help="folder for overlays/video, masks and grades.csv")
     parser.add_argument("--grades", help="grading rules YAML/JSON (see utils/line/grading.py)")
@@ -571,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.grades:
         window.rules = GradingRules.from_file(args.grades)
     window.show()
-    if args.model and not window.load_model(args.model):
+    if args.model and not window.load_model(args.model, trust=args.trust_checkpoint):
         return 1
     if args.save_dir:
         window.set_save_dir(args.save_dir)

@@ -65,6 +65,9 @@ class Config:
     num_classes: int | None = field(
         default=None, metadata={"help": "classes (None: the checkpoint's, else 4)"}
     )
+    trust_checkpoint: bool = field(
+        default=False, metadata={"help": "unpickle --checkpoint in full: trusted files only"}
+    )
     onnx: str | None = field(default=None, metadata={"help": "run this ONNX file instead"})
     input_size: int | None = field(
         default=None, metadata={"help": "network input side (None: the model's)"}
@@ -131,6 +134,7 @@ def build_predictor(cfg: Config):
             half=cfg.half,
             model_name=cfg.model,
             num_classes=cfg.num_classes,
+            trust=cfg.trust_checkpoint,
             input_size=cfg.input_size,
         )
     else:

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nets.checkpoint import CheckpointError
 from utils.cli import parse_config
 
 BACKENDS = (
@@ -74,6 +75,9 @@ class Config:
     checkpoint: list[str] = field(
         default_factory=list,
         metadata={"help": "project checkpoints: measure their models with trained weights"},
+    )
+    trust_checkpoint: bool = field(
+        default=False, metadata={"help": "unpickle --checkpoint files in full: trusted only"}
     )
     backends: list[str] = field(
         default_factory=lambda: list(DEFAULT_BACKENDS),
@@ -178,7 +182,9 @@ def load_subjects(cfg: Config) -> list[Subject]:
 
     subjects: list[Subject] = []
     for path in cfg.checkpoint:
-        model, ckpt = nets.model_from_checkpoint(path, map_location="cpu")
+        model, ckpt = nets.model_from_checkpoint(
+            path, map_location="cpu", trust=cfg.trust_checkpoint
+        )
         pre = ckpt.get("preprocess") or {}
         size = ckpt.get("input_size") or [model.default_input_size] * 2
         subjects.append(
@@ -636,6 +642,8 @@ def run(cfg: Config) -> list[dict]:
         subjects = load_subjects(cfg)
     except KeyError as e:
         raise SystemExit(str(e).strip("'\"")) from e
+    except CheckpointError as e:  # missing, unreadable or refused --checkpoint file
+        raise SystemExit(f"error: {e}") from e
     env = environment(cfg.device)
     log(
         f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} threads), "

@@ -140,7 +140,9 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
         dataclasses.replace(cfg, pretrained="") if pretrained_keyword else cfg, world_size
     )
 
-    teacher = load_teacher(cfg.teacher, cfg.teacher_checkpoint, cfg.num_classes)
+    teacher = load_teacher(
+        cfg.teacher, cfg.teacher_checkpoint, cfg.num_classes, trust=cfg.trust_checkpoint
+    )
     seed_everything(cfg.seed)  # same student and connector initialisation on every process
     student = build_checked_model(cfg)
     student_size = input_hw(cfg.input_size)

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from nets import backbones
 from nets.backbones import Backbone, backbone_spec, convert_backbone_state_dict
 from nets.blocks import ConvBN, ConvBNReLU, SeparableConvBNReLU, inverted_residual_group
+from nets.checkpoint import load_checkpoint
 from nets.pyramids import build_pyramid
 
 MODEL_DATA = Path(__file__).resolve().parents[1] / "model_data"
@@ -280,8 +281,6 @@ class FastSegFormer(nn.Module):
 
     def load_pretrained(self) -> None:
         """Load ImageNet weights into the backbone: model_data/<file>, else timm's download."""
-        from nets.checkpoint import load_checkpoint
-
         spec = self.backbone.spec
         local = MODEL_DATA / spec.weights_file
         if local.is_file():

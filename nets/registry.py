@@ -11,17 +11,26 @@ Hooks a model class may define (all optional):
   ``convert_imagenet_state_dict(state) -> dict``): ImageNet backbone files.
 
 ``build_model`` records what it built in ``model.build_config`` so a checkpoint can rebuild
-the model alone.
+the model alone; ``model_from_checkpoint`` does that rebuilding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from nets import comparison
+from nets.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    is_project_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+)
 from nets.fastsegformer import fastsegformer_e, fastsegformer_p
 from nets.swin_att_unet import SwinTAttUNet
 
@@ -72,10 +81,46 @@ def build_model(
                 f"{name} has no ImageNet weights to fetch; pass pretrained=<checkpoint path>"
             )
     elif pretrained:
-        from nets.checkpoint import load_checkpoint
-
         load_checkpoint(model, pretrained)
     return model
+
+
+def model_from_checkpoint(
+    checkpoint: str | Path | Mapping[str, Any],
+    map_location: str | torch.device = "cpu",
+    *,
+    trust: bool = False,
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model a project checkpoint records and load its weights.
+
+    Args:
+        checkpoint: a file (read with ``nets.checkpoint.read_checkpoint``, safe unless
+            `trust`) or an already read project checkpoint dict.
+        map_location: device of the returned model.
+
+    Returns:
+        (model in eval mode, the checkpoint dict).
+
+    Raises:
+        CheckpointError: not a project checkpoint, or its weights do not fit.
+        KeyError: the recorded model name is not in ``MODELS``.
+    """
+    ckpt = (
+        checkpoint
+        if isinstance(checkpoint, Mapping)
+        else read_checkpoint(checkpoint, map_location, trust=trust)
+    )
+    if not is_project_checkpoint(ckpt):
+        source = "checkpoint" if isinstance(checkpoint, Mapping) else str(checkpoint)
+        raise CheckpointError(
+            f"{source} is not a project checkpoint (no 'format': {CHECKPOINT_FORMAT!r}); for "
+            "original or ImageNet weights build the model with nets.build_model and use "
+            "nets.load_checkpoint"
+        )
+    spec = ckpt["model"]
+    model = build_model(spec["name"], spec["num_classes"], **spec.get("options", {}))
+    load_checkpoint(model, ckpt)
+    return model.to(map_location).eval(), dict(ckpt)
 
 
 def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
@@ -91,4 +136,4 @@ def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
         param.requires_grad_(not frozen)
 
 
-__all__ = ["MODELS", "build_model", "set_backbone_frozen"]
+__all__ = ["MODELS", "build_model", "model_from_checkpoint", "set_backbone_frozen"]

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from nets.checkpoint import load_checkpoint
 from nets.convert_teacher import convert_original_teacher, convert_swin_imagenet
 from nets.swin import SWIN_T_CHANNELS, SWIN_T_TIMM_NAME, create_swin_t, swin_stage_features
 
@@ -196,8 +197,6 @@ class SwinTAttUNet(nn.Module):
     def load_pretrained(self) -> None:
         """ImageNet weights into the backbone: model_data/swin_tiny_patch4_window7_224.pth
         (Microsoft's release or timm's layout), else timm's download from the model hub."""
-        from nets.checkpoint import load_checkpoint
-
         local = MODEL_DATA / SWIN_T_IMAGENET_FILE
         if local.is_file():
             report = load_checkpoint(self, local)

@@ -14,7 +14,7 @@ import timm
 import torch
 
 import nets
-from nets.checkpoint import PROJECT_FORMAT
+from nets.checkpoint import CheckpointError, build_checkpoint, save_checkpoint
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
@@ -130,26 +130,13 @@ def test_timm_layout(name: str) -> None:
             assert torch.equal(body[ours], value), key
 
 
-def _project_checkpoint(model: torch.nn.Module) -> dict:
-    return {
-        "format": PROJECT_FORMAT,
-        "model": model.build_config,
-        "state_dict": model.state_dict(),
-        "input_size": [224, 224],
-        "class_names": ["background", "sunburn", "ulcer", "wind_scarring"],
-        "preprocess": {"mean": None, "std": None, "fill": 128},
-        "epoch": 3,
-        "best_metric": 0.5,
-        "config": {},
-        "extra": {},
-    }
-
-
 def test_project_checkpoint_and_model_from_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = nets.build_model("fastsegformer_p", pyramid="ppm", irb=False).eval()
     path = tmp_path / "best.pth"
-    torch.save(_project_checkpoint(model), path)
+    names = ["background", "sunburn", "ulcer", "wind_scarring"]
+    ckpt = build_checkpoint(model, input_size=(224, 224), class_names=names, epoch=3)
+    save_checkpoint(ckpt, path)
 
     other = nets.build_model("fastsegformer_p", pyramid="ppm", irb=False)
     assert nets.load_checkpoint(other, path).layout == "project"
@@ -168,7 +155,7 @@ def test_project_checkpoint_and_model_from_checkpoint(tmp_path: Path) -> None:
 def test_model_from_checkpoint_refuses_plain_state_dict(tmp_path: Path) -> None:
     path = tmp_path / "plain.pth"
     torch.save(nets.build_model("fastsegformer_p").state_dict(), path)
-    with pytest.raises(ValueError, match="not a project checkpoint"):
+    with pytest.raises(CheckpointError, match="not a project checkpoint"):
         nets.model_from_checkpoint(path)
     # ...but load_checkpoint takes it as our own layout
     assert nets.load_checkpoint(nets.build_model("fastsegformer_p"), path).layout == "native"
@@ -198,7 +185,7 @@ def test_unrecognised_layout_and_missing_file(tmp_path: Path) -> None:
     model = nets.build_model("fastsegformer_p")
     with pytest.raises(ValueError, match="unrecognised"):
         nets.load_checkpoint(model, {"foo.weight": torch.zeros(3)})
-    with pytest.raises(FileNotFoundError, match="nope.pth"):
+    with pytest.raises(CheckpointError, match="nope.pth"):
         nets.load_checkpoint(model, tmp_path / "nope.pth")
 
 

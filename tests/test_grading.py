@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from nets.checkpoint import build_checkpoint, save_checkpoint
 from utils.line.conveyor import ConveyorScene
 from utils.line.grading import (
     GradeCSVSink,
@@ -135,7 +136,6 @@ def test_grader_draws_on_overlay_and_csv_sink_writes_rows(tmp_path):
 
 
 def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
-    import torch
     import torch.nn as nn
 
     import nets
@@ -154,17 +154,13 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
 
     monkeypatch.setitem(nets.MODELS, "tiny_grading_net", Tiny)
     model = nets.build_model("tiny_grading_net")
-    ckpt = tmp_path / "tiny.pth"
-    torch.save(
-        {
-            "format": "fastsegformer-checkpoint/1",
-            "model": model.build_config,
-            "state_dict": model.state_dict(),
-            "input_size": [32, 32],
-            "class_names": ["background", "sunburn", "ulcer", "wind_scarring"],
-            "preprocess": {"mean": None, "std": None, "fill": 128},
-        },
-        ckpt,
+    ckpt = save_checkpoint(
+        build_checkpoint(
+            model,
+            input_size=(32, 32),
+            class_names=["background", "sunburn", "ulcer", "wind_scarring"],
+        ),
+        tmp_path / "tiny.pth",
     )
     video = write_video(tmp_path / "belt.mp4", seconds=0.2, fps=30, seed=0, size=(96, 160))
     assert main(["--model", str(ckpt), "--source", str(video), "--out", str(tmp_path / "v")]) == 0

@@ -20,6 +20,7 @@ import torch.nn as nn  # noqa: E402
 
 QtWidgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed")
 
+from nets.checkpoint import build_checkpoint, save_checkpoint  # noqa: E402
 from utils.line.conveyor import ConveyorScene, write_video  # noqa: E402
 from utils.preprocess import CLASS_NAMES  # noqa: E402
 
@@ -50,23 +51,8 @@ def checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setitem(nets.MODELS, "gui_colour_net", lambda num_classes=4, **kw: ColourNet())
     model = nets.build_model("gui_colour_net")
-    path = tmp_path / "colour_net.pth"
-    torch.save(
-        {
-            "format": "fastsegformer-checkpoint/1",
-            "model": model.build_config,
-            "state_dict": model.state_dict(),
-            "input_size": [64, 64],
-            "class_names": list(CLASS_NAMES),
-            "preprocess": {"mean": None, "std": None, "fill": 128},
-            "epoch": 0,
-            "best_metric": None,
-            "config": {},
-            "extra": {},
-        },
-        path,
-    )
-    return path
+    ckpt = build_checkpoint(model, input_size=(64, 64), class_names=list(CLASS_NAMES))
+    return save_checkpoint(ckpt, tmp_path / "colour_net.pth")
 
 
 @pytest.fixture(scope="module")

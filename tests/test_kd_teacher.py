@@ -10,7 +10,7 @@ import timm
 import torch
 
 import nets
-from utils.checkpoint import build_checkpoint, save_checkpoint
+from nets.checkpoint import build_checkpoint, save_checkpoint
 from utils.training.distillation import load_teacher
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"

@@ -11,7 +11,7 @@ from test_kd_task import NUM_CLASSES, TinySegNet
 from torch.utils.data import Dataset
 
 import train_distillation
-from utils.checkpoint import build_checkpoint, save_checkpoint
+from nets.checkpoint import build_checkpoint, save_checkpoint
 from utils.training.distillation import DistillationTask
 from utils.training.losses import build_seg_loss
 from utils.training.trainer import TrainConfig, Trainer

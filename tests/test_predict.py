@@ -19,6 +19,7 @@ from test_predict_helpers import (
 
 import nets
 import predict
+from nets.checkpoint import CheckpointError
 from utils.inference.predictor import Predictor
 from utils.inference.visualize import colorize, defect_areas, fruit_mask, overlay
 from utils.preprocess import letterbox, to_tensor, unletterbox
@@ -79,7 +80,7 @@ def test_checkpoint_errors(tmp_path, monkeypatch):
     path = write_project_checkpoint(make_tiny(num_classes=3), tmp_path / "k3.pth")
     with pytest.raises(ValueError, match="3 classes, but 4"):
         Predictor.from_checkpoint(path, num_classes=4)
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(CheckpointError, match="not found: .*missing.pth"):
         Predictor.from_checkpoint(tmp_path / "missing.pth")
     plain = tmp_path / "plain.pth"
     torch.save(make_tiny(num_classes=3).state_dict(), plain)

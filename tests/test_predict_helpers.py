@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nets.checkpoint import build_checkpoint, save_checkpoint
 from utils.preprocess import CLASS_NAMES
 
 
@@ -54,20 +55,8 @@ def write_project_checkpoint(
     names = list(class_names or CLASS_NAMES[: model.num_classes])
     if len(names) != model.num_classes:
         names = [f"class_{k}" for k in range(model.num_classes)]
-    ckpt = {
-        "format": "fastsegformer-checkpoint/1",
-        "model": dict(model.build_config),
-        "state_dict": model.state_dict(),
-        "input_size": [input_size, input_size],
-        "class_names": names,
-        "preprocess": {"mean": None, "std": None, "fill": 128},
-        "epoch": 1,
-        "best_metric": None,
-        "config": {},
-        "extra": {},
-    }
-    torch.save(ckpt, path)
-    return path
+    ckpt = build_checkpoint(model, input_size=(input_size, input_size), class_names=names, epoch=1)
+    return save_checkpoint(ckpt, path)
 
 
 def register_tiny(monkeypatch) -> None:

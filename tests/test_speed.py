@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import speeding
+from nets.checkpoint import build_checkpoint, save_checkpoint
 from utils.deploy.timing import benchmark, environment, summarize
 
 SIZE = 32
@@ -196,16 +197,9 @@ def test_checkpoint_accuracy_rows_fp32_vs_int8(tmp_path, monkeypatch, capsys, ca
 
     monkeypatch.setitem(nets.MODELS, "tiny_seg", lambda num_classes=4, **kw: TinySeg(num_classes))
     model = nets.build_model("tiny_seg", num_classes=3)
-    ckpt = {
-        "format": "fastsegformer-checkpoint/1",
-        "model": dict(model.build_config),
-        "state_dict": tiny_subject().model.state_dict(),
-        "input_size": [SIZE, SIZE],
-        "class_names": ["bg", "x", "y"],
-        "preprocess": {"mean": None, "std": None, "fill": 128},
-        "epoch": 1,
-    }
-    torch.save(ckpt, tmp_path / "tiny.pth")
+    model.load_state_dict(tiny_subject().model.state_dict())
+    ckpt = build_checkpoint(model, input_size=(SIZE, SIZE), class_names=["bg", "x", "y"], epoch=1)
+    save_checkpoint(ckpt, tmp_path / "tiny.pth")
     argv = [
         "--json", "--checkpoint", str(tmp_path / "tiny.pth"), "--accuracy", "--split", "train",
         "--data", str(calib_data), "--backends", "torch-fp32", "ort-int8", "--runs", "1",

@@ -10,8 +10,14 @@ import pytest
 import torch
 from test_train_helpers import TinySegNet, TinySegSet, tiny_config
 
-from utils import checkpoint as ckpt_mod
-from utils.checkpoint import CheckpointError, build_checkpoint, read_checkpoint, save_checkpoint
+from nets import checkpoint as ckpt_mod
+from nets.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    build_checkpoint,
+    read_project_checkpoint,
+    save_checkpoint,
+)
 from utils.training.losses import build_seg_loss
 from utils.training.task import SegmentationTask
 from utils.training.trainer import (
@@ -54,15 +60,15 @@ def test_two_epoch_run_writes_checkpoints_logs_and_plots(tmp_path):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert not list(run.glob(".*.tmp")), "temporary checkpoint files left behind"
 
-    last = read_checkpoint(run / "last.pth")
-    assert last["format"] == "fastsegformer-checkpoint/1"
+    last = read_project_checkpoint(run / "last.pth")
+    assert last["format"] == CHECKPOINT_FORMAT
     assert last["model"] == {"name": "tiny_test", "num_classes": 3, "options": {}}
     assert last["epoch"] == 2 and last["input_size"] == [32, 32]
     assert last["class_names"] == list(CLASSES)
     assert last["preprocess"] == {"mean": None, "std": None, "fill": 128}
     assert last["config"]["epochs"] == 2 and last["config"]["input_size"] == [32, 32]
     assert {"optimizer", "scheduler", "scaler", "extra"} <= set(last)
-    best = read_checkpoint(run / "best.pth")
+    best = read_project_checkpoint(run / "best.pth")
     history = json.loads((run / "history.json").read_text())
     best_eval = max(history["eval"], key=lambda e: e["mIoU"])
     assert best["epoch"] == best_eval["epoch"]
@@ -104,8 +110,8 @@ def test_resume_continues_with_same_epoch_lr_and_weights(tmp_path):
     assert trainer.start_epoch == 2 and trainer.run_dir == resumed_dir.resolve()
     trainer.fit()
 
-    a = read_checkpoint(full / "last.pth")
-    b = read_checkpoint(resumed_dir / "last.pth")
+    a = read_project_checkpoint(full / "last.pth")
+    b = read_project_checkpoint(resumed_dir / "last.pth")
     assert b["epoch"] == 3
     assert b["scheduler"]["last_lr"] == pytest.approx(a["scheduler"]["last_lr"])
     assert b["scheduler"]["frozen"] is False
@@ -126,14 +132,14 @@ def test_resume_flags_override_saved_config(tmp_path):
     assert merged.epochs == 2 and merged.batch_size == cfg.batch_size
     trainer = make_trainer(merged)
     trainer.fit()
-    assert read_checkpoint(path)["epoch"] == 2
+    assert read_project_checkpoint(path)["epoch"] == 2
 
 
 def test_interrupted_save_leaves_previous_checkpoint_loadable(tmp_path, monkeypatch):
     model = TinySegNet(3)
     path = tmp_path / "last.pth"
     save_checkpoint(build_checkpoint(model, input_size=(32, 32), class_names=CLASSES), path)
-    before = read_checkpoint(path)
+    before = read_project_checkpoint(path)
 
     def killed_save(obj, f, *args, **kwargs):  # noqa: ANN001
         f.write(b"PK\x03\x04 half a zip")  # the process dies half-way through writing
@@ -144,7 +150,7 @@ def test_interrupted_save_leaves_previous_checkpoint_loadable(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(ckpt, path)
     monkeypatch.undo()
-    after = read_checkpoint(path)
+    after = read_project_checkpoint(path)
     assert after["epoch"] == before["epoch"] == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth"]
 
@@ -153,13 +159,13 @@ def test_read_checkpoint_errors_name_the_file(tmp_path):
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(CheckpointError, match="broken.pth"):
-        read_checkpoint(broken)
+        read_project_checkpoint(broken)
     with pytest.raises(CheckpointError, match="not found"):
-        read_checkpoint(tmp_path / "missing.pth")
+        read_project_checkpoint(tmp_path / "missing.pth")
     plain = tmp_path / "plain.pth"
     torch.save(TinySegNet().state_dict(), plain)
     with pytest.raises(CheckpointError, match="not a project checkpoint"):
-        read_checkpoint(plain)
+        read_project_checkpoint(plain)
 
 
 def test_freeze_then_unfreeze_changes_what_trains(tmp_path):
@@ -204,7 +210,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     trainer = make_trainer(cfg, task)
     with pytest.raises(NonFiniteLossError, match=r"not finite at epoch 2.*last\.pth"):
         trainer.fit()
-    last = read_checkpoint(tmp_path / "run" / "last.pth")
+    last = read_project_checkpoint(tmp_path / "run" / "last.pth")
     assert last["epoch"] == 1
     assert all(torch.isfinite(v.float()).all() for v in last["state_dict"].values())
     assert all(torch.isfinite(p).all() for p in task.model.parameters())
@@ -222,7 +228,7 @@ def test_keyboard_interrupt_writes_resumable_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     path = tmp_path / "run" / "interrupted.pth"
-    ckpt = read_checkpoint(path)
+    ckpt = read_project_checkpoint(path)
     assert ckpt["epoch"] == 1 and ckpt["optimizer"] is not None
     resumed = make_trainer(merge_resume_config(TrainConfig(resume=str(path)), ["--resume", "x"]))
     assert resumed.start_epoch == 1

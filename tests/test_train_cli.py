@@ -9,8 +9,8 @@ import torch
 from test_train_helpers import make_tiny_voc
 
 import nets
+from nets.checkpoint import read_project_checkpoint
 from train import main as train_main
-from utils.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -41,7 +41,7 @@ def test_train_py_runs_then_resumes(tiny_voc, tmp_path, capsys):
     assert train_main(["--resume", str(last), "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "resumed" in out and "1 epochs done" in out
-    resumed = read_checkpoint(last)
+    resumed = read_project_checkpoint(last)
     assert resumed["epoch"] == 2 and resumed["scheduler"]["frozen"] is False
     assert resumed["config"]["input_size"] == [64, 64]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from test_train_helpers import make_tiny_voc, run_env
 
 import nets
-from utils.checkpoint import read_checkpoint
+from nets.checkpoint import read_project_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
     # rank 0 alone logs: one line per epoch, not two
     assert out.stdout.count("epoch 2/2:") == 1
     run = tmp_path / "ddp"
-    ckpt = read_checkpoint(run / "last.pth")
+    ckpt = read_project_checkpoint(run / "last.pth")
     assert ckpt["epoch"] == 2 and not any(k.startswith("module.") for k in ckpt["state_dict"])
     assert (run / "best.pth").is_file() and (run / "loss.png").is_file()
     model, _ = nets.model_from_checkpoint(run / "last.pth")

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from nets.checkpoint import read_checkpoint
+
 MODEL_DATA = Path(__file__).resolve().parents[2] / "model_data"
 
 # torchvision's ImageNet ResNet weights: file name (in model_data/) and where it comes from.
@@ -231,7 +233,7 @@ def load_weights(path: Path) -> dict[str, Tensor]:
 
     Unwraps {"state_dict": ...} / {"model": ...} and strips "module." / "model." key prefixes.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_checkpoint(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

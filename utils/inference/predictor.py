@@ -20,11 +20,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from nets.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    is_project_checkpoint,
+    load_checkpoint,
+    read_checkpoint,
+)
+from nets.registry import build_model, model_from_checkpoint
 from utils.preprocess import (
     CLASS_NAMES,
     LETTERBOX_FILL,
@@ -34,7 +41,6 @@ from utils.preprocess import (
     unletterbox,
 )
 
-CHECKPOINT_FORMAT = "fastsegformer-checkpoint/1"
 ONNX_METADATA_KEY = "fastsegformer"  # ONNX metadata_props entry written by utils.deploy.onnx_export
 
 
@@ -43,31 +49,6 @@ def default_class_names(num_classes: int) -> list[str]:
     if num_classes == len(CLASS_NAMES):
         return list(CLASS_NAMES)
     return [f"class_{k}" for k in range(num_classes)]
-
-
-def read_checkpoint(path: str | Path) -> Any:
-    """torch.load a checkpoint file on the CPU with clear errors for a missing or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint not found: {path} (expected a .pth written by train.py or the "
-            f"original's published weights in model_data/)"
-        )
-    from nets.checkpoint import read_checkpoint as load_file
-
-    try:
-        return load_file(path, map_location="cpu")
-    except Exception as e:  # pickle, zip and EOF errors all mean "not a checkpoint"
-        raise ValueError(
-            f"cannot read checkpoint {path}: not a PyTorch checkpoint file ({type(e).__name__}: "
-            f"{e})"
-        ) from e
-
-
-def is_project_checkpoint(obj: Any) -> bool:
-    return isinstance(obj, dict) and str(obj.get("format", "")).startswith(
-        "fastsegformer-checkpoint/"
-    )
 
 
 def _check_fixed_size(model: torch.nn.Module, size: Sequence[int] | int) -> None:
@@ -208,19 +189,20 @@ class Predictor:
         model_name: str | None = None,
         num_classes: int | None = None,
         input_size: Sequence[int] | int | None = None,
+        trust: bool = False,
     ) -> Predictor:
         """Rebuild the model from a project checkpoint, or load the original's published weights.
 
         A project checkpoint ("format": "fastsegformer-checkpoint/1") carries its model name,
         options, class names, input size and preprocessing. Any other file (the original's full
-        model state_dict, a timm layout, ...) needs `model_name` (and `num_classes` when not 4),
-        and is loaded with nets.load_checkpoint. A `num_classes` that disagrees with the
-        checkpoint raises ValueError.
+        model state_dict, a timm layout, a .safetensors state dict, ...) needs `model_name` (and
+        `num_classes` when not 4), and is loaded with nets.load_checkpoint. A `num_classes` that
+        disagrees with the checkpoint raises ValueError. The file is read without running code
+        from it (nets.checkpoint.read_checkpoint) unless `trust` is set; a refused file raises
+        CheckpointError (a ValueError) saying how to proceed.
         """
-        import nets
-
         path = Path(path)
-        ckpt = read_checkpoint(path)
+        ckpt = read_checkpoint(path, map_location="cpu", trust=trust)
         if is_project_checkpoint(ckpt):
             saved = ckpt["model"]
             if model_name is not None and model_name != saved["name"]:
@@ -233,7 +215,7 @@ class Predictor:
                     f"checkpoint {path} is for {saved['num_classes']} classes, but "
                     f"{num_classes} were asked for"
                 )
-            model, ckpt = nets.model_from_checkpoint(path, map_location="cpu")
+            model, ckpt = model_from_checkpoint(ckpt, map_location="cpu")
             pre = ckpt.get("preprocess") or {}
             size = input_size or ckpt.get("input_size") or model.default_input_size
             _check_fixed_size(model, size)
@@ -257,16 +239,16 @@ class Predictor:
                 f"--model fastsegformer_p [--num-classes K]"
             )
         k = int(num_classes) if num_classes is not None else len(CLASS_NAMES)
-        model = nets.build_model(model_name, num_classes=k)
+        model = build_model(model_name, num_classes=k)
         try:
-            report = nets.load_checkpoint(model, ckpt)
+            report = load_checkpoint(model, ckpt)
         except (KeyError, ValueError, RuntimeError) as e:
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {path} does not fit model {model_name} with {k} classes: {e}"
             ) from e
         if report.missing:
             # e.g. ImageNet backbone weights: the decoder would stay random.
-            raise ValueError(
+            raise CheckpointError(
                 f"checkpoint {path} ({report.layout} layout) leaves {len(report.missing)} "
                 f"weights of {model_name} unset (e.g. {report.missing[:3]}); expected a trained "
                 f"segmentation model, not backbone-only weights"

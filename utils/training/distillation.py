@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nets.checkpoint import is_project_checkpoint, load_checkpoint, read_checkpoint
+from nets.registry import build_model, model_from_checkpoint
 from utils.training.kd_losses import nfd_loss, pkl_loss, resize_to
 
 KD_MODES = ("logits", "logits+nfd")
@@ -83,7 +85,12 @@ def resize_labels(labels: Tensor, size: Sequence[int]) -> Tensor:
 
 
 def load_teacher(
-    name: str, checkpoint: str | Path | None, num_classes: int, map_location: str = "cpu"
+    name: str,
+    checkpoint: str | Path | None,
+    num_classes: int,
+    map_location: str = "cpu",
+    *,
+    trust: bool = False,
 ) -> nn.Module:
     """The trained teacher, frozen and in eval mode, from a project or an original checkpoint.
 
@@ -92,6 +99,7 @@ def load_teacher(
     Any other file is loaded into ``nets.build_model(name, num_classes)`` by
     ``nets.load_checkpoint`` (e.g. the authors' teacher_Swin_T_Att_Unet_input_512.pth).
     Backbone-only (ImageNet) weights are refused: an untrained decoder has nothing to teach.
+    The file is read safely (``nets.checkpoint.read_checkpoint``) unless `trust`.
     """
     if not checkpoint:
         raise ValueError(
@@ -102,21 +110,17 @@ def load_teacher(
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"--teacher-checkpoint {path}: file not found")
-    import nets
-    from nets.checkpoint import PROJECT_FORMAT, read_checkpoint
-
-    obj = read_checkpoint(path, map_location)
-    if isinstance(obj, dict) and obj.get("format") == PROJECT_FORMAT:
+    obj = read_checkpoint(path, map_location, trust=trust)
+    if is_project_checkpoint(obj):
         spec = obj["model"]  # a project checkpoint names the model it holds
         if name and spec["name"] != name:
             raise ValueError(
                 f"--teacher-checkpoint {path} holds a {spec['name']} model, not --teacher {name}"
             )
-        teacher = nets.build_model(spec["name"], spec["num_classes"], **spec.get("options", {}))
-        nets.load_checkpoint(teacher, obj)
+        teacher, _ = model_from_checkpoint(obj, map_location)
     else:
-        teacher = nets.build_model(name, num_classes)
-        report = nets.load_checkpoint(teacher, obj)
+        teacher = build_model(name, num_classes)
+        report = load_checkpoint(teacher, obj)
         if report.layout.startswith("backbone"):
             raise ValueError(
                 f"--teacher-checkpoint {path} holds only backbone weights ({report.layout}); "

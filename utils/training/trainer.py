@@ -54,10 +54,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from utils.checkpoint import (
+from nets.checkpoint import (
     CheckpointError,
     build_checkpoint,
-    read_checkpoint,
+    load_checkpoint,
+    read_project_checkpoint,
     save_checkpoint,
 )
 from utils.cli import config_to_dict, save_config
@@ -93,6 +94,7 @@ class TrainConfig:
     input_size: tuple[int, ...] = opt((224, 224), "network input h w (one value: square)")
     pretrained: str = opt("", "weights to start from (ImageNet backbone, original or project file)")
     resume: str = opt("", "project checkpoint to continue training from (e.g. logs/run/last.pth)")
+    trust_checkpoint: bool = opt(False, "unpickle weight files in full: trusted files only")
     epochs: int = opt(1000, "total epochs (the original's UnFreeze_Epoch)")
     freeze_epochs: int = opt(50, "epochs with the backbone frozen at the start (0: never)")
     batch_size: int = opt(32, "global batch size once unfrozen (split over torchrun processes)")
@@ -234,9 +236,10 @@ def merge_resume_config(cfg: Any, argv: Sequence[str]) -> Any:
         return cfg
     if not Path(cfg.resume).is_file():
         raise ConfigError(f"--resume={cfg.resume!r}: file not found")
-    ckpt = read_checkpoint(cfg.resume)
+    ckpt = read_project_checkpoint(cfg.resume, trust=cfg.trust_checkpoint)
     saved = dict(ckpt.get("config") or {})
-    given = explicit_fields(type(cfg), argv) | {"resume"}
+    # trust is never taken from a file: a checkpoint must not switch off the safe reader
+    given = explicit_fields(type(cfg), argv) | {"resume", "trust_checkpoint"}
     values = {}
     for f in dataclasses.fields(cfg):
         if f.name in saved and f.name not in given:
@@ -556,7 +559,7 @@ class Trainer:
         return save_checkpoint(ckpt, self.run_dir / name)
 
     def _load_resume(self, path: str | Path) -> None:
-        ckpt = read_checkpoint(path, map_location="cpu")
+        ckpt = read_project_checkpoint(path, map_location="cpu", trust=self.cfg.trust_checkpoint)
         if ckpt.get("optimizer") is None:
             raise ValueError(
                 f"{path} has no optimizer state (an exported checkpoint?): it cannot be "
@@ -777,12 +780,10 @@ __all__ = [
 
 def load_initial_weights(model: nn.Module, cfg: TrainConfig, is_main: bool) -> None:
     """`--pretrained imagenet` (ImageNet backbone) or a weights file, unless resuming."""
-    import nets
-
     if cfg.pretrained == "imagenet":
         model.load_pretrained()  # from model_data/ (clear error naming the file if absent)
     elif cfg.pretrained and not cfg.resume:
-        report = nets.load_checkpoint(model, cfg.pretrained)
+        report = load_checkpoint(model, cfg.pretrained, trust=cfg.trust_checkpoint)
         if is_main:
             print(
                 f"loaded {cfg.pretrained} ({report.layout} layout): {len(report.loaded)} "
