@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
-MODEL_DATA = Path(__file__).resolve().parents[2] / "model_data"
+from nets.backbones import MODEL_DATA
 
 # torchvision's ImageNet ResNet weights: file name (in model_data/) and where it comes from.
 RESNET_WEIGHTS = {

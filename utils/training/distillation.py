@@ -41,11 +41,10 @@ import nets
 from nets.checkpoint import PROJECT_FORMAT, read_checkpoint
 from utils.training.config import ConfigError, TrainConfig, flag
 from utils.training.kd_losses import nfd_loss, pkl_loss, resize_to
+from utils.training.task import SegLossFn
 
 # KD1 (the paper's P&KL on the logits) and KD2 (P&KL + NFD on the features); `--kd` offers these
 KD_MODES = ("logits", "logits+nfd")
-
-SegLossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def parse_pairs(specs: Sequence[str]) -> list[tuple[int, int]]:

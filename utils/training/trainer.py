@@ -266,9 +266,6 @@ class Trainer:
             cfg.optimizer, cfg.scale_lr,
         )  # fmt: skip
 
-    def lr_at(self, epoch: int) -> float:
-        return self.lr_rule_at(epoch).value(epoch)
-
     def _enter_phase(self, epoch: int) -> None:
         frozen = self.frozen_at(epoch)
         if frozen == self._frozen and self._loader is not None:
