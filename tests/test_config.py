@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import io
 import tokenize
 from dataclasses import dataclass, field
@@ -174,3 +175,23 @@ def test_no_script_uses_the_old_cli_styles():
             if needle in text:
                 old.append(f"{path.relative_to(ROOT)}: {needle}")
     assert not old, old
+
+
+ENTRY_POINTS = [
+    "train", "train_distillation", "get_miou", "predict", "speeding", "model_flop_params",
+    "voc_annotation", "demo", "gui", "tools.kd_memory", "tools.loader_speed",
+    "tools.realism_proxy", "utils.data.synthetic", "utils.line.conveyor", "utils.line.grading",
+    "utils.line.bench", "nets.comparison.__main__",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_every_entry_point_rejects_an_abbreviated_or_unknown_flag(module, capsys, monkeypatch):
+    """`--dat` would have been taken for `--data` (or `--data-dir`) by argparse's prefix
+    matching; here it is an error that names it, before the script does any work."""
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as exc:
+        main(["--dat", "x", "--no-such-flag"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--dat" in err and "--no-such-flag" in err
