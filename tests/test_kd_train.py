@@ -143,3 +143,12 @@ def test_script_kd1_run_saves_student_without_connectors(tmp_path, capsys) -> No
     assert saved["model"]["name"] == "fastsegformer_p" and saved["input_size"] == [32, 32]
     assert saved["extra"] == {}
     assert saved["config"]["teacher_checkpoint"] == str(teacher_path)
+
+    # --resume alone: teacher, sizes and kd mode come from the checkpoint's config
+    assert train_distillation.main(["--resume", str(tmp_path / "logs" / "kd1" / "last.pth"),
+                                    "--epochs", "2"]) == 0  # fmt: skip
+    resumed = torch.load(tmp_path / "logs" / "kd1" / "last.pth", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["config"]["kd"] == "logits"
+    assert resumed["config"]["teacher_input_size"] == [64, 64]
+    assert resumed["config"]["model"] == resumed["config"]["student"] == "fastsegformer_p"
+    assert "distilling from teacher fastsegformer_p" in capsys.readouterr().out
