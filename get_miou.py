@@ -20,58 +20,40 @@ bar charts and a confusion-matrix heat map; a table is printed. See docs/inferen
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from utils.cli import parse_config
+from utils.inference.evaluate import MODES, evaluate, format_table
+from utils.inference.predictor import Predictor, default_class_names
 
 
 @dataclass
 class Config:
     # --- the model: a project checkpoint rebuilds itself; original weights need --model
-    checkpoint: str | None = field(
-        default=None, metadata={"help": "project checkpoint (.pth) or original weights"}
-    )
-    model: str | None = field(
-        default=None, metadata={"help": "registry model name, for the original's weights"}
-    )
-    num_classes: int | None = field(
-        default=None, metadata={"help": "classes (None: the checkpoint's, else 4)"}
-    )
-    trust_checkpoint: bool = field(
-        default=False, metadata={"help": "unpickle --checkpoint in full: trusted files only"}
-    )
-    onnx: str | None = field(default=None, metadata={"help": "evaluate this ONNX file instead"})
+    checkpoint: str | None = None  # project checkpoint (.pth) or original weights
+    model: str | None = None  # registry model name (nets.MODELS), for the original's weights
+    num_classes: int | None = None  # classes (None: the checkpoint's, else 4)
+    trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
+    onnx: str | None = None  # evaluate this ONNX file instead
     # --- the data
-    data: str = field(
-        default="data/synthetic_oranges", metadata={"help": "folder holding VOC2007/"}
-    )
-    split: str = field(default="test", metadata={"help": "ImageSets/Segmentation/<split>.txt"})
-    class_names: list[str] = field(
-        default_factory=list, metadata={"help": "class names (empty: checkpoint's)"}
-    )
+    data: str = "data/synthetic_oranges"  # folder holding VOC2007/
+    split: str = "test"  # ImageSets/Segmentation/<split>.txt
+    class_names: tuple[str, ...] = ()  # class names (empty: the checkpoint's)
     # --- what to do and where
-    mode: str = field(
-        default="all",
-        metadata={
-            "choices": ["all", "predict", "score"],
-            "help": "all: predict and score; predict: PNGs only; score: existing PNGs only",
-        },
-    )
-    out: str = field(default="miou_out", metadata={"help": "output folder"})
-    pred_dir: str | None = field(
-        default=None, metadata={"help": "prediction PNG folder (None: OUT/predictions)"}
-    )
+    mode: Literal[MODES] = "all"  # all: predict and score; predict: PNGs only; score: PNGs only
+    out: str = "miou_out"  # output folder
+    pred_dir: str | None = None  # prediction PNG folder (None: OUT/predictions)
     # --- how to run the model
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
-    half: bool = field(default=False, metadata={"help": "fp16 weights and activations (CUDA)"})
-    batch_size: int = field(default=1, metadata={"help": "photos per forward pass"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    half: bool = False  # fp16 weights and activations (CUDA)
+    batch_size: int = 1  # photos per forward pass
+    progress: bool = True  # show progress bars
 
 
-def build_predictor(cfg):
+def build_predictor(cfg: Config) -> Predictor | None:
     """The Predictor for --checkpoint or --onnx (None when neither is given)."""
-    from utils.inference.predictor import Predictor
-
     if cfg.onnx:
         return Predictor.from_onnx(cfg.onnx)
     if cfg.checkpoint:
@@ -87,9 +69,7 @@ def build_predictor(cfg):
 
 
 def run(cfg: Config) -> dict | None:
-    from utils.inference.evaluate import evaluate, format_table
-    from utils.inference.predictor import default_class_names
-
+    """Predict and/or score the split as --mode says; the metrics document (None: predict)."""
     if cfg.checkpoint and cfg.onnx:
         raise ValueError("give either --checkpoint or --onnx, not both")
     predictor = build_predictor(cfg)
@@ -102,11 +82,11 @@ def run(cfg: Config) -> dict | None:
                 f"{cfg.num_classes}"
             )
         num_classes = predictor.num_classes
-        names = cfg.class_names or predictor.class_names
+        names = list(cfg.class_names) or predictor.class_names
         print(f"model: {predictor.describe()}")
     else:
         num_classes = cfg.num_classes or (len(cfg.class_names) or 4)
-        names = cfg.class_names or default_class_names(num_classes)
+        names = list(cfg.class_names) or default_class_names(num_classes)
     doc = evaluate(
         cfg.data,
         cfg.split,
@@ -128,12 +108,13 @@ def run(cfg: Config) -> dict | None:
     return doc
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(Config, argv, description=__doc__)
     try:
         run(cfg)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -23,10 +23,10 @@ to the GUI thread, where all widgets are updated: no widget is touched from a wo
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,10 @@ import cv2
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+import nets
+from utils.cli import parse_config
+from utils.data.labels import index_to_colour
+from utils.inference.predictor import Predictor
 from utils.line.grading import FruitGrade, GradeCSVSink, GradingRules, draw_grades, grade_frame
 from utils.line.video_pipeline import (
     IMAGE_SUFFIXES,
@@ -52,6 +56,16 @@ from utils.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 GRADE_QCOLOURS = {"premium": "#28c83c", "standard": "#d9a400", "reject": "#e61e1e"}
+
+
+@dataclass
+class Config:
+    model: str = ""  # project checkpoint (.pth) or ONNX model to load
+    trust_checkpoint: bool = False  # unpickle the --model file in full: trusted files only
+    source: str = ""  # image, folder of images or video to open
+    save_dir: str = ""  # folder for overlays/video, masks and grades.csv
+    grades: str = ""  # grading rules YAML/JSON (see utils/line/grading.py)
+    screenshot: str = ""  # run --source once, save the window here, quit
 
 
 @dataclass
@@ -109,7 +123,7 @@ def save_result(folder: Path, result: FrameResult) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     drawn = result.overlay if result.overlay is not None else result.image
     cv2.imwrite(str(folder / f"{result.name}_overlay.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    colour = VOC_PALETTE[result.mask]
+    colour = index_to_colour(result.mask)
     cv2.imwrite(str(folder / f"{result.name}_mask.png"), cv2.cvtColor(colour, cv2.COLOR_RGB2BGR))
 
 
@@ -360,8 +374,6 @@ class MainWindow(QtWidgets.QMainWindow):
         Weights files are read without running code from them unless `trust` (the
         --trust-checkpoint flag, for the --model file only); a refused file is reported.
         """
-        from utils.inference.predictor import Predictor
-
         path = Path(path)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         try:
@@ -372,8 +384,6 @@ class MainWindow(QtWidgets.QMainWindow):
         except ValueError as e:
             QtWidgets.QApplication.restoreOverrideCursor()
             if model_name is None and "not a project checkpoint" in str(e) and self.isVisible():
-                import nets
-
                 name, ok = QtWidgets.QInputDialog.getItem(
                     self,
                     "Model",
@@ -561,21 +571,8 @@ class MainWindow(QtWidgets.QMainWindow):
         super().closeEvent(event)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", help="project checkpoint (.pth) or ONNX model to load")
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="unpickle the --model file in full (runs code stored in it): trusted files only",
-    )
-    parser.add_argument("--source", help="image, folder of images or video to open")
-    parser.add_argument("--save-dir", help="folder for overlays/video, masks and grades.csv")
-    parser.add_argument("--grades", help="grading rules YAML/JSON (see utils/line/grading.py)")
-    parser.add_argument("--screenshot", help="run --source once, save the window here, quit")
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_config(Config, argv, description=__doc__)
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     window = MainWindow()

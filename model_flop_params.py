@@ -18,7 +18,8 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -29,16 +30,11 @@ from utils.cli import parse_config
 
 @dataclass
 class Config:
-    # registry names to count; empty = every model in nets.MODELS
-    models: list[str] = field(default_factory=list, metadata={"help": "registry names"})
-    # square input size; None = each model's default_input_size
-    input_size: int | None = None
-    # classes of the output layer (the paper: 4)
-    num_classes: int = 4
-    # model options as key=value, applied to every selected model (e.g. pyramid=ppm irb=false)
-    option: list[str] = field(default_factory=list, metadata={"help": "key=value options"})
-    # print JSON [{"model", "input_size", "params_m", "gflops", ...}] instead of a table
-    json: bool = False
+    models: tuple[str, ...] = ()  # registry names to count (empty: every model in nets.MODELS)
+    input_size: int | None = None  # square input size (None: each model's default_input_size)
+    num_classes: int = 4  # classes of the output layer (the paper: 4)
+    option: tuple[str, ...] = ()  # model options key=value for every model, e.g. pyramid=ppm
+    json: bool = False  # print JSON [{"model", "input_size", "params_m", "gflops", ...}]
 
 
 def _thop_custom_ops() -> dict[type, object]:
@@ -72,7 +68,7 @@ def count(model: nn.Module, input_size: int) -> dict[str, float]:
     }
 
 
-def _parse_options(pairs: list[str]) -> dict[str, object]:
+def _parse_options(pairs: Sequence[str]) -> dict[str, object]:
     options: dict[str, object] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -89,7 +85,7 @@ def _parse_options(pairs: list[str]) -> dict[str, object]:
     return options
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: Sequence[str] | None = None) -> list[dict]:
     cfg = parse_config(Config, argv, description=__doc__)
     names = cfg.models or sorted(nets.MODELS)
     options = _parse_options(cfg.option)

@@ -28,99 +28,80 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import cv2
 import numpy as np
+import torch
 
 from utils.cli import parse_config
+from utils.data.labels import save_index_mask
+from utils.deploy.onnx_export import EXPORTERS, export_onnx
+from utils.inference.predictor import Predictor
+from utils.inference.visualize import (
+    OVERLAY_MODES,
+    area_row,
+    defect_areas,
+    draw_text,
+    format_areas,
+    fruit_mask,
+    overlay,
+    write_area_csv,
+)
+from utils.line.video_pipeline import (
+    CameraSource,
+    VideoFileSource,
+    VideoPipeline,
+    VideoWriterSink,
+)
+from utils.preprocess import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 @dataclass
 class Config:
-    # --- what to do
-    mode: str = field(
-        default="image",
-        metadata={
-            "choices": ["image", "folder", "video", "camera", "fps", "export_onnx"],
-            "help": "image: the photos in --inputs; folder: every photo in --inputs[0]; video: "
-            "--inputs[0] to an annotated video; camera: --camera; fps: timed loop on "
-            "--inputs[0]; export_onnx: write --onnx-out",
-        },
-    )
-    inputs: list[str] = field(
-        default_factory=list, metadata={"help": "photo paths, a folder, or a video file"}
-    )
-    out: str = field(default="img_out", metadata={"help": "output folder"})
+    # --- what to do (MODES at the end of the file: one function per mode)
+    mode: Literal[tuple(MODES)] = "image"  # image, folder, video, camera, fps or export_onnx
+    inputs: tuple[str, ...] = ()  # photo paths, a folder, or a video file
+    out: str = "img_out"  # output folder
     # --- the model: a project checkpoint rebuilds itself; original weights need --model
-    checkpoint: str | None = field(
-        default=None, metadata={"help": "project checkpoint (.pth) or original weights"}
-    )
-    model: str | None = field(
-        default=None, metadata={"help": "registry model name, for the original's weights"}
-    )
-    num_classes: int | None = field(
-        default=None, metadata={"help": "classes (None: the checkpoint's, else 4)"}
-    )
-    trust_checkpoint: bool = field(
-        default=False, metadata={"help": "unpickle --checkpoint in full: trusted files only"}
-    )
-    onnx: str | None = field(default=None, metadata={"help": "run this ONNX file instead"})
-    input_size: int | None = field(
-        default=None, metadata={"help": "network input side (None: the model's)"}
-    )
-    device: str = field(default="cpu", metadata={"help": "cpu, cuda or cuda:N"})
-    half: bool = field(default=False, metadata={"help": "fp16 weights and activations (CUDA)"})
-    batch_size: int = field(default=4, metadata={"help": "photos per forward pass (folder mode)"})
+    checkpoint: str | None = None  # project checkpoint (.pth) or original weights
+    model: str | None = None  # registry model name (nets.MODELS), for the original's weights
+    num_classes: int | None = None  # classes (None: the checkpoint's, else 4)
+    trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
+    onnx: str | None = None  # run this ONNX file instead
+    input_size: int | None = None  # network input side (None: the model's)
+    device: str = "cpu"  # cpu, cuda or cuda:N
+    half: bool = False  # fp16 weights and activations (CUDA)
+    batch_size: int = 4  # photos per forward pass (folder mode)
     # --- drawing and the defect-area report
-    style: str = field(
-        default="blend",
-        metadata={
-            "choices": ["blend", "mask", "cutout"],
-            "help": "blend: defects mixed into the photo; mask: colour mask; cutout: defect "
-            "pixels of the photo on black",
-        },
-    )
-    alpha: float = field(default=0.5, metadata={"help": "colour weight of the blend style"})
-    save_masks: bool = field(
-        default=False, metadata={"help": "also write class-id PNGs to OUT/masks/"}
-    )
-    areas_csv: str = field(
-        default="defect_areas.csv", metadata={"help": "defect-area CSV name inside OUT"}
-    )
-    fruit_min_saturation: int = field(
-        default=60, metadata={"help": "HSV saturation (0-255) above which a pixel is peel"}
-    )
-    quiet: bool = field(default=False, metadata={"help": "do not print per-image area reports"})
+    style: Literal[OVERLAY_MODES] = "blend"  # blend into the photo, colour mask, or cutout
+    alpha: float = 0.5  # colour weight of the blend style
+    save_masks: bool = False  # also write class-id PNGs to OUT/masks/
+    areas_csv: str = "defect_areas.csv"  # defect-area CSV name inside OUT
+    fruit_min_saturation: int = 60  # HSV saturation (0-255) above which a pixel is peel
+    quiet: bool = False  # do not print per-image area reports
     # --- video / camera
-    camera: str = field(default="0", metadata={"help": "camera index or stream URL"})
-    max_frames: int | None = field(
-        default=None, metadata={"help": "stop after this many frames (video/camera)"}
-    )
-    video_fps: float | None = field(
-        default=None, metadata={"help": "output video frame rate (None: the source's)"}
-    )
+    camera: str = "0"  # camera index or stream URL
+    max_frames: int | None = None  # stop after this many frames (video/camera)
+    video_fps: float | None = None  # output video frame rate (None: the source's)
     # --- fps mode
-    fps_runs: int = field(default=100, metadata={"help": "timed iterations"})
-    fps_warmup: int = field(default=10, metadata={"help": "untimed warm-up iterations"})
+    fps_runs: int = 100  # timed iterations
+    fps_warmup: int = 10  # untimed warm-up iterations
     # --- export_onnx mode
-    onnx_out: str = field(default="model_data/model.onnx", metadata={"help": "ONNX file to write"})
-    opset: int = field(default=18, metadata={"help": "ONNX opset (dynamo exporter needs >= 18)"})
-    dynamic_batch: bool = field(default=False, metadata={"help": "export a variable batch axis"})
-    onnx_half: bool = field(default=False, metadata={"help": "export fp16 weights (fp32 I/O)"})
-    exporter: str = field(
-        default="auto",
-        metadata={"choices": ["auto", "dynamo", "torchscript"], "help": "torch.onnx exporter"},
-    )
+    onnx_out: str = "model_data/model.onnx"  # ONNX file to write
+    opset: int = 18  # ONNX opset (the dynamo exporter needs >= 18)
+    dynamic_batch: bool = False  # export a variable batch axis
+    onnx_half: bool = False  # export fp16 weights (fp32 I/O)
+    exporter: Literal[EXPORTERS] = "auto"  # torch.onnx exporter
 
 
 # ---------------------------------------------------------------------------- helpers
-def build_predictor(cfg: Config):
-    from utils.inference.predictor import Predictor
-
+def build_predictor(cfg: Config) -> Predictor:
     if cfg.onnx and cfg.checkpoint:
         raise ValueError("give either --checkpoint or --onnx, not both")
     if cfg.onnx:
@@ -160,15 +141,11 @@ class ImageReporter:
         self.rows: list[dict] = []
 
     def areas(self, image: np.ndarray, mask: np.ndarray) -> dict:
-        from utils.inference.visualize import defect_areas, fruit_mask
-
         fruit = fruit_mask(image, mask, min_saturation=self.cfg.fruit_min_saturation)
         return defect_areas(mask, self.predictor.num_classes, fruit, self.predictor.class_names)
 
     def handle(self, name: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Overlay in the chosen style, area report row; returns the drawn RGB image."""
-        from utils.inference.visualize import area_row, format_areas, overlay
-
         drawn = overlay(image, mask, self.cfg.style, self.cfg.alpha)
         areas = self.areas(image, mask)
         self.rows.append(area_row(name, areas))
@@ -177,10 +154,6 @@ class ImageReporter:
         return drawn
 
     def save(self, stem: str, drawn: np.ndarray, mask: np.ndarray) -> None:
-        import cv2
-
-        from utils.data.labels import save_index_mask
-
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"{stem}.png"
         if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
@@ -189,8 +162,6 @@ class ImageReporter:
             save_index_mask(self.out / "masks" / f"{stem}.png", mask)
 
     def write_csv(self, name: str | None = None) -> Path:
-        from utils.inference.visualize import write_area_csv
-
         path = write_area_csv(self.rows, self.out / (name or self.cfg.areas_csv))
         print(f"defect areas of {len(self.rows)} image(s) written to {path}")
         return path
@@ -208,8 +179,6 @@ def list_folder(folder: Path) -> list[Path]:
 # ---------------------------------------------------------------------------- modes
 def predict_images(cfg: Config, predictor, paths: list[Path]) -> int:
     """Photos -> overlays + CSV; unreadable photos are reported and skipped. Returns #failed."""
-    from utils.preprocess import read_image
-
     reporter = ImageReporter(cfg, predictor)
     failed: list[str] = []
     used: set[str] = set()  # output stems written so far
@@ -254,14 +223,6 @@ def run_video(
     `source` is a video file, a camera index or a stream URL; `draw(name, frame, mask)` returns
     the RGB frame to write. Returns (frames, mean end-to-end FPS).
     """
-    from utils.inference.visualize import draw_text
-    from utils.line.video_pipeline import (
-        CameraSource,
-        VideoFileSource,
-        VideoPipeline,
-        VideoWriterSink,
-    )
-
     is_file = isinstance(source, str) and Path(source).is_file()
     src = VideoFileSource(source) if is_file else CameraSource(source)
     writer = VideoWriterSink(out_path, fps or src.fps or 25.0) if out_path is not None else None
@@ -299,8 +260,6 @@ def predict_video(cfg: Config, predictor, source: str | int, stem: str) -> int:
 
 def fps_loop(cfg: Config, predictor) -> dict[str, float]:
     """Time pre-process + inference + post-process on one photo, after a warm-up."""
-    from utils.preprocess import read_image
-
     if not cfg.inputs:
         raise ValueError("fps mode needs a photo: --inputs PATH")
     image = read_image(cfg.inputs[0])
@@ -333,8 +292,6 @@ def fps_loop(cfg: Config, predictor) -> dict[str, float]:
 
 
 def _synchronizer(predictor) -> Callable[[], None]:
-    import torch
-
     device = getattr(predictor.backend, "device", None)
     if device is not None and device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
@@ -342,8 +299,6 @@ def _synchronizer(predictor) -> Callable[[], None]:
 
 
 def export(cfg: Config, predictor) -> int:
-    from utils.deploy.onnx_export import export_onnx
-
     ckpt = predictor.checkpoint or {}
     model = predictor.backend.model
     metadata = {
@@ -369,42 +324,62 @@ def export(cfg: Config, predictor) -> int:
     return 0
 
 
+def run_image(cfg: Config, predictor: Predictor) -> int:
+    if not cfg.inputs:
+        raise ValueError("image mode needs --inputs PATH [PATH ...]")
+    return 1 if predict_images(cfg, predictor, [Path(p) for p in cfg.inputs]) else 0
+
+
+def run_folder(cfg: Config, predictor: Predictor) -> int:
+    if len(cfg.inputs) != 1:
+        raise ValueError(f"folder mode needs one folder in --inputs, got {list(cfg.inputs)}")
+    return 1 if predict_images(cfg, predictor, list_folder(Path(cfg.inputs[0]))) else 0
+
+
+def run_video_file(cfg: Config, predictor: Predictor) -> int:
+    if len(cfg.inputs) != 1:
+        raise ValueError(f"video mode needs one video file in --inputs, got {list(cfg.inputs)}")
+    video = Path(cfg.inputs[0])
+    if not video.is_file():
+        raise FileNotFoundError(f"video not found: {video}")
+    return predict_video(cfg, predictor, str(video), video.stem)
+
+
+def run_camera(cfg: Config, predictor: Predictor) -> int:
+    source: str | int = int(cfg.camera) if cfg.camera.isdigit() else cfg.camera
+    return predict_video(cfg, predictor, source, "camera")
+
+
+def run_fps(cfg: Config, predictor: Predictor) -> int:
+    fps_loop(cfg, predictor)
+    return 0
+
+
+# --mode -> what it runs (each returns the exit status: 1 when some inputs failed)
+MODES: dict[str, Callable[[Config, Predictor], int]] = {
+    "image": run_image,  # the photos in --inputs
+    "folder": run_folder,  # every photo in the folder --inputs[0]
+    "video": run_video_file,  # --inputs[0] to an annotated video
+    "camera": run_camera,  # --camera
+    "fps": run_fps,  # timed loop on --inputs[0]
+    "export_onnx": export,  # write --onnx-out
+}
+
+
 def run(cfg: Config) -> int:
     """Run the chosen mode; returns the exit status (1 when some inputs failed)."""
     predictor = build_predictor(cfg)
     print(f"model: {predictor.describe()}")
-    if cfg.mode == "image":
-        if not cfg.inputs:
-            raise ValueError("image mode needs --inputs PATH [PATH ...]")
-        return 1 if predict_images(cfg, predictor, [Path(p) for p in cfg.inputs]) else 0
-    if cfg.mode == "folder":
-        if len(cfg.inputs) != 1:
-            raise ValueError(f"folder mode needs one folder in --inputs, got {cfg.inputs}")
-        return 1 if predict_images(cfg, predictor, list_folder(Path(cfg.inputs[0]))) else 0
-    if cfg.mode == "video":
-        if len(cfg.inputs) != 1:
-            raise ValueError(f"video mode needs one video file in --inputs, got {cfg.inputs}")
-        video = Path(cfg.inputs[0])
-        if not video.is_file():
-            raise FileNotFoundError(f"video not found: {video}")
-        return predict_video(cfg, predictor, str(video), video.stem)
-    if cfg.mode == "camera":
-        source: str | int = int(cfg.camera) if cfg.camera.isdigit() else cfg.camera
-        return predict_video(cfg, predictor, source, "camera")
-    if cfg.mode == "fps":
-        fps_loop(cfg, predictor)
-        return 0
-    if cfg.mode == "export_onnx":
-        return export(cfg, predictor)
-    raise ValueError(f"unknown mode {cfg.mode!r}")
+    return MODES[cfg.mode](cfg, predictor)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(Config, argv, description=__doc__)
     try:
         return run(cfg)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

@@ -29,20 +29,42 @@ average; config; rows) and .csv, plus the ONNX files under OUT/onnx/. See docs/b
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile
 
+import nets
 from nets.checkpoint import CheckpointError
-from utils.cli import parse_config
+from utils.cli import config_to_dict, parse_config
+from utils.deploy.onnx_export import export_onnx
+from utils.deploy.optimize import (
+    CALIBRATION_METHODS,
+    EXCLUDE_POLICIES,
+    INT8_OP_SETS,
+    ORT_LEVELS,
+    ImageCalibrationReader,
+    _clear_attention_caches,
+    calibration_images,
+    fold_batchnorm,
+    optimize_onnx,
+    ort_session,
+    profile_top_ops,
+    quantize_int8,
+)
+from utils.deploy.timing import benchmark, cuda_sync, environment
+from utils.inference.evaluate import evaluate
+from utils.inference.predictor import Predictor, default_class_names
+from utils.preprocess import letterbox, read_image, to_tensor
 
 BACKENDS = (
     "torch-fp32",
@@ -54,14 +76,14 @@ BACKENDS = (
     "ort-fp32-noopt",
     "ort-int8",
 )
-DEFAULT_BACKENDS = [
+DEFAULT_BACKENDS = (
     "torch-fp32",
     "torch-fp32-cl",
     "torch-fp32-fused",
     "torch-fp16",
     "ort-fp32",
     "ort-int8",
-]
+)
 SAMPLE_PHOTOS = Path(__file__).resolve().parent.parent / "shared/samples/orange_real/JPEGImages"
 
 
@@ -69,72 +91,39 @@ SAMPLE_PHOTOS = Path(__file__).resolve().parent.parent / "shared/samples/orange_
 class Config:
     # ------------------------------------------------------------------ editable block
     # what to measure
-    models: list[str] = field(
-        default_factory=list, metadata={"help": "registry names (default: every model)"}
-    )
-    checkpoint: list[str] = field(
-        default_factory=list,
-        metadata={"help": "project checkpoints: measure their models with trained weights"},
-    )
-    trust_checkpoint: bool = field(
-        default=False, metadata={"help": "unpickle --checkpoint files in full: trusted only"}
-    )
-    backends: list[str] = field(
-        default_factory=lambda: list(DEFAULT_BACKENDS),
-        metadata={"help": f"any of {', '.join(BACKENDS)}"},
-    )
-    device: str = field(default="cpu", metadata={"choices": ["cpu", "cuda"], "help": "device"})
-    num_classes: int = field(default=4, metadata={"help": "classes of models built at random"})
+    models: tuple[str, ...] = ()  # registry names (default: every model)
+    checkpoint: tuple[str, ...] = ()  # project checkpoints: their models with trained weights
+    trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
+    backends: tuple[Literal[BACKENDS], ...] = DEFAULT_BACKENDS  # backends to measure
+    device: Literal["cpu", "cuda"] = "cpu"  # device
+    num_classes: int = 4  # classes of models built at random
     # the paper's protocol: random input, warm-up, synchronize, 100 timed runs
-    runs: int = field(default=100, metadata={"help": "timed runs per row"})
-    warmup: int = field(default=10, metadata={"help": "untimed runs before timing"})
-    batch: list[int] = field(
-        default_factory=lambda: [1], metadata={"help": "batch sizes (1 = latency)"}
-    )
-    threads: int = field(default=0, metadata={"help": "CPU threads (0: torch's default)"})
+    runs: int = 100  # timed runs per row
+    warmup: int = 10  # untimed runs before timing
+    batch: tuple[int, ...] = (1,)  # batch sizes (1 = latency)
+    threads: int = 0  # CPU threads (0: torch's default)
     # end to end on a photo through the Predictor (preprocess + inference + postprocess)
-    e2e: bool = field(default=True, metadata={"help": "measure end-to-end FPS on a photo"})
-    e2e_runs: int = field(default=30, metadata={"help": "timed end-to-end runs"})
-    photo: str = field(default="", metadata={"help": "photo for end to end (default: a sample)"})
+    e2e: bool = True  # measure end-to-end FPS on a photo
+    e2e_runs: int = 30  # timed end-to-end runs
+    photo: str = ""  # photo for end to end (default: a sample)
     # ONNX Runtime and INT8
-    ort_level: str = field(
-        default="all",
-        metadata={"choices": ["disable", "basic", "extended", "all"], "help": "ORT optimiser"},
-    )
-    data: str = field(
-        default="data/synthetic_oranges", metadata={"help": "VOC root for calibration/accuracy"}
-    )
-    calib_data: str = field(
-        default="", metadata={"help": "VOC root for INT8 calibration (default: --data)"}
-    )
-    calib_split: str = field(default="train", metadata={"help": "calibration split"})
-    calib_images: int = field(default=200, metadata={"help": "calibration photos (at most)"})
-    calib_method: str = field(
-        default="minmax",
-        metadata={"choices": ["minmax", "entropy", "percentile"], "help": "INT8 calibration"},
-    )
-    int8_exclude: str = field(
-        default="head",
-        metadata={
-            "choices": ["none", "head", "head+stem"],
-            "help": "nodes kept in float: none, head (classifier conv and after), head+stem",
-        },
-    )
-    int8_ops: str = field(
-        default="conv",
-        metadata={"choices": ["conv", "all"], "help": "ops to quantise: Conv/MatMul or all"},
-    )
-    per_channel: bool = field(default=True, metadata={"help": "per-channel INT8 weights"})
-    opset: int = field(default=20, metadata={"help": "ONNX opset of the exports (20: Gelu op)"})
+    ort_level: Literal[ORT_LEVELS] = "all"  # ONNX Runtime graph optimiser level
+    data: str = "data/synthetic_oranges"  # VOC root for calibration/accuracy
+    calib_data: str = ""  # VOC root for INT8 calibration (default: --data)
+    calib_split: str = "train"  # calibration split
+    calib_images: int = 200  # calibration photos (at most)
+    calib_method: Literal[CALIBRATION_METHODS] = "minmax"  # INT8 calibration
+    int8_exclude: Literal[EXCLUDE_POLICIES] = "head"  # nodes kept in float (head: classifier on)
+    int8_ops: Literal[tuple(INT8_OP_SETS)] = "conv"  # ops to quantise: Conv/MatMul or all
+    per_channel: bool = True  # per-channel INT8 weights
+    opset: int = 20  # ONNX opset of the exports (20: Gelu op)
     # accuracy and profiling
-    accuracy: bool = field(
-        default=False, metadata={"help": "mIoU of each batch-1 backend on --split of --data"}
-    )
-    split: str = field(default="test", metadata={"help": "split scored by --accuracy"})
-    profile: bool = field(default=False, metadata={"help": "print the top ops of each backend"})
+    accuracy: bool = False  # mIoU of each batch-1 backend on --split of --data
+    split: str = "test"  # split scored by --accuracy
+    profile: bool = False  # print the top ops of each backend
     # output
-    out: str = field(default="logs/speed", metadata={"help": "folder for JSON/CSV/ONNX files"})
-    json: bool = field(default=False, metadata={"help": "print the rows as JSON on stdout"})
+    out: str = "logs/speed"  # folder for JSON/CSV/ONNX files
+    json: bool = False  # print the rows as JSON on stdout
     # ------------------------------------------------------------------ end of editable block
 
 
@@ -178,8 +167,6 @@ def log(*args: Any) -> None:
 
 # ------------------------------------------------------------------------------ subjects
 def load_subjects(cfg: Config) -> list[Subject]:
-    import nets
-
     subjects: list[Subject] = []
     for path in cfg.checkpoint:
         model, ckpt = nets.model_from_checkpoint(
@@ -214,8 +201,6 @@ def _torch_runner(
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
 ) -> Runner:
-    from utils.deploy.timing import cuda_sync
-
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=device, dtype=dtype, memory_format=fmt).eval()
     x = x.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
@@ -229,9 +214,7 @@ def _torch_runner(
         with torch.inference_mode():
             return model(t.contiguous(memory_format=fmt)).float().cpu().numpy()
 
-    def profile(runs: int) -> list:
-        from torch.profiler import ProfilerActivity, profile
-
+    def run_profile(runs: int) -> list:
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=acts) as prof:
             for _ in range(runs):
@@ -245,14 +228,12 @@ def _torch_runner(
         ]
 
     return Runner("torch", "fp16" if dtype == torch.float16 else "fp32", bench, infer,
-                  cuda_sync(device), profile)  # fmt: skip
+                  cuda_sync(device), run_profile)  # fmt: skip
 
 
 def _ort_runner(
     path: Path, providers: list[str], level: str, threads: int, x: np.ndarray
 ) -> Runner:
-    from utils.deploy.optimize import ort_session, profile_top_ops
-
     session = ort_session(path, providers, level=level, threads=threads)
     name = session.get_inputs()[0].name
 
@@ -291,9 +272,6 @@ class Workspace:
     def fp32(self, dynamic: bool) -> Path:
         key = ("fp32", dynamic)
         if key not in self.files:
-            from utils.deploy.onnx_export import export_onnx
-            from utils.deploy.optimize import optimize_onnx
-
             s = self.subject
             raw = self.dir / f"{self._stem(dynamic)}_fp32.onnx"
             metadata = {
@@ -325,12 +303,6 @@ class Workspace:
     def int8(self, dynamic: bool) -> Path:
         key = ("int8", dynamic)
         if key not in self.files:
-            from utils.deploy.optimize import (
-                ImageCalibrationReader,
-                calibration_images,
-                quantize_int8,
-            )
-
             cfg, s = self.cfg, self.subject
             try:
                 data = cfg.calib_data or cfg.data
@@ -379,8 +351,6 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
     if backend == "torch-fp32-cl":
         return _torch_runner(_copy(subject.model), x, device, channels_last=True)
     if backend == "torch-fp32-fused":
-        from utils.deploy.optimize import fold_batchnorm
-
         folded, pairs = fold_batchnorm(_copy(subject.model), subject.input_size)
         runner = _torch_runner(folded, x, device)
         runner.notes["bn_folded"] = pairs
@@ -390,8 +360,6 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
             raise Skip("fp16 inference needs --device cuda (CPU half kernels are slow or missing)")
         return _torch_runner(_copy(subject.model), x, device, dtype=torch.float16)
     if backend == "torch-compile":
-        from utils.deploy.optimize import fold_batchnorm
-
         folded, _ = fold_batchnorm(_copy(subject.model), subject.input_size)
         mode = "reduce-overhead" if cuda else None  # CUDA graphs on the GPU
         try:
@@ -425,10 +393,6 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:
     """A private copy per backend (formats and dtypes are changed in place)."""
-    import copy
-
-    from utils.deploy.optimize import _clear_attention_caches
-
     _clear_attention_caches(model)
     return copy.deepcopy(model).eval()
 
@@ -443,9 +407,7 @@ def default_photo(cfg: Config) -> Path | None:
     return found[0] if found else None
 
 
-def _predictor(subject: Subject, runner: Runner):  # noqa: ANN202 (utils.inference.predictor.Predictor)
-    from utils.inference.predictor import Predictor
-
+def _predictor(subject: Subject, runner: Runner) -> Predictor:
     class _Backend:
         def __call__(self, batch: np.ndarray) -> np.ndarray:
             return runner.infer(batch)
@@ -471,8 +433,6 @@ def measure(
     reference: np.ndarray | None,
     check_input: np.ndarray | None,
 ) -> dict[str, Any]:
-    from utils.deploy.timing import benchmark
-
     row: dict[str, Any] = {
         "model": subject.name,
         "backend": backend,
@@ -522,8 +482,6 @@ def measure(
         row["argmax_agreement_vs_eager"] = float((got.argmax(1) == reference.argmax(1)).mean())
     photo = default_photo(cfg)
     if cfg.e2e and photo is not None:
-        from utils.preprocess import read_image
-
         predictor = _predictor(subject, runner)
         image = read_image(photo)
         e2e = benchmark(lambda: predictor.predict(image), cfg.e2e_runs, 3, 1, runner.sync)
@@ -537,9 +495,6 @@ def measure(
 
 def _accuracy(cfg: Config, subject: Subject, runner: Runner, backend: str) -> dict[str, Any]:
     """mIoU/mPA of this backend on --split, through the Predictor and get_miou's evaluation."""
-    from utils.inference.evaluate import evaluate
-    from utils.inference.predictor import default_class_names
-
     k = int(subject.model.num_classes)
     names = subject.class_names or default_class_names(k)
     out = Path(cfg.out) / "miou" / subject.tag / backend
@@ -558,8 +513,6 @@ def _reference(subject: Subject, cfg: Config) -> tuple[np.ndarray | None, np.nda
     photo = default_photo(cfg)
     if photo is None:
         return None, None
-    from utils.preprocess import letterbox, read_image, to_tensor
-
     boxed, _ = letterbox(read_image(photo), subject.input_size)
     x = to_tensor(boxed, subject.mean, subject.std)[None]  # (1, 3, h, w)
     with torch.inference_mode():
@@ -604,8 +557,6 @@ def format_profiles(rows: list[dict]) -> str:
 
 
 def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[Path, Path]:
-    from utils.cli import config_to_dict
-
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path, csv_path = out / f"speed_{stamp}.json", out / f"speed_{stamp}.csv"
@@ -627,8 +578,6 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
 
 def run(cfg: Config) -> list[dict]:
     import model_flop_params
-    from utils.deploy.optimize import _clear_attention_caches
-    from utils.deploy.timing import environment
 
     unknown = [b for b in cfg.backends if b not in BACKENDS]
     if unknown:
@@ -682,7 +631,7 @@ def run(cfg: Config) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
+def main(argv: Sequence[str] | None = None) -> list[dict]:
     return run(parse_config(Config, argv, description=__doc__))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,28 +36,15 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Config:
-    # folder containing VOC2007/ (or the VOC2007 folder itself)
-    data: str = field(default="data/synthetic_oranges", metadata={"help": "data set root"})
-    # train : val : test proportions (the paper: 6:2:2)
-    ratios: tuple[float, float, float] = field(
-        default=(6.0, 2.0, 2.0), metadata={"help": "train val test proportions"}
-    )
-    # shuffling seed for the split
-    seed: int = field(default=0, metadata={"help": "split shuffling seed"})
-    # classes of the data set; mask values >= num_classes are ignored (255) in training
-    num_classes: int = field(default=len(CLASS_NAMES), metadata={"help": "number of classes"})
-    # replace existing split files
-    force: bool = field(default=False, metadata={"help": "overwrite existing split files"})
-    # only check the masks and print the histogram; write nothing
-    check_only: bool = field(default=False, metadata={"help": "check only, write no files"})
-    # rewrite RGB/RGBA masks drawn in VOC palette colours as palette index PNGs
-    convert_colour: bool = field(default=False, metadata={"help": "colour masks -> index PNGs"})
-    # rewrite 0/255 binary masks as index masks with 255 -> this class id
-    binary_to_index: int | None = field(
-        default=None, metadata={"help": "class id for the 255 pixels of 0/255 binary masks"}
-    )
-    # also decode every photo (slower; finds truncated or corrupt JPEGs)
-    check_photos: bool = field(default=True, metadata={"help": "decode every photo"})
+    data: str = "data/synthetic_oranges"  # folder containing VOC2007/ (or VOC2007 itself)
+    ratios: tuple[float, float, float] = (6.0, 2.0, 2.0)  # train val test (the paper: 6:2:2)
+    seed: int = 0  # split shuffling seed
+    num_classes: int = len(CLASS_NAMES)  # classes; mask values >= it are ignored in training
+    force: bool = False  # replace existing split files
+    check_only: bool = False  # only check the masks and print the histogram; write nothing
+    convert_colour: bool = False  # rewrite RGB/RGBA VOC-palette masks as palette index PNGs
+    binary_to_index: int | None = None  # rewrite 0/255 masks as index masks: 255 -> this id
+    check_photos: bool = True  # also decode every photo (slower; finds corrupt JPEGs)
 
 
 def _photo_index(folder: Path) -> dict[str, Path]:

@@ -20,10 +20,15 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import timm
 import torch
 from torch import Tensor, nn
+
+# Where every pretrained (ImageNet) weights file is looked up: the repository's model_data/
+# (model_data/README.md lists the files). The one definition: the model files import it.
+MODEL_DATA = Path(__file__).resolve().parents[1] / "model_data"
 
 
 @dataclass(frozen=True)

@@ -26,19 +26,16 @@ divisible by 32.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nets import backbones
-from nets.backbones import Backbone, backbone_spec, convert_backbone_state_dict
+from nets.backbones import MODEL_DATA, Backbone, backbone_spec, convert_backbone_state_dict
 from nets.blocks import ConvBN, ConvBNReLU, SeparableConvBNReLU, inverted_residual_group
 from nets.checkpoint import load_checkpoint
 from nets.pyramids import build_pyramid
-
-MODEL_DATA = Path(__file__).resolve().parents[1] / "model_data"
 
 
 @dataclass(frozen=True)

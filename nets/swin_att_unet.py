@@ -33,16 +33,15 @@ The original's checkpoints (key layout `common_backbone.*`, `Att4.*`, `up4.*`, .
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from nets.backbones import MODEL_DATA
 from nets.checkpoint import load_checkpoint
 from nets.convert_teacher import convert_original_teacher, convert_swin_imagenet
 from nets.swin import SWIN_T_CHANNELS, SWIN_T_TIMM_NAME, create_swin_t, swin_stage_features
 
-MODEL_DATA = Path(__file__).resolve().parents[1] / "model_data"
 SWIN_T_IMAGENET_FILE = "swin_tiny_patch4_window7_224.pth"
 SWIN_T_IMAGENET_URL = (
     "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/"

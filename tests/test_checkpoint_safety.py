@@ -41,8 +41,9 @@ from nets.checkpoint import (
     save_checkpoint,
 )
 from utils.inference.predictor import Predictor
+from utils.training.config import TrainConfig
 from utils.training.distillation import load_teacher
-from utils.training.trainer import TrainConfig, load_initial_weights, merge_resume_config
+from utils.training.run import load_initial_weights, parse_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -174,7 +175,7 @@ def test_train_pretrained_refuses_the_payload(
     assert train.main(argv) == 2
     _assert_refused(capsys.readouterr().err, evil_path)
     # the student of train_distillation.py arrives as --pretrained through the same loader
-    cfg = dataclasses.replace(train_distillation.Config(), pretrained=str(evil_path))
+    cfg = dataclasses.replace(train_distillation.Config(), student_checkpoint=str(evil_path))
     with pytest.raises(CheckpointError, match="builtins.exec"):
         load_initial_weights(TinySegNet(), cfg, is_main=True)
 
@@ -278,7 +279,7 @@ def test_resume_never_takes_trust_from_the_file(tmp_path: Path) -> None:
         model, input_size=(32, 32), class_names=list("abcd"), config={"trust_checkpoint": True}
     )
     path = save_checkpoint(ckpt, tmp_path / "last.pth")
-    merged = merge_resume_config(TrainConfig(resume=str(path)), ["--resume", str(path)])
+    merged = parse_train_config(TrainConfig, ["--resume", str(path)])
     assert merged.trust_checkpoint is False
 
 

@@ -16,7 +16,6 @@ from utils.line.grading import (
     GradeRule,
     GradingRules,
     draw_grades,
-    fruit_regions,
     grade_frame,
 )
 
@@ -103,7 +102,7 @@ def test_regions_from_instance_map_and_partial_fruit():
         if not sprites[k].defects:
             assert g.total == 0.0 and g.grade == "premium"
     # Colour-based regions agree with the rendered instances on the belt.
-    by_colour = fruit_regions(frame.image, frame.label)
+    by_colour = grade_frame(frame.image, frame.label)  # regions from colour, not instances
     assert len(by_colour) == len(visible)
     h, w = frame.label.shape
     for g in by_instance:

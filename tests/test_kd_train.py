@@ -12,9 +12,10 @@ from torch.utils.data import Dataset
 
 import train_distillation
 from nets.checkpoint import build_checkpoint, save_checkpoint
+from utils.training.config import TrainConfig
 from utils.training.distillation import DistillationTask
 from utils.training.losses import build_seg_loss
-from utils.training.trainer import TrainConfig, Trainer
+from utils.training.trainer import Trainer
 
 
 class TinyVOC(Dataset):
@@ -98,7 +99,6 @@ def test_teacher_checkpoint_not_found(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--model", "fastsegformer_e"], "names the student with --student"),
         (["--kd-pairs", "1-2"], "student_index:teacher_index"),
         (["--kd", "logits", "--kd-pairs", "0:0"], "need --kd logits+nfd"),
         (["--kd-k1", "1.5"], "--kd-k1=1.5"),
@@ -110,6 +110,14 @@ def test_teacher_checkpoint_not_found(tmp_path, capsys) -> None:
 def test_bad_flags_are_clear_errors(args: list[str], message: str, capsys) -> None:
     code, err = _run_main(["--teacher-checkpoint", "unused.pth", *args], capsys)
     assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("flag", ["--model", "--pretrained"])
+def test_train_py_model_flags_are_unknown_here(flag: str, capsys) -> None:
+    """The student is --student / --student-checkpoint; train.py's names are not flags here."""
+    with pytest.raises(SystemExit) as exc:
+        train_distillation.main(["--teacher-checkpoint", "unused.pth", flag, "x"])
+    assert exc.value.code == 2 and flag in capsys.readouterr().err
 
 
 def test_script_kd1_run_saves_student_without_connectors(tmp_path, capsys) -> None:
@@ -135,3 +143,12 @@ def test_script_kd1_run_saves_student_without_connectors(tmp_path, capsys) -> No
     assert saved["model"]["name"] == "fastsegformer_p" and saved["input_size"] == [32, 32]
     assert saved["extra"] == {}
     assert saved["config"]["teacher_checkpoint"] == str(teacher_path)
+
+    # --resume alone: teacher, sizes and kd mode come from the checkpoint's config
+    assert train_distillation.main(["--resume", str(tmp_path / "logs" / "kd1" / "last.pth"),
+                                    "--epochs", "2"]) == 0  # fmt: skip
+    resumed = torch.load(tmp_path / "logs" / "kd1" / "last.pth", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["config"]["kd"] == "logits"
+    assert resumed["config"]["teacher_input_size"] == [64, 64]
+    assert resumed["config"]["model"] == resumed["config"]["student"] == "fastsegformer_p"
+    assert "distilling from teacher fastsegformer_p" in capsys.readouterr().out

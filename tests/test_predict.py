@@ -20,8 +20,9 @@ from test_predict_helpers import (
 import nets
 import predict
 from nets.checkpoint import CheckpointError
+from utils.data.labels import index_to_colour
 from utils.inference.predictor import Predictor
-from utils.inference.visualize import colorize, defect_areas, fruit_mask, overlay
+from utils.inference.visualize import defect_areas, fruit_mask, overlay
 from utils.preprocess import letterbox, to_tensor, unletterbox
 
 
@@ -96,8 +97,8 @@ def test_overlay_styles():
     image = np.full((4, 4, 3), 200, np.uint8)
     mask = np.zeros((4, 4), np.uint8)
     mask[0, 0], mask[1, 1] = 1, 3
-    np.testing.assert_array_equal(colorize(mask)[0, 0], [128, 0, 0])
-    np.testing.assert_array_equal(overlay(image, mask, "mask"), colorize(mask))
+    np.testing.assert_array_equal(index_to_colour(mask)[0, 0], [128, 0, 0])
+    np.testing.assert_array_equal(overlay(image, mask, "mask"), index_to_colour(mask))
     cut = overlay(image, mask, "cutout")
     assert cut[0, 0].tolist() == [200] * 3 and cut[3, 3].tolist() == [0] * 3
     blend = overlay(image, mask, "blend", alpha=0.5)

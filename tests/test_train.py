@@ -18,17 +18,11 @@ from nets.checkpoint import (
     read_project_checkpoint,
     save_checkpoint,
 )
+from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.losses import build_seg_loss
+from utils.training.run import parse_train_config
 from utils.training.task import SegmentationTask
-from utils.training.trainer import (
-    ConfigError,
-    NonFiniteLossError,
-    TrainConfig,
-    Trainer,
-    merge_resume_config,
-    prepare_run_dir,
-    validate_config,
-)
+from utils.training.trainer import NonFiniteLossError, Trainer, prepare_run_dir
 
 torch.set_num_threads(1)
 CLASSES = ("background", "a", "b")
@@ -103,8 +97,7 @@ def test_resume_continues_with_same_epoch_lr_and_weights(tmp_path):
     resumed_dir.mkdir()
     shutil.copy(full / "ep002.pth", resumed_dir / "ep002.pth")
     shutil.copy(full / "history.json", resumed_dir / "history.json")
-    argv = ["--resume", str(resumed_dir / "ep002.pth")]
-    cfg2 = merge_resume_config(TrainConfig(resume=str(resumed_dir / "ep002.pth")), argv)
+    cfg2 = parse_train_config(TrainConfig, ["--resume", str(resumed_dir / "ep002.pth")])
     assert cfg2.epochs == 3 and cfg2.model == "tiny_test"  # the run's own settings
     trainer = make_trainer(cfg2)
     assert trainer.start_epoch == 2 and trainer.run_dir == resumed_dir.resolve()
@@ -127,8 +120,7 @@ def test_resume_flags_override_saved_config(tmp_path):
     cfg = tiny_config(tmp_path, epochs=1, freeze_epochs=0)
     make_trainer(cfg).fit()
     path = tmp_path / "run" / "last.pth"
-    argv = ["--resume", str(path), "--epochs", "2"]
-    merged = merge_resume_config(TrainConfig(resume=str(path), epochs=2), argv)
+    merged = parse_train_config(TrainConfig, ["--resume", str(path), "--epochs", "2"])
     assert merged.epochs == 2 and merged.batch_size == cfg.batch_size
     trainer = make_trainer(merged)
     trainer.fit()
@@ -230,7 +222,7 @@ def test_keyboard_interrupt_writes_resumable_checkpoint(tmp_path):
     path = tmp_path / "run" / "interrupted.pth"
     ckpt = read_project_checkpoint(path)
     assert ckpt["epoch"] == 1 and ckpt["optimizer"] is not None
-    resumed = make_trainer(merge_resume_config(TrainConfig(resume=str(path)), ["--resume", "x"]))
+    resumed = make_trainer(parse_train_config(TrainConfig, ["--resume", str(path)]))
     assert resumed.start_epoch == 1
     assert resumed.fit().epochs_done == 3
 

@@ -66,3 +66,28 @@ def test_unknown_choice_is_rejected_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         train_main(["--optimizer", "rmsprop", "--save-dir", str(tmp_path)])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--epoc", "3"],  # abbreviation of --epochs: not accepted
+        ["--epochs", "3", "--lr-shedule", "step"],  # misspelt
+        ["--resume", "logs/x/last.pth", "--epoch", "300"],  # not replaced by the saved config
+    ],
+)
+def test_abbreviated_or_misspelt_flags_are_errors_naming_them(tmp_path, flags, capsys):
+    with pytest.raises(SystemExit) as exc:
+        train_main(["--save-dir", str(tmp_path), *flags])
+    bad = next(f for f in flags if f.startswith("--") and f not in ("--epochs", "--resume"))
+    assert exc.value.code == 2 and bad in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_resume_with_a_misspelt_flag_is_refused_before_reading_the_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "last.pth"
+    bogus.write_bytes(b"not a checkpoint")  # never read: the flag error comes first
+    with pytest.raises(SystemExit) as exc:
+        train_main(["--resume", str(bogus), "--epoch", "300"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--epoch" in err and "checkpoint" not in err.lower()

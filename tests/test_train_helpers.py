@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from utils.training.trainer import TrainConfig
+from utils.training.config import TrainConfig
 
 
 class TinySegNet(nn.Module):

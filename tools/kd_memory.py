@@ -32,8 +32,10 @@ import platform
 import resource
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python tools/kd_memory.py`
@@ -41,8 +43,10 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/kd_memory.py`
 
 import torch  # noqa: E402
 
+import nets  # noqa: E402
 from utils.cli import parse_config  # noqa: E402
 from utils.training.distillation import KD_MODES, DistillationTask  # noqa: E402
+from utils.training.losses import build_seg_loss  # noqa: E402
 
 VARIANTS = ("no_grad", "graph_kept")
 
@@ -55,13 +59,10 @@ class Config:
     batch_size: int = 6  # the original's distillation batch
     teacher_input_size: int = 512  # the loader's (and teacher's) image size
     input_size: int = 224  # the student's image size
-    kd: str = field(default="logits+nfd", metadata={"choices": list(KD_MODES)})  # KD1 / KD2
-    device: str = field(default="auto", metadata={"choices": ["auto", "cpu", "cuda"]})
+    kd: Literal[KD_MODES] = "logits+nfd"  # KD1 'logits' / KD2 'logits+nfd'
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where the step runs
     threads: int = 2  # torch CPU threads
-    variant: str = field(
-        default="both",
-        metadata={"choices": ["both", *VARIANTS], "help": "both: run each in a subprocess"},
-    )
+    variant: Literal[("both", *VARIANTS)] = "both"  # both: run each in its own subprocess
 
 
 class TeacherGraphKeptTask(DistillationTask):
@@ -99,9 +100,6 @@ def _peak_rss_bytes() -> int:
 
 def measure(cfg: Config, variant: str) -> dict:
     """Peak memory of one step of `variant` in this process (call once per process on CPU)."""
-    import nets
-    from utils.training.losses import build_seg_loss
-
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     )
@@ -169,7 +167,7 @@ def _gib(n: int) -> str:
     return f"{n / 2**30:.2f}"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     cfg = parse_config(Config, argv, description=__doc__)
     if cfg.variant != "both":
         print(json.dumps(measure(cfg, cfg.variant)))

@@ -16,10 +16,11 @@ If (1) is well above (2), and (3) is close to (2), loading does not starve train
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,7 +28,21 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import nets  # noqa: E402
+from utils.cli import parse_config  # noqa: E402
 from utils.data.dataset import VOCSegmentation  # noqa: E402
+from utils.data.synthetic import generate_dataset  # noqa: E402
+
+
+@dataclass
+class Config:
+    data: str = ""  # VOC root (default: 64 synthetic oranges in a temporary folder)
+    size: int = 224  # input side
+    batch: int = 8  # batch size
+    workers: int = 2  # data-loading worker processes
+    batches: int = 40  # loader batches to time
+    steps: int = 3  # training steps to time
+    model: str = "fastsegformer_p"  # registry model of the training step
 
 
 def _loader(root: Path, size: int, batch: int, workers: int) -> DataLoader:
@@ -97,24 +112,12 @@ def fed_rate(step, loader: DataLoader, steps: int) -> float:  # noqa: ANN001
     return n / (time.perf_counter() - t0)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--data", default="", help="VOC root (default: 64 synthetic oranges)")
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batches", type=int, default=40, help="loader batches to time")
-    parser.add_argument("--steps", type=int, default=3, help="training steps to time")
-    parser.add_argument("--model", default="fastsegformer_p")
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_config(Config, argv, description=__doc__)
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.data) if args.data else None
         if root is None:
-            from utils.data.synthetic import generate_dataset
-
             root = generate_dataset(Path(tmp) / "syn", num=64, seed=0, size=512)
         loader = _loader(root, args.size, args.batch, args.workers)
         print(
@@ -124,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         rate = loader_rate(loader, args.batches)
         print(f"training loader alone:               {rate:7.1f} samples/s")
         try:
-            import nets
-
             model = nets.build_model(args.model, 4).train()
         except Exception as err:  # the model zoo is optional for this benchmark
             print(f"no model ({err}); step rates skipped")

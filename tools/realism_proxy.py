@@ -12,9 +12,10 @@ is FastSegFormer-P trained with train.py on the synthetic set and scored with ge
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,22 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.cli import parse_config  # noqa: E402
 from utils.data.dataset import VOCSegmentation  # noqa: E402
 from utils.data.labels import read_mask  # noqa: E402
 from utils.metrics import confusion_matrix, segmentation_metrics  # noqa: E402
 from utils.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "samples" / "orange_real"
+
+
+@dataclass
+class Config:
+    data: str  # synthetic VOC root (with trainval.txt); required
+    real: str = str(REAL)  # folder with the real photos and masks
+    minutes: float = 6.0  # training time
+    size: int = 224  # input side (letterboxed)
+    seed: int = 0  # random seed
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -103,16 +114,8 @@ def score_on_real(model: nn.Module, real: Path, size: int) -> dict:
     return segmentation_metrics(cm)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--data", required=True, help="synthetic VOC root (with trainval.txt)")
-    parser.add_argument("--real", default=str(REAL), help="folder with the real photos and masks")
-    parser.add_argument("--minutes", type=float, default=6.0)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_config(Config, argv, description=__doc__)
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     model = TinySegNet()

@@ -1,98 +1,56 @@
-"""Script configuration: an editable dataclass of defaults, every field also a flag.
+"""Script configuration: an editable dataclass of defaults, every field also a flag (tyro).
 
-Each top-level script opens with a ``@dataclass class Config`` whose defaults are the block
-users edit (the habit of the original FastSegFormer code). ``parse_config`` turns every field
-into a ``--field-name`` command-line flag, so the same defaults can be overridden without
-editing the file, and ``save_config`` writes the resolved values next to a run.
+Each script opens with a ``@dataclass class Config`` whose defaults are the block users edit
+(the habit of the original FastSegFormer code). Every field reads ``name: type = default  #
+help``; the comment after the field is its help text::
 
-Field metadata understood: ``help`` (str) and ``choices`` (list).
+    @dataclass
+    class Config:
+        epochs: int = 1000  # total epochs
+        lr_schedule: Literal[tuple(SCHEDULES)] = "cos"  # a key of the registry that runs it
+        class_weights: tuple[float, ...] = ()  # --class-weights 1 3 6 6
+        amp: bool = False  # --amp / --no-amp
+
+``parse_config`` turns every field into a ``--field-name`` flag with tyro
+(https://brentyi.github.io/tyro/): flags are never abbreviated, an unknown or misspelt flag is
+an error that names it, a value outside a ``Literal`` lists the valid ones, and a wrong type
+says what was expected; each of these prints the message and exits with status 2. A choice is
+written once, as a ``Literal`` of the registry's keys, so a new schedule, loss or backend is a
+change in its registry only. ``save_config`` writes the resolved values next to a run.
+
+A plain module: imports nothing of the project.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import os
+import tempfile
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tyro
 import yaml
 
 T = TypeVar("T")
 
 
-def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
-    """`int | None` -> (int, True); other types -> (type, False)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0], True
-    return tp, False
-
-
-def _parse_none(convert: Any) -> Any:
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "null", "") else convert(text)
-
-    parse.__name__ = getattr(convert, "__name__", "value")
-    return parse
-
-
-def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, hints: dict) -> None:
-    flag = "--" + f.name.replace("_", "-")
-    tp, optional = _unwrap_optional(hints[f.name])
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    kwargs: dict[str, Any] = {"dest": f.name, "default": default}
-    help_text = f.metadata.get("help", "")
-    kwargs["help"] = f"{help_text} (default: {default!r})" if help_text else f"default: {default!r}"
-    if "choices" in f.metadata:
-        kwargs["choices"] = list(f.metadata["choices"])
-
-    if tp is bool:
-        kwargs.pop("choices", None)
-        parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        return
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple):
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        item = args[0] if args else str
-        kwargs["nargs"] = "*" if origin is list else "+"
-        kwargs["type"] = item
-    elif tp in (int, float, str):
-        kwargs["type"] = _parse_none(tp) if optional else tp
-    else:
-        kwargs["type"] = _parse_none(str) if optional else str
-    parser.add_argument(flag, **kwargs)
-
-
-def build_parser(config_cls: type, description: str | None = None) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per dataclass field."""
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    hints = typing.get_type_hints(config_cls)
-    for f in dataclasses.fields(config_cls):
-        _add_field(parser, f, hints)
-    return parser
-
-
 def parse_config(
-    config_cls: type[T], argv: Sequence[str] | None = None, description: str | None = None
+    config_cls: type[T],
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+    default: T | None = None,
 ) -> T:
-    """Defaults from `config_cls`, overridden by command-line flags; tuples stay tuples."""
-    namespace = build_parser(config_cls, description).parse_args(argv)
-    hints = typing.get_type_hints(config_cls)
-    values = {}
-    for f in dataclasses.fields(config_cls):
-        value = getattr(namespace, f.name)
-        tp, _ = _unwrap_optional(hints[f.name])
-        if typing.get_origin(tp) is tuple and value is not None:
-            value = tuple(value)
-        values[f.name] = value
-    return config_cls(**values)
+    """`config_cls` filled from its defaults (or `default`'s values), overridden by `argv`.
+
+    `argv` None reads sys.argv[1:]. Exits with status 2 and a message naming the flag on an
+    unknown flag, a missing value, a value of the wrong type or outside its choices.
+    """
+    args = None if argv is None else list(argv)
+    return tyro.cli(config_cls, args=args, description=description, default=default)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -108,9 +66,48 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(cfg).items()}
 
 
+def config_from_dict(config_cls: type[T], values: dict[str, Any], **overrides: Any) -> T:
+    """`config_cls` from a saved dict (e.g. a checkpoint's "config"); unknown keys are left out.
+
+    Lists saved for tuple fields become tuples again; fields missing from `values` keep their
+    defaults; `overrides` win over both.
+    """
+    hints = typing.get_type_hints(config_cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(config_cls):
+        if not f.init:  # derived in __post_init__
+            continue
+        if f.name in overrides:
+            kwargs[f.name] = overrides[f.name]
+        elif f.name in values:
+            value = values[f.name]
+            if isinstance(value, list) and _is_tuple_type(hints[f.name]):
+                value = tuple(value)
+            kwargs[f.name] = value
+    return config_cls(**kwargs)
+
+
+def _is_tuple_type(tp: Any) -> bool:
+    """tuple[...] or a union holding one (`tuple[int, ...] | None`)."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_tuple_type(arg) for arg in typing.get_args(tp))
+    return False
+
+
 def save_config(cfg: Any, path: str | Path) -> Path:
-    """Write the resolved configuration as YAML."""
+    """Write the resolved configuration as YAML (atomically: a temp file, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

@@ -8,9 +8,13 @@ next to the figures of the original comparison code (DESIGN.md).
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
+import tyro
+from tyro.conf import Positional
 
 from nets.comparison import COMPARISON_MODELS, count_params, thop_macs
 
@@ -29,10 +33,14 @@ ORIGINAL = {
 }
 
 
-def main(names: list[str]) -> None:
-    unknown = [n for n in names if n not in COMPARISON_MODELS]
-    if unknown:
-        raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(COMPARISON_MODELS)}")
+@dataclass
+class Config:
+    # nets never imports utils, so this entry point calls tyro itself (as utils.cli does)
+    names: Positional[tuple[Literal[tuple(COMPARISON_MODELS)], ...]] = ()  # models (empty: all)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    names = tyro.cli(Config, args=argv, description=__doc__).names
     torch.set_num_threads(1)
     print(
         "| model | input, classes | params | params + aux heads | GMACs | GMACs + aux heads "
@@ -52,4 +60,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -23,9 +23,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from nets.backbones import MODEL_DATA
 from nets.checkpoint import read_checkpoint
-
-MODEL_DATA = Path(__file__).resolve().parents[2] / "model_data"
 
 # torchvision's ImageNet ResNet weights: file name (in model_data/) and where it comes from.
 RESNET_WEIGHTS = {

@@ -42,13 +42,6 @@ def _colour_keys(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
-def _describe_values(values: np.ndarray, counts: np.ndarray, limit: int = 8) -> str:
-    order = np.argsort(-counts)[:limit]
-    parts = [f"{int(values[i])} ({int(counts[i])} px)" for i in order]
-    more = f", ... {len(values) - limit} more" if len(values) > limit else ""
-    return ", ".join(parts) + more
-
-
 def _describe_colours(keys: np.ndarray, counts: np.ndarray, limit: int = 6) -> str:
     order = np.argsort(-counts)[:limit]
     parts = []
@@ -101,8 +94,12 @@ def colour_to_index(
 
 
 def index_to_colour(mask: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 VOC palette colours."""
-    return VOC_PALETTE[mask.astype(np.uint8)]
+    """(H, W) class ids -> (H, W, 3) uint8 VOC palette colours (255, ignore, is the VOC border
+    colour); the colours of the data set's masks, used for every drawing of a mask."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"expected an (H, W) class mask, got shape {mask.shape}")
+    return VOC_PALETTE[np.clip(mask, 0, len(VOC_PALETTE) - 1).astype(np.intp)]
 
 
 def _is_binary_mask(mask: np.ndarray, counts: np.ndarray) -> bool:

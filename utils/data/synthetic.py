@@ -24,13 +24,13 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.data.labels import save_index_mask
+from utils.cli import parse_config
+from utils.data.labels import read_mask, save_index_mask
 from utils.preprocess import CLASS_NAMES
 
 SUNBURN, ULCER, WIND = 1, 2, 3
@@ -726,8 +727,6 @@ _SHEET_COLOURS = np.array([[0, 0, 0], [255, 30, 30], [30, 255, 30], [255, 255, 0
 
 def contact_sheet(voc: str | Path, path: str | Path, n: int = 8, thumb: int = 160) -> Path:
     """Save a PNG grid: photos on top, their colour masks over the photos below."""
-    from utils.data.labels import read_mask
-
     voc = Path(voc)
     names = sorted(p.stem for p in (voc / "JPEGImages").glob("*.jpg"))[:n]
     tops, bottoms = [], []
@@ -746,20 +745,20 @@ def contact_sheet(voc: str | Path, path: str | Path, n: int = 8, thumb: int = 16
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--out", required=True, help="folder to write VOC2007/ into")
-    parser.add_argument("--num", type=int, default=200, help="number of images (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="processes (default min(2, CPUs))"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing VOC2007/")
-    parser.add_argument("--sheet", default=None, help="also save a contact sheet PNG here")
-    args = parser.parse_args(argv)
+@dataclass
+class Config:
+    out: str  # folder to write VOC2007/ into (required)
+    num: int = 200  # number of images
+    seed: int = 0  # random seed
+    size: int = 512  # image side in pixels
+    workers: int | None = None  # processes (None: min(2, CPUs))
+    overwrite: bool = False  # replace an existing VOC2007/
+    sheet: str | None = None  # also save a contact sheet PNG here
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m utils.data.synthetic --out DIR [--num 200 ...]`: write a synthetic set."""
+    args = parse_config(Config, argv, description=__doc__)
     t0 = time.perf_counter()
     try:
         out = generate_dataset(

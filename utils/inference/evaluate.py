@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from utils.data.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
 from utils.data.labels import map_ignore, read_mask, save_index_mask
 from utils.metrics import ConfusionMatrix, segmentation_metrics
 from utils.preprocess import IGNORE_INDEX, read_image
@@ -42,8 +44,6 @@ def split_files(
     photo in JPEGImages/ when masks are not needed): a folder of photos and masks with no split
     files, such as the six real samples, can be evaluated as it is.
     """
-    from utils.data.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
-
     voc = resolve_voc_root(data)
     if split == "all" and not (voc / "ImageSets" / "Segmentation" / "all.txt").is_file():
         return _all_files(voc, need_masks, PHOTO_SUFFIXES)
@@ -185,9 +185,9 @@ def write_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: str | 
     return path
 
 
-def _bar_chart(values: Sequence[float | None], names: Sequence[str], title: str, path: Path):
-    from matplotlib.figure import Figure
-
+def _bar_chart(
+    values: Sequence[float | None], names: Sequence[str], title: str, path: Path
+) -> None:
     vals = [float("nan") if v is None else 100.0 * v for v in values]
     fig = Figure(figsize=(6, 0.6 * len(names) + 1.2))
     ax = fig.subplots()
@@ -209,8 +209,6 @@ def _bar_chart(values: Sequence[float | None], names: Sequence[str], title: str,
 
 
 def _heat_map(cm: np.ndarray, names: Sequence[str], path: Path) -> None:
-    from matplotlib.figure import Figure
-
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)

@@ -4,7 +4,6 @@ FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604,
 segments four classes: 0 background, 1 sunburn, 2 ulcer, 3 wind scarring. This module turns a
 class mask into pictures and numbers:
 
-- `colorize`: class ids -> VOC palette colours (the colours of the data set's masks).
 - `overlay`: the original predict.py's three `mix_type` styles -- "blend" (photo mixed with the
   colour mask), "mask" (colour mask only), "cutout" (photo pixels of the defects on black).
 - `fruit_mask`: which pixels belong to the fruit, from colour thresholding (see its docstring).
@@ -20,17 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.preprocess import CLASS_NAMES, VOC_PALETTE
+from utils.data.labels import index_to_colour
+from utils.preprocess import CLASS_NAMES
 
 OVERLAY_MODES = ("blend", "mask", "cutout")
-
-
-def colorize(mask: np.ndarray, palette: np.ndarray = VOC_PALETTE) -> np.ndarray:
-    """(H, W) integer class mask -> (H, W, 3) uint8 RGB in the VOC palette (255 = ignore colour)."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"colorize expects an (H, W) class mask, got shape {mask.shape}")
-    return palette[np.clip(mask, 0, len(palette) - 1).astype(np.intp)]
 
 
 def overlay(
@@ -47,7 +39,7 @@ def overlay(
         raise ValueError(f"unknown overlay mode {mode!r}; expected one of {OVERLAY_MODES}")
     if image.shape[:2] != mask.shape[:2]:
         raise ValueError(f"photo {image.shape[:2]} and mask {mask.shape[:2]} sizes differ")
-    colour = colorize(mask)
+    colour = index_to_colour(mask)
     defect = (mask != 0)[..., None]  # (H, W, 1)
     if mode == "mask":
         return colour

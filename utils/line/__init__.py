@@ -1,4 +1,5 @@
-"""The sorting line: the threaded video pipeline, the synthetic conveyor video, fruit grading.
+"""The sorting line: the threaded video pipeline and its benchmark, the synthetic conveyor
+video, fruit grading.
 
 May import: ``utils.inference``, ``utils.deploy``, ``utils.data``, ``utils.preprocess``,
 ``utils.cli``, ``utils.metrics``, ``nets``.

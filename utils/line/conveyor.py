@@ -21,13 +21,15 @@ and pasted, so the video can be generated inside the tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from utils.preprocess import VOC_PALETTE
+from utils.cli import parse_config
+from utils.data.labels import index_to_colour, save_index_mask
 
 SUNBURN, ULCER, WIND_SCARRING = 1, 2, 3
 BELT_RGB = (58, 60, 64)  # dark, unsaturated: the fruit stands out by colour
@@ -259,7 +261,7 @@ def write_video(
             writer.write(cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
             if masks_dir is not None:
                 # Colour PNG in the VOC palette: readable by people and by the data loader.
-                colour = VOC_PALETTE[frame.label]
+                colour = index_to_colour(frame.label)
                 cv2.imwrite(
                     str(masks_dir / f"{i:05d}.png"), cv2.cvtColor(colour, cv2.COLOR_RGB2BGR)
                 )
@@ -281,8 +283,6 @@ def write_voc(
     Frames are split 6:2:2 into train/val/test in contiguous blocks of time, so neighbouring,
     nearly identical frames do not land on both sides of a split. Returns root.
     """
-    from utils.data.labels import save_index_mask
-
     root = Path(root)
     voc = root / "VOC2007"
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
@@ -324,9 +324,8 @@ class Config:
     voc: str | None = None  # instead of a video: every 2nd frame as a VOC data set under here
 
 
-def main(argv: list[str] | None = None) -> None:
-    from utils.cli import parse_config
-
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m utils.line.conveyor [--out line.mp4 ...]`: render a conveyor video."""
     cfg = parse_config(Config, argv, description=__doc__)
     if cfg.voc:
         root = write_voc(cfg.voc, cfg.seconds, cfg.fps, cfg.seed, (cfg.height, cfg.width))

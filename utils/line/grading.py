@@ -42,7 +42,18 @@ import cv2
 import numpy as np
 import yaml
 
-from utils.preprocess import CLASS_NAMES
+from utils.cli import parse_config
+from utils.inference.predictor import Predictor
+from utils.inference.visualize import fruit_mask
+from utils.line.video_pipeline import (
+    CameraSource,
+    FrameListSource,
+    VideoFileSource,
+    VideoPipeline,
+    VideoWriterSink,
+    image_folder_source,
+)
+from utils.preprocess import CLASS_NAMES, read_image
 
 GRADE_COLOURS = {"premium": (40, 200, 60), "standard": (250, 200, 0), "reject": (230, 30, 30)}
 OTHER_COLOUR = (200, 200, 200)
@@ -143,8 +154,6 @@ def fruit_labels(
     when the regions come from a colour or boolean mask.
     """
     if fruit is None:
-        from utils.inference.visualize import fruit_mask
-
         fruit = fruit_mask(image, mask)
     fruit = np.asarray(fruit)
     if fruit.shape != mask.shape:
@@ -154,16 +163,6 @@ def fruit_labels(
     binary = (fruit | (mask != 0)).astype(np.uint8)
     _, labels = cv2.connectedComponents(binary, connectivity=8, ltype=cv2.CV_32S)
     return labels
-
-
-def fruit_regions(
-    image: np.ndarray, mask: np.ndarray, fruit: np.ndarray | None = None, min_pixels: int = 400
-) -> list[np.ndarray]:
-    """Boolean (H, W) masks of the fruit of at least `min_pixels`, left to right."""
-    labels = fruit_labels(image, mask, fruit)
-    ids, counts = np.unique(labels[labels > 0], return_counts=True)
-    regions = [labels == k for k, c in zip(ids, counts, strict=True) if c >= min_pixels]
-    return sorted(regions, key=lambda r: int(np.argmax(r.any(axis=0))))
 
 
 def grade_frame(
@@ -304,18 +303,6 @@ class Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Grade every fruit of a video, camera, folder or photo; returns the exit status."""
-    from utils.cli import parse_config
-    from utils.inference.predictor import Predictor
-    from utils.line.video_pipeline import (
-        CameraSource,
-        FrameListSource,
-        VideoFileSource,
-        VideoPipeline,
-        VideoWriterSink,
-        image_folder_source,
-    )
-    from utils.preprocess import read_image
-
     cfg = parse_config(Config, argv, description=__doc__)
     if not cfg.model or not cfg.source:
         raise SystemExit("error: give --model (a .pth checkpoint or .onnx) and --source")

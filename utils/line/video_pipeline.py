@@ -31,9 +31,7 @@ Usage:
     stats = pipe.run()
     print(stats.summary())
 
-Benchmark (end-to-end FPS vs model-only FPS of the same predictor, see docs/production_line.md):
-    python -m utils.line.video_pipeline --model fastsegformer_p --threads 1 --batch-size 1
-    python -m utils.line.video_pipeline --onnx model_data/p.onnx --video line.mp4
+Benchmark (end-to-end FPS vs model-only FPS of the same predictor): utils/line/bench.py.
 """
 
 from __future__ import annotations
@@ -49,6 +47,9 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+
+from utils.inference.visualize import overlay
+from utils.preprocess import read_image
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "write")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -183,8 +184,6 @@ class FrameListSource:
 
 def image_folder_source(folder: str | Path) -> FrameListSource:
     """The photos of a folder (sorted by name) as a file source; names are the file stems."""
-    from utils.preprocess import read_image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise NotADirectoryError(f"image folder not found: {folder}")
@@ -313,8 +312,6 @@ class _Packet:
 
 def default_draw(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The project's standard overlay (utils.inference.visualize.overlay, "blend")."""
-    from utils.inference.visualize import overlay
-
     return overlay(image, mask, mode="blend")
 
 
@@ -622,131 +619,3 @@ class VideoPipeline:
                 close = getattr(sink, "close", None)
                 if close is not None:
                     close()
-
-
-# ---------------------------------------------------------------------------- benchmark
-@dataclass
-class BenchConfig:
-    model: str = "fastsegformer_p"  # registry name, built with random weights (speed only)
-    checkpoint: str | None = None  # or a project checkpoint
-    onnx: str | None = None  # or an ONNX file (ONNX Runtime backend)
-    video: str | None = None  # default: a conveyor video rendered to a temporary folder
-    seconds: float = 4.0  # conveyor video length when rendering one
-    threads: int = 1  # torch.set_num_threads for the whole process
-    batch_size: int = 1  # the pipeline's largest opportunistic batch
-    grade: bool = True  # grade every fruit and draw the grades (as on the line)
-    repeats: int = 2  # alternate model-only / pipeline runs this many times; medians reported
-    out: str | None = None  # keep the annotated video here
-
-
-def benchmark(cfg: BenchConfig) -> dict[str, float]:
-    """End-to-end FPS of the pipeline vs model-only FPS of the same predictor, same threads.
-
-    Model-only: `predictor.infer` on pre-processed frames of the same video, batch 1 and the
-    pipeline's batch size, after a warm-up. End to end: decode -> preprocess -> infer ->
-    mask + overlay (+ grading) -> MP4 encode through `VideoPipeline`.
-    """
-    import shutil
-    import tempfile
-
-    import torch
-
-    from utils.inference.predictor import Predictor
-
-    torch.set_num_threads(cfg.threads)
-    if cfg.onnx:
-        predictor = Predictor.from_onnx(cfg.onnx)
-    elif cfg.checkpoint:
-        predictor = Predictor.from_checkpoint(cfg.checkpoint)
-    else:
-        import nets
-
-        model = nets.build_model(cfg.model).eval()
-        predictor = Predictor(model, model.default_input_size)
-    tmp = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))
-    video = Path(cfg.video) if cfg.video else None
-    if video is None:
-        from utils.line.conveyor import write_video
-
-        video = write_video(tmp / "line.mp4", seconds=cfg.seconds, fps=30, seed=0)
-    source = VideoFileSource(video)
-    inputs = []
-    while (item := source.read()) is not None:
-        inputs.append(predictor.preprocess(item[1])[0])  # (3, h, w)
-    source.close()
-    annotate = None
-    if cfg.grade:
-        from utils.line.grading import Grader
-
-        annotate = Grader(class_names=predictor.class_names)
-
-    def model_only(batch: int) -> float:
-        # In a worker thread like the pipeline's inference stage: under CPU contention an
-        # OpenMP team started from the main thread can spin far slower (docs/production_line.md).
-        result: list[float] = []
-
-        def loop() -> None:
-            for i in range(0, min(len(inputs), 3 * batch), batch):  # warm-up
-                predictor.infer(np.stack(inputs[i : i + batch]))
-            t0 = time.perf_counter()
-            n = len(inputs) - len(inputs) % batch
-            for i in range(0, n, batch):
-                predictor.infer(np.stack(inputs[i : i + batch]))  # (B, 3, h, w)
-            result.append(n / (time.perf_counter() - t0))
-
-        worker = threading.Thread(target=loop, name="bench-model")
-        worker.start()
-        worker.join()
-        return result[0]
-
-    def end_to_end() -> PipelineStats:
-        out = Path(cfg.out) if cfg.out else tmp / "out.mp4"
-        sink = VideoWriterSink(out, fps=source.fps or 30.0)
-        pipe = VideoPipeline(
-            predictor, VideoFileSource(video), [sink], batch_size=cfg.batch_size, annotate=annotate
-        )
-        return pipe.run()
-
-    runs: dict[str, list[float]] = {"model_b1": [], "model_bN": [], "e2e": []}
-    last: PipelineStats | None = None
-    try:
-        for _ in range(cfg.repeats):
-            runs["model_b1"].append(model_only(1))
-            if cfg.batch_size > 1:
-                runs["model_bN"].append(model_only(cfg.batch_size))
-            last = end_to_end()
-            runs["e2e"].append(last.fps)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    med = {k: float(np.median(v)) for k, v in runs.items() if v}
-    print(
-        f"backend: {predictor.describe()}; torch threads {cfg.threads}; video {video} "
-        f"({len(inputs)} frames); batch {cfg.batch_size}; grading {cfg.grade}"
-    )
-    print(
-        f"model only, batch 1: {med['model_b1']:.2f} FPS (runs: "
-        f"{', '.join(f'{v:.2f}' for v in runs['model_b1'])})"
-    )
-    if "model_bN" in med:
-        print(
-            f"model only, batch {cfg.batch_size}: {med['model_bN']:.2f} FPS (end to end = "
-            f"{100 * med['e2e'] / med['model_bN']:.0f}% of it)"
-        )
-    print(
-        f"end to end: {med['e2e']:.2f} FPS (runs: {', '.join(f'{v:.2f}' for v in runs['e2e'])})"
-        f" = {100 * med['e2e'] / med['model_b1']:.0f}% of model-only batch 1"
-    )
-    if last is not None:
-        print(f"last pipeline run: {last.summary()}")
-    return med
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """`python -m utils.line.video_pipeline [--threads 1 --batch-size 1 ...]`: run the benchmark."""
-    from utils.cli import parse_config
-
-    benchmark(parse_config(BenchConfig, argv, description=benchmark.__doc__))
-
-
-if __name__ == "__main__":
-    main()

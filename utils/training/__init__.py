@@ -1,4 +1,5 @@
-"""Training: the one loop, its tasks (supervised, distillation), losses, schedules, logging.
+"""Training: the run path of the training scripts (run.py), its config (config.py), the one loop
+(trainer.py), its tasks (supervised, distillation), losses, optimisers, schedules, logging.
 
 May import: ``utils.data``, ``utils.preprocess``, ``utils.cli``, ``utils.metrics``, ``nets``.
 """

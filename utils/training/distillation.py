@@ -17,6 +17,8 @@ losses are the pure functions of `utils/training/kd_losses.py`; this module hold
 - `Connectors`: one learned 1x1 conv per feature pair, student channels -> teacher channels.
   They are trained with the student and saved under the checkpoint's ``"extra"`` (via
   ``extra_state()``); the exported student does not contain them.
+- `DistillConfig`: the training config plus the teacher, the student and the distillation
+  loss, with the original's distillation defaults; `validate_distill_config` checks it.
 
 The teacher is deliberately not a registered submodule: ``task.state_dict()`` and
 ``task.parameters()`` hold only the student and the connectors, and DistributedDataParallel
@@ -27,19 +29,23 @@ still moves it (see `DistillationTask._apply`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import nets
 from nets.checkpoint import is_project_checkpoint, load_checkpoint, read_checkpoint
 from nets.registry import build_model, model_from_checkpoint
+from utils.training.config import ConfigError, TrainConfig, flag
 from utils.training.kd_losses import nfd_loss, pkl_loss, resize_to
+from utils.training.task import SegLossFn
 
+# KD1 (the paper's P&KL on the logits) and KD2 (P&KL + NFD on the features); `--kd` offers these
 KD_MODES = ("logits", "logits+nfd")
-
-SegLossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def parse_pairs(specs: Sequence[str]) -> list[tuple[int, int]]:
@@ -84,6 +90,20 @@ def resize_labels(labels: Tensor, size: Sequence[int]) -> Tensor:
     return resized[:, 0].to(labels.dtype)
 
 
+def teacher_path(name: str, checkpoint: str | Path | None) -> Path:
+    """The teacher checkpoint's path; ConfigError when none is given or the file is missing."""
+    if not checkpoint:
+        raise ConfigError(
+            f"--teacher-checkpoint is required: the trained {name} weights to distil from. "
+            "Train a teacher with `python train.py --model swin_t_att_unet --input-size 512` "
+            "and pass its best.pth, or pass the authors' teacher_Swin_T_Att_Unet_input_512.pth"
+        )
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ConfigError(f"--teacher-checkpoint {path}: file not found")
+    return path
+
+
 def load_teacher(
     name: str,
     checkpoint: str | Path | None,
@@ -101,15 +121,7 @@ def load_teacher(
     Backbone-only (ImageNet) weights are refused: an untrained decoder has nothing to teach.
     The file is read safely (``nets.checkpoint.read_checkpoint``) unless `trust`.
     """
-    if not checkpoint:
-        raise ValueError(
-            f"--teacher-checkpoint is required: the trained {name} weights to distil from. "
-            "Train a teacher with `python train.py --model swin_t_att_unet --input-size 512` "
-            "and pass its best.pth, or pass the authors' teacher_Swin_T_Att_Unet_input_512.pth"
-        )
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"--teacher-checkpoint {path}: file not found")
+    path = teacher_path(name, checkpoint)
     obj = read_checkpoint(path, map_location, trust=trust)
     if is_project_checkpoint(obj):
         spec = obj["model"]  # a project checkpoint names the model it holds
@@ -229,6 +241,20 @@ class DistillationTask(nn.Module):
                 [teacher_ch[t] for _, t in self.feature_pairs],
             )
 
+    def describe(self) -> str:
+        """One line for the run's log: the teacher, the mode and the NFD pairs."""
+        name = getattr(self.teacher, "build_config", {}).get("name", type(self.teacher).__name__)
+        millions = sum(p.numel() for p in self.teacher.parameters()) / 1e6
+        pairs = ", ".join(
+            f"{s}:{t} ({c.in_channels}->{c.out_channels})"
+            for (s, t), c in zip(self.feature_pairs, self.connectors, strict=True)
+        )
+        h, w = self.teacher_size
+        return (
+            f"distilling from teacher {name} ({millions:.2f}M) at {h}x{w} | kd {self.kd} | "
+            f"NFD pairs: {pairs or 'none'}"
+        )
+
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> DistillationTask:
         """Move/cast the unregistered teacher together with the task (``.to``, ``.cuda``...)."""
         super()._apply(fn, recurse)
@@ -302,3 +328,75 @@ class DistillationTask(nn.Module):
                 f"distils {self.feature_pairs}; resume with the same --kd and --kd-pairs"
             )
         self.connectors.load_state_dict(state["kd_connectors"])
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    """TrainConfig plus the teacher, the student and the distillation loss (the paper's KD2).
+
+    The student is the loop's model: ``model`` and ``pretrained`` are not flags here but copies
+    of ``student`` and ``student_checkpoint``, so checkpoints and config.yaml name the model
+    they hold as train.py's do.
+    """
+
+    model: str = field(init=False, default="")  # = student
+    pretrained: str = field(init=False, default="")  # = student_checkpoint
+    teacher: str = "swin_t_att_unet"  # teacher model name (nets.MODELS)
+    teacher_checkpoint: str = ""  # trained teacher weights, project or original (required)
+    teacher_input_size: tuple[int, ...] = (512, 512)  # teacher (and loader) input h w
+    student: str = "fastsegformer_p"  # student model name (nets.MODELS)
+    student_checkpoint: str = ""  # student weights to start from: a file or 'imagenet'
+    kd: Literal[KD_MODES] = "logits+nfd"  # KD1 'logits' (P&KL) or KD2 'logits+nfd' (+ NFD)
+    kd_temperature: float = 2.0  # P&KL temperature t
+    kd_k1: float = 0.5  # P&KL weight k1 of the KL part (1 - k1 for the MSE part)
+    kd_weight: float = 0.5  # weight of P&KL in the total loss
+    nfd_weight: float = 5.0  # weight of NFD in the total loss (KD2)
+    kd_pairs: tuple[str, ...] = ()  # NFD feature pairs student:teacher, e.g. 5:5 (empty: i:i)
+    freeze_epochs: int = 0  # first epochs with the student's backbone frozen (0: never)
+    batch_size: int = 6  # global batch size (the original's distillation batch)
+    freeze_batch_size: int = 6  # global batch size while frozen
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.model, self.pretrained = self.student, self.student_checkpoint
+        if len(self.teacher_input_size) == 1:
+            self.teacher_input_size = (int(self.teacher_input_size[0]),) * 2
+        self.teacher_input_size = tuple(int(s) for s in self.teacher_input_size)
+
+
+def validate_distill_config(cfg: DistillConfig) -> None:
+    """ConfigError naming the first invalid distillation field; builds nothing.
+
+    Runs before the loop's own `validate_config`, so a bad student name or file is reported
+    under the flag the user gave (--student...), not the loop's --model / --pretrained.
+    """
+    for name in ("student", "teacher"):
+        if getattr(cfg, name) not in nets.MODELS:
+            valid = ", ".join(sorted(nets.MODELS))
+            raise ConfigError(
+                f"{flag(name)}={getattr(cfg, name)!r}: unknown model; valid names: {valid}"
+            )
+    weights = cfg.student_checkpoint
+    if weights and weights != "imagenet" and not Path(weights).is_file():
+        raise ConfigError(f"--student-checkpoint={weights!r}: file not found")
+    if cfg.kd not in KD_MODES:
+        raise ConfigError(f"--kd={cfg.kd!r}: expected one of {', '.join(KD_MODES)}")
+    if not cfg.kd_temperature > 0:
+        raise ConfigError(f"--kd-temperature={cfg.kd_temperature}: must be > 0")
+    if not 0 <= cfg.kd_k1 <= 1:
+        raise ConfigError(f"--kd-k1={cfg.kd_k1}: must be in [0, 1]")
+    for name in ("kd_weight", "nfd_weight"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{flag(name)}={getattr(cfg, name)}: must be >= 0")
+    size = cfg.teacher_input_size
+    if len(size) != 2 or any(s < 32 or s % 32 for s in size):
+        raise ConfigError(
+            f"--teacher-input-size={list(size)}: expected one or two multiples of 32, e.g. 512"
+        )
+    try:
+        parse_pairs(cfg.kd_pairs)
+    except ValueError as exc:
+        raise ConfigError(f"--kd-pairs={list(cfg.kd_pairs)}: {exc}") from None
+    if cfg.kd_pairs and cfg.kd == "logits":
+        raise ConfigError("--kd-pairs: feature pairs need --kd logits+nfd (KD1 uses no features)")
+    teacher_path(cfg.teacher, cfg.teacher_checkpoint)

@@ -16,13 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
-from utils.preprocess import VOC_PALETTE
-
-
-def colorize(mask: np.ndarray) -> np.ndarray:
-    """(H, W) class ids -> (H, W, 3) uint8 VOC colours (ignore 255 stays white)."""
-    return VOC_PALETTE[np.asarray(mask, dtype=np.int64).clip(0, 255)]
+from utils.data.labels import index_to_colour
 
 
 def denormalize(image: torch.Tensor, mean=None, std=None) -> np.ndarray:  # noqa: ANN001
@@ -40,7 +36,7 @@ def overlay_panel(image: np.ndarray, label: np.ndarray, pred: np.ndarray) -> np.
     label = np.where(label == 255, 0, label)
 
     def blend(mask: np.ndarray) -> np.ndarray:
-        colour = colorize(mask).astype(np.float32)
+        colour = index_to_colour(mask).astype(np.float32)
         alpha = np.where(mask[..., None] > 0, 0.5, 0.0)
         return (image * (1 - alpha) + colour * alpha).astype(np.uint8)
 
@@ -117,15 +113,14 @@ class TrainingLogger:
         tmp.replace(self.history_path)
 
     def plot(self) -> None:
-        """Write loss.png (every train term, val loss) and miou.png (val mIoU) to the run."""
-        import matplotlib
+        """Write loss.png (every train term, val loss) and miou.png (val mIoU) to the run.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        Plain matplotlib Figures (no pyplot): no GUI backend, no global figure state.
+        """
         train = self.history["train"]
         if train:
-            fig, ax = plt.subplots(figsize=(6, 4))
+            fig = Figure(figsize=(6, 4))
+            ax = fig.subplots()
             epochs = [e["epoch"] for e in train]
             skip = {"epoch", "lr", "images_per_s"}
             for name in [k for k in train[-1] if k not in skip]:
@@ -139,10 +134,10 @@ class TrainingLogger:
             ax.legend()
             fig.tight_layout()
             fig.savefig(self.run_dir / "loss.png", dpi=100)
-            plt.close(fig)
         evals = self.history["eval"]
         if evals:
-            fig, ax = plt.subplots(figsize=(6, 4))
+            fig = Figure(figsize=(6, 4))
+            ax = fig.subplots()
             ax.plot(
                 [e["epoch"] for e in evals],
                 [100 * e["mIoU"] for e in evals],
@@ -155,7 +150,6 @@ class TrainingLogger:
             ax.legend()
             fig.tight_layout()
             fig.savefig(self.run_dir / "miou.png", dpi=100)
-            plt.close(fig)
 
     def close(self) -> None:
         if self.writer is not None:

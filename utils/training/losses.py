@@ -18,7 +18,7 @@ Every loss is a small function of (logits (B, K, h, w), target (B, H, W) long) -
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -123,6 +123,15 @@ def dice_loss(
     return 1.0 - score.mean()
 
 
+# The main segmentation losses by name, each (logits, target, class_weights, ignore_index) ->
+# scalar. `--loss` offers these keys; adding a loss is adding its function here.
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, int], torch.Tensor]
+LOSSES: dict[str, LossFn] = {
+    "ce": cross_entropy,
+    "focal": focal_loss,
+}
+
+
 class SegLoss:
     """The configured supervised loss: CE or focal, plus dice if enabled.
 
@@ -136,16 +145,12 @@ class SegLoss:
         dice: bool = False,
         class_weights: Sequence[float] | torch.Tensor | None = None,
         ignore_index: int = IGNORE_INDEX,
-        focal_alpha: float = 0.5,
-        focal_gamma: float = 2.0,
     ) -> None:
-        if name not in ("ce", "focal"):
-            raise ValueError(f"unknown segmentation loss {name!r}: expected 'ce' or 'focal'")
+        if name not in LOSSES:
+            raise ValueError(f"unknown segmentation loss {name!r}: expected one of {tuple(LOSSES)}")
         self.name = name
         self.dice = dice
         self.ignore_index = ignore_index
-        self.focal_alpha = focal_alpha
-        self.focal_gamma = focal_gamma
         if class_weights is not None and len(class_weights) > 0:
             w = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
             if (w < 0).any() or not torch.isfinite(w).all():
@@ -156,17 +161,7 @@ class SegLoss:
 
     def terms(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each named loss term (unweighted sum = the total)."""
-        if self.name == "focal":
-            main = focal_loss(
-                logits,
-                target,
-                self.class_weights,
-                self.ignore_index,
-                self.focal_alpha,
-                self.focal_gamma,
-            )
-        else:
-            main = cross_entropy(logits, target, self.class_weights, self.ignore_index)
+        main = LOSSES[self.name](logits, target, self.class_weights, self.ignore_index)
         out = {self.name: main}
         if self.dice:
             out["dice"] = dice_loss(logits, target, self.ignore_index)

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 NOMINAL_BATCH = 16  # the original's "nbs"
-SCHEDULES = ("cos", "step")
 
 
 def scaled_lr(
@@ -67,13 +66,20 @@ def step_lr(epoch: int, lr: float, min_lr: float, total: int, steps: int = 10) -
     return lr * decay ** int(epoch // step_size)
 
 
+# The schedules by name: (epoch, lr, min_lr, total epochs) -> lr. `--lr-schedule` offers these
+# keys; adding a schedule is adding its function here.
+SCHEDULES: dict[str, Callable[[int, float, float, int], float]] = {
+    "cos": warmup_cosine_lr,
+    "step": step_lr,
+}
+
+
 def lr_function(kind: str, lr: float, min_lr: float, total: int) -> Callable[[int], float]:
     """epoch -> lr for the named schedule."""
-    if kind == "cos":
-        return lambda epoch: warmup_cosine_lr(epoch, lr, min_lr, total)
-    if kind == "step":
-        return lambda epoch: step_lr(epoch, lr, min_lr, total)
-    raise ValueError(f"unknown lr schedule {kind!r}: expected one of {SCHEDULES}")
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown lr schedule {kind!r}: expected one of {tuple(SCHEDULES)}")
+    schedule = SCHEDULES[kind]
+    return lambda epoch: schedule(epoch, lr, min_lr, total)
 
 
 @dataclass
@@ -101,11 +107,6 @@ class EpochLR:
     def state_dict(self) -> dict:
         return asdict(self)
 
-    def load_state_dict(self, state: dict) -> None:
-        for key in ("last_epoch", "last_lr"):
-            if key in state:
-                setattr(self, key, state[key])
-
 
 def build_epoch_lr(
     kind: str,
@@ -118,6 +119,6 @@ def build_epoch_lr(
 ) -> EpochLR:
     """The phase's lr rule: base values scaled for `batch_size` (global), then `kind`."""
     if kind not in SCHEDULES:
-        raise ValueError(f"unknown lr schedule {kind!r}: expected one of {SCHEDULES}")
+        raise ValueError(f"unknown lr schedule {kind!r}: expected one of {tuple(SCHEDULES)}")
     lr_fit, min_fit = scaled_lr(lr, min_lr, batch_size, optimizer, scale)
     return EpochLR(kind, lr_fit, min_fit, total_epochs)

@@ -6,13 +6,9 @@ trained with the unet-pytorch recipe: Adam, lr scaled by batch/16 and clamped, Y
 size) then unfrozen until epoch 1000, evaluation and checkpoints every 5 epochs. This module
 runs that recipe for any *task* (see utils/training/task.py), on one CPU/GPU or under torchrun/DDP.
 
-API (what train.py and train_distillation.py use)
--------------------------------------------------
-``TrainConfig``            dataclass of every training field with the paper's defaults; a
-                           script's ``Config`` subclasses it (redeclaring the defaults it shows
-                           in its editable block, adding its own fields).
-``validate_config(cfg)``   raises ``ConfigError`` (a ValueError) naming the bad value; call it
-                           before any work. ``merge_resume_config`` applies --resume.
+API (what utils/training/run.py, the run path of train.py and train_distillation.py, uses)
+-----------------------------------------------------------------------------------------
+The configuration is ``utils.training.config.TrainConfig`` (checked by ``validate_config``).
 ``prepare_run_dir(cfg, info)`` the run folder (same on every rank; resume -> checkpoint's folder).
 ``Trainer(cfg, task, train_set, val_set, class_names=..., run_dir=..., info=...,
           eval_input_size=None, preprocess=None, eval_loss=None)``
@@ -35,7 +31,6 @@ API (what train.py and train_distillation.py use)
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import gc
 import math
@@ -43,9 +38,8 @@ import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -54,201 +48,25 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+import nets
 from nets.checkpoint import (
-    CheckpointError,
     build_checkpoint,
-    load_checkpoint,
     read_project_checkpoint,
     save_checkpoint,
 )
 from utils.cli import config_to_dict, save_config
 from utils.metrics import ConfusionMatrix, segmentation_metrics
 from utils.training import distributed
+from utils.training.config import ConfigError, TrainConfig
 from utils.training.distributed import DistInfo, ShardSampler
 from utils.training.logger import TrainingLogger, denormalize, overlay_panel
 from utils.training.losses import resize_to_target
+from utils.training.optimizers import build_optimizer
 from utils.training.schedulers import EpochLR, build_epoch_lr
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cos", "step")
-LOSSES = ("ce", "focal")
-
-
-def opt(default: Any, help: str, choices: Sequence[str] | None = None) -> Any:  # noqa: A002
-    """A Config field with its help text (and choices) for utils.cli.parse_config."""
-    metadata: dict[str, Any] = {"help": help}
-    if choices is not None:
-        metadata["choices"] = list(choices)
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-@dataclass
-class TrainConfig:
-    """Every field the training loop reads, with the paper's defaults."""
-
-    model: str = opt("fastsegformer_p", "registry model name (nets.MODELS)")
-    data: str = opt("", "VOC root (holds VOC2007/); empty: the real set if present, else synthetic")
-    num_classes: int = opt(4, "classes including background")
-    input_size: tuple[int, ...] = opt((224, 224), "network input h w (one value: square)")
-    pretrained: str = opt("", "weights to start from (ImageNet backbone, original or project file)")
-    resume: str = opt("", "project checkpoint to continue training from (e.g. logs/run/last.pth)")
-    trust_checkpoint: bool = opt(False, "unpickle weight files in full: trusted files only")
-    epochs: int = opt(1000, "total epochs (the original's UnFreeze_Epoch)")
-    freeze_epochs: int = opt(50, "epochs with the backbone frozen at the start (0: never)")
-    batch_size: int = opt(32, "global batch size once unfrozen (split over torchrun processes)")
-    freeze_batch_size: int = opt(32, "global batch size while the backbone is frozen")
-    lr: float = opt(1e-4, "base learning rate (before batch/16 scaling)")
-    min_lr: float = opt(1e-6, "final learning rate (before batch/16 scaling)")
-    scale_lr: bool = opt(True, "scale lr by batch/16 and clamp like the original (adam: 1e-4)")
-    optimizer: str = opt("adam", "optimizer", OPTIMIZERS)
-    momentum: float = opt(0.9, "SGD momentum / Adam beta1")
-    weight_decay: float = opt(0.0, "weight decay (the original: 0 for Adam)")
-    lr_schedule: str = opt("cos", "warm-up + cosine (YOLOX) or step decay", SCHEDULES)
-    loss: str = opt("ce", "main segmentation loss", LOSSES)
-    dice: bool = opt(False, "add the dice loss")
-    class_weights: list[float] = opt([], "per-class CE weights (empty: all 1)")
-    grad_clip: float = opt(0.0, "clip the gradient norm to this value (0: off)")
-    amp: bool = opt(False, "mixed precision (float16 autocast + GradScaler) on CUDA")
-    eval_period: int = opt(5, "evaluate val mIoU every N epochs (and at the last epoch)")
-    save_period: int = opt(5, "write ep{N}.pth every N epochs")
-    save_dir: str = opt("logs", "folder that holds the run folders")
-    run_name: str = opt("", "run folder name (empty: <model>_<date-time>)")
-    workers: int = opt(2, "data-loading worker processes per training process")
-    seed: int = opt(11, "random seed (data order, augmentation, init)")
-    device: str = opt("auto", "auto, cpu, cuda or cuda:N")
-    sync_bn: bool = opt(False, "SyncBatchNorm across torchrun processes")
-    ddp_find_unused: bool = opt(
-        True, "DDP find_unused_parameters, as the original (FastSegFormer's unused stage norms)"
-    )
-    max_steps: int = opt(
-        0, "train at most N batches per epoch (0: the whole split); for smoke runs"
-    )
-    overlays: int = opt(4, "prediction overlays written to TensorBoard per evaluation")
-    tensorboard: bool = opt(True, "write TensorBoard events")
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the flag and what is expected."""
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped keeping the last good checkpoint."""
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def input_hw(size: Sequence[int]) -> tuple[int, int]:
-    """(h, w) from a one- or two-value size."""
-    size = tuple(int(s) for s in size)
-    return (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
-
-
-def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
-    """Raise ConfigError naming the first invalid field; touches no data and builds nothing."""
-
-    def fail(name: str, msg: str) -> None:
-        raise ConfigError(f"{_flag(name)}={getattr(cfg, name)!r}: {msg}")
-
-    if not cfg.model:
-        fail("model", "give a registry model name, e.g. fastsegformer_p")
-    if cfg.num_classes < 2:
-        fail("num_classes", "need at least 2 classes (background + one defect)")
-    if len(cfg.input_size) not in (1, 2) or any(int(s) < 32 for s in cfg.input_size):
-        fail("input_size", "expected one or two sizes >= 32, e.g. 224 or 224 224")
-    if any(int(s) % 32 for s in cfg.input_size):
-        fail("input_size", "must be a multiple of 32 (backbones downsample 32x), try 224 or 256")
-    if cfg.epochs < 1:
-        fail("epochs", "must be >= 1")
-    if not 0 <= cfg.freeze_epochs <= cfg.epochs:
-        fail("freeze_epochs", f"must be between 0 and --epochs ({cfg.epochs})")
-    for name in ("batch_size", "freeze_batch_size"):
-        value = getattr(cfg, name)
-        if value < 1:
-            fail(name, "must be >= 1")
-        if value % world_size:
-            fail(name, f"must be divisible by the {world_size} torchrun processes")
-    if not (cfg.lr > 0 and math.isfinite(cfg.lr)):
-        fail("lr", "must be a positive number")
-    if not 0 <= cfg.min_lr <= cfg.lr:
-        fail("min_lr", f"must be between 0 and --lr ({cfg.lr})")
-    if cfg.optimizer not in OPTIMIZERS:
-        fail("optimizer", f"expected one of {OPTIMIZERS}")
-    if cfg.lr_schedule not in SCHEDULES:
-        fail("lr_schedule", f"expected one of {SCHEDULES}")
-    if cfg.loss not in LOSSES:
-        fail("loss", f"expected one of {LOSSES}")
-    if not 0 <= cfg.momentum < 1:
-        fail("momentum", "must be in [0, 1)")
-    if cfg.weight_decay < 0:
-        fail("weight_decay", "must be >= 0")
-    if cfg.class_weights:
-        if len(cfg.class_weights) != cfg.num_classes:
-            fail("class_weights", f"give {cfg.num_classes} values (one per class) or none")
-        if any(not (w >= 0 and math.isfinite(w)) for w in cfg.class_weights):
-            fail("class_weights", "weights must be finite and >= 0")
-    if cfg.grad_clip < 0:
-        fail("grad_clip", "must be >= 0 (0 turns clipping off)")
-    for name in ("eval_period", "save_period"):
-        if getattr(cfg, name) < 1:
-            fail(name, "must be >= 1")
-    if cfg.workers < 0:
-        fail("workers", "must be >= 0")
-    if cfg.max_steps < 0:
-        fail("max_steps", "must be >= 0 (0: whole epochs)")
-    if cfg.overlays < 0:
-        fail("overlays", "must be >= 0")
-    dev = cfg.device.strip().lower()
-    if dev not in ("auto", "cpu", "cuda") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
-        fail("device", "expected auto, cpu, cuda or cuda:N")
-    if dev.startswith("cuda") and not torch.cuda.is_available():
-        fail("device", "CUDA is not available on this machine; use --device cpu or auto")
-    for name in ("pretrained", "resume"):
-        path = getattr(cfg, name)
-        if path and not Path(path).is_file():
-            fail(name, "file not found")
-    if cfg.data and not Path(cfg.data).is_dir():
-        fail("data", "folder not found (it should contain VOC2007/)")
-
-
-def explicit_fields(config_cls: type, argv: Sequence[str]) -> set[str]:
-    """Names of the Config fields whose flag appears in `argv` (--name, --name=, --no-name)."""
-    names = set()
-    for f in dataclasses.fields(config_cls):
-        flag = _flag(f.name)
-        negative = "--no-" + f.name.replace("_", "-")
-        for token in argv:
-            if token in (flag, negative) or token.startswith(flag + "="):
-                names.add(f.name)
-    return names
-
-
-def merge_resume_config(cfg: Any, argv: Sequence[str]) -> Any:
-    """For --resume: the checkpoint's config, overridden only by flags given on the command line.
-
-    So ``train.py --resume logs/run/last.pth`` alone continues with the run's own settings,
-    and ``--resume ... --epochs 300`` extends it.
-    """
-    if not cfg.resume:
-        return cfg
-    if not Path(cfg.resume).is_file():
-        raise ConfigError(f"--resume={cfg.resume!r}: file not found")
-    ckpt = read_project_checkpoint(cfg.resume, trust=cfg.trust_checkpoint)
-    saved = dict(ckpt.get("config") or {})
-    # trust is never taken from a file: a checkpoint must not switch off the safe reader
-    given = explicit_fields(type(cfg), argv) | {"resume", "trust_checkpoint"}
-    values = {}
-    for f in dataclasses.fields(cfg):
-        if f.name in saved and f.name not in given:
-            value = saved[f.name]
-            current = getattr(cfg, f.name)
-            values[f.name] = tuple(value) if isinstance(current, tuple) else value
-        else:
-            values[f.name] = getattr(cfg, f.name)
-    return type(cfg)(**values)
 
 
 def seed_everything(seed: int) -> None:
@@ -284,39 +102,6 @@ def prepare_run_dir(cfg: TrainConfig, info: DistInfo | None = None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     distributed.barrier()
     return path
-
-
-def set_backbone_frozen(model: nn.Module, frozen: bool) -> bool:
-    """Stop/allow gradients in `model.backbone`; False if the model has no backbone."""
-    backbone = getattr(model, "backbone", None)
-    if backbone is None:
-        return False
-    try:
-        import nets
-
-        nets.set_backbone_frozen(model, frozen)
-    except (ImportError, AttributeError):
-        for p in backbone.parameters():
-            p.requires_grad_(not frozen)
-    return True
-
-
-def build_optimizer(cfg: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """Adam(W) with betas (momentum, 0.999) or SGD with Nesterov momentum, as the original."""
-    if not params:
-        raise ValueError("the task has no trainable parameters (all requires_grad=False)")
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(
-            params, cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay
-        )
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(
-            params, cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay
-        )
-    return torch.optim.SGD(
-        params, cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-        weight_decay=cfg.weight_decay,
-    )  # fmt: skip
 
 
 @torch.no_grad()
@@ -420,7 +205,7 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self.class_names = list(class_names)
         self.run_dir = Path(run_dir)
-        self.eval_input_size = input_hw(eval_input_size or cfg.input_size)
+        self.eval_input_size = tuple(eval_input_size or cfg.input_size)
         self.preprocess = dict(preprocess or {"mean": None, "std": None, "fill": 128})
         self.eval_loss = eval_loss
         if not hasattr(task, "model"):
@@ -440,7 +225,9 @@ class Trainer:
             warnings.warn("--amp needs CUDA; training in float32 on the CPU", stacklevel=2)
         # every parameter that may train (backbone included: it is frozen later, per phase)
         self.params = [p for p in task.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(cfg, self.params)
+        self.optimizer = build_optimizer(
+            cfg.optimizer, self.params, cfg.lr, cfg.momentum, cfg.weight_decay
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.has_backbone = getattr(task.model, "backbone", None) is not None
         if cfg.freeze_epochs and not self.has_backbone and self.info.is_main:
@@ -479,16 +266,13 @@ class Trainer:
             cfg.optimizer, cfg.scale_lr,
         )  # fmt: skip
 
-    def lr_at(self, epoch: int) -> float:
-        return self.lr_rule_at(epoch).value(epoch)
-
     def _enter_phase(self, epoch: int) -> None:
         frozen = self.frozen_at(epoch)
         if frozen == self._frozen and self._loader is not None:
             return
         self._frozen = frozen
         if self.has_backbone:
-            set_backbone_frozen(self.task.model, frozen)
+            nets.set_backbone_frozen(self.task.model, frozen)
         self._lr_rule = self.lr_rule_at(epoch)
         self._loader = self._make_train_loader(self.batch_size_at(epoch))
         if self.info.distributed:
@@ -753,82 +537,3 @@ class Trainer:
             best = self.best_metric if self.best_metric is not None else float("nan")
             line += f" | val mIoU {100 * metrics['mIoU']:.2f}% (best {100 * best:.2f}%)"
         print(line, flush=True)
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
-__all__ = [
-    "ConfigError",
-    "NonFiniteLossError",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "evaluate_model",
-    "explicit_fields",
-    "input_hw",
-    "merge_resume_config",
-    "opt",
-    "prepare_run_dir",
-    "seed_everything",
-    "set_backbone_frozen",
-    "validate_config",
-]
-
-
-def load_initial_weights(model: nn.Module, cfg: TrainConfig, is_main: bool) -> None:
-    """`--pretrained imagenet` (ImageNet backbone) or a weights file, unless resuming."""
-    if cfg.pretrained == "imagenet":
-        model.load_pretrained()  # from model_data/ (clear error naming the file if absent)
-    elif cfg.pretrained and not cfg.resume:
-        report = load_checkpoint(model, cfg.pretrained, trust=cfg.trust_checkpoint)
-        if is_main:
-            print(
-                f"loaded {cfg.pretrained} ({report.layout} layout): {len(report.loaded)} "
-                f"tensors, {len(report.missing)} model keys kept random, "
-                f"{len(report.skipped)} file keys unused",
-                flush=True,
-            )
-
-
-def fit_and_report(trainer: Trainer) -> TrainResult:
-    """Run `trainer.fit()` and print where the run went (main process only)."""
-    result = trainer.fit()
-    if trainer.info.is_main:
-        best = "n/a" if result.best_metric is None else f"{100 * result.best_metric:.2f}%"
-        print(f"done: best val mIoU {best}; checkpoints in {result.run_dir}", flush=True)
-    return result
-
-
-def script_main(
-    config_cls: type,
-    run: Callable[[Any, Sequence[str]], Any],
-    prog: str,
-    argv: Sequence[str] | None = None,
-    description: str | None = None,
-) -> int:
-    """Parse flags (merging a --resume checkpoint's config), run, map errors to exit codes.
-
-    0: done; 1: stopped on a non-finite loss; 2: a user-facing problem (bad value, missing
-    file, broken data: the message says which); 130: interrupted (Ctrl-C, checkpoint kept).
-    """
-    import sys
-
-    from utils.cli import parse_config
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(config_cls, argv, description=description)
-    try:
-        cfg = merge_resume_config(cfg, argv)
-        run(cfg, argv)
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except NonFiniteLossError as exc:
-        print(f"{prog}: stopped: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
