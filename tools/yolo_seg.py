@@ -33,12 +33,15 @@ if it still tries one, the run stops with an error naming the host.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +49,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 import yaml
+from matplotlib import font_manager
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python tools/yolo_seg.py`
@@ -55,6 +61,8 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/yolo_seg.py`
 from utils.cli import parse_config  # noqa: E402
 from utils.data.dataset import resolve_voc_root  # noqa: E402
 from utils.data.labels import map_ignore, read_mask, save_index_mask  # noqa: E402
+from utils.deploy.optimize import ort_session  # noqa: E402
+from utils.deploy.timing import benchmark, environment  # noqa: E402
 from utils.inference.evaluate import (  # noqa: E402
     format_table,
     metrics_document,
@@ -178,8 +186,6 @@ def no_network() -> Iterator[None]:
 
 def _packaged_font(font: str = "Arial.ttf") -> Path:
     """ultralytics' check_font downloads Arial; matplotlib ships DejaVu Sans instead."""
-    from matplotlib import font_manager
-
     return Path(font_manager.findfont("DejaVu Sans"))
 
 
@@ -193,8 +199,6 @@ def import_ultralytics():  # noqa: ANN201 (module)
     Importing ultralytics sets OMP_NUM_THREADS=1 (if unset) and cv2.setNumThreads(0); both
     are put back so the rest of the process is not slowed down.
     """
-    import torch
-
     torch.get_num_threads()  # fix torch's thread count before ultralytics touches the env
     env_before = os.environ.get("OMP_NUM_THREADS")
     cv2_threads = cv2.getNumThreads()
@@ -228,8 +232,6 @@ def import_ultralytics():  # noqa: ANN201 (module)
 def ultralytics_session() -> Iterator[Any]:
     """ultralytics offline, with torch's and OpenCV's thread counts restored afterwards
     (its select_device sets torch to cpu_count - 1 threads on the CPU)."""
-    import torch
-
     threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
     ultralytics = import_ultralytics()
     try:
@@ -448,8 +450,6 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     """Predict the split, write predictions/<id>.png, score; returns the metrics document."""
     if not cfg.weights or not Path(cfg.weights).is_file():
         raise FileNotFoundError(f"--weights {cfg.weights!r}: expected a trained .pt file")
-    from tqdm import tqdm
-
     out = Path(cfg.out)
     pred_dir = out / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
@@ -509,13 +509,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
 def profile(cfg: ProfileConfig) -> dict:
     """Parameters, thop multiply-accumulates and CPU latency of the network alone (batch 1;
     NMS and mask assembly are not included, as for the other models of the comparison)."""
-    import copy
-    import warnings
-
-    import torch
-    from thop import profile as thop_profile
-
-    from utils.deploy.timing import benchmark, environment
+    from thop import profile as thop_profile  # heavy optional: counted on demand only
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -557,13 +551,6 @@ def profile(cfg: ProfileConfig) -> dict:
 
 
 def _ort_latency(net: Any, x: Any, cfg: ProfileConfig) -> Any:
-    import tempfile
-
-    import torch
-
-    from utils.deploy.optimize import ort_session
-    from utils.deploy.timing import benchmark
-
     class Outputs(torch.nn.Module):  # what inference uses of ultralytics' (y, extras) pair
         def __init__(self, model: torch.nn.Module) -> None:
             super().__init__()
@@ -586,8 +573,6 @@ def _ort_latency(net: Any, x: Any, cfg: ProfileConfig) -> Any:
 
 @contextlib.contextmanager
 def warnings_off() -> Iterator[None]:
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield

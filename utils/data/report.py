@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from matplotlib.figure import Figure
 
 from utils.data.labels import read_mask
 
@@ -169,10 +170,8 @@ def build_report(
 
 def plot_report(report: dict, path: str | Path) -> Path:
     """Bar charts: photos per split, class pixel share (log scale), images per class."""
-    from matplotlib.figure import Figure
-
     names = report["class_names"]
-    fig = Figure(figsize=(12, 0.45 * len(names) + 2.4))
+    fig = Figure(figsize=(12, 0.45 * len(names) + 2.4), layout="constrained")
     ax_split, ax_share, ax_images = fig.subplots(1, 3)
     splits = report["photos_per_split"] or {"all": report["photos"]}
     ax_split.bar(list(splits), list(splits.values()), color="slategray")
@@ -182,6 +181,8 @@ def plot_report(report: dict, path: str | Path) -> Path:
     shares = [100.0 * s for s in report["class_pixel_share"]]
     ax_share.barh(names, [max(s, 1e-4) for s in shares], color="darkorange")
     ax_share.set_xscale("log")
+    positive = [s for s in shares if s > 0] or [1.0]
+    ax_share.set_xlim(min(positive) / 3, max(positive) * 20)  # room for the labels
     for y, s in enumerate(shares):
         ax_share.text(max(s, 1e-4), y, f" {s:.3g}%", va="center")
     ax_share.set_title("class pixel share (%, log scale)")
@@ -193,7 +194,6 @@ def plot_report(report: dict, path: str | Path) -> Path:
     ax_images.set_title("photos showing each class")
     ax_images.invert_yaxis()
     ax_images.set_xlim(0, max(counts + [1]) * 1.2)
-    fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)
