@@ -95,6 +95,19 @@ def test_labelme_shapes_paint_as_labelme_does() -> None:
     assert np.array_equal(tri, xx + yy <= 4)
 
 
+def test_labelme_mask_shape_is_placed_at_its_first_point() -> None:
+    patch = np.zeros((3, 4), np.uint8)
+    patch[1:, 1:3] = 1
+    buf = io.BytesIO()
+    Image.fromarray(patch).save(buf, format="PNG")
+    shape = _shape("a", [[5, 2], [8, 4]], "mask")
+    shape["mask"] = base64.b64encode(buf.getvalue()).decode()
+    got = shape_mask((8, 10), shape)
+    expected = np.zeros((8, 10), bool)
+    expected[3:5, 6:8] = True  # patch rows 1..2, columns 1..2, offset by (x 5, y 2)
+    assert np.array_equal(got, expected)
+
+
 @pytest.mark.parametrize("radius", [3, 5])
 def test_labelme_circle_is_centre_and_a_point_on_it(radius: int) -> None:
     hw = (24, 24)
