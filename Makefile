@@ -7,11 +7,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 RUN_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
-DEV_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+YOLO_REQS := requirements-yolo.txt requirements-yolo-nodeps.txt
+DEV_HASH := $(shell cat requirements.txt requirements-dev.txt $(YOLO_REQS) | sha256sum | cut -c1-16)
 RUN_STAMP := $(VENV)/.stamp-run-$(RUN_HASH)
 DEV_STAMP := $(VENV)/.stamp-dev-$(DEV_HASH)
 
-.PHONY: demo test lint format venv venv-dev clean-venv
+.PHONY: demo test lint format venv venv-dev venv-yolo clean-venv
 
 demo: $(RUN_STAMP)
 	$(PY) demo.py
@@ -30,15 +31,22 @@ format: $(DEV_STAMP)
 venv: $(RUN_STAMP)
 venv-dev: $(DEV_STAMP)
 
+# tools/yolo_seg.py (ultralytics, AGPL-3.0) on top of the run-time install. ultralytics goes in
+# without its declared dependencies: requirements-yolo.txt says why.
+venv-yolo: $(RUN_STAMP)
+	$(PY) -m pip install -r requirements-yolo.txt
+	$(PY) -m pip install --no-deps -r requirements-yolo-nodeps.txt
+
 $(RUN_STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt
 	rm -f $(VENV)/.stamp-run-*
 	touch $@
 
-$(DEV_STAMP): requirements.txt requirements-dev.txt
+$(DEV_STAMP): requirements.txt requirements-dev.txt $(YOLO_REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip install --no-deps -r requirements-yolo-nodeps.txt
 	rm -f $(VENV)/.stamp-dev-* $(VENV)/.stamp-run-*
 	touch $@ $(RUN_STAMP)
 

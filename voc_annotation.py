@@ -13,10 +13,28 @@ problem found. Masks with problems are left out of the splits.
 
 Existing split files are never overwritten without --force. Converted masks are rewritten in
 place as palette PNGs; the originals are moved to SegmentationClass_original/ first.
+
+Bring your own data: one source is first converted into OUT_ROOT/VOC2007/{JPEGImages,
+SegmentationClass} (palette PNG index masks named after the photos), then checked and split
+as above (docs/data.md):
+
+    python voc_annotation.py --from-labelme SRC_DIR --data OUT_ROOT \
+        --classes background sunburn ulcer wind_scarring [--label-map map.json]
+    python voc_annotation.py --from-coco annotations.json --images IMG_DIR --data OUT_ROOT \
+        --classes background sunburn ulcer wind_scarring [--label-map map.json]
+    python voc_annotation.py --from-masks MASK_DIR --images IMG_DIR --data OUT_ROOT \
+        --classes background sunburn --binary-class sunburn     # 0/255 masks: 255 -> sunburn
+
+The index of a class is its position in --classes; --label-map is a JSON object mapping source
+label names to class names ("__ignore__": 255). A label that is neither stops the conversion
+with an error naming it and its file, unless --unknown-as-background. Every run that writes
+also writes VOC2007/dataset_report.json and dataset_report.png: photos per split, sizes, class
+pixel shares, photos per class and anything odd.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
@@ -27,8 +45,26 @@ import numpy as np
 from PIL import Image
 
 from utils.cli import parse_config
+from utils.data.coco import convert_coco
+from utils.data.convert import (
+    ClassTable,
+    ConversionError,
+    ConversionResult,
+    VocWriter,
+    load_label_map,
+)
 from utils.data.dataset import PHOTO_SUFFIXES, resolve_voc_root
-from utils.data.labels import MaskError, check_sizes, class_histogram, read_mask, save_index_mask
+from utils.data.labelme import convert_labelme_folder
+from utils.data.labels import (
+    MaskError,
+    binary_to_index,
+    check_sizes,
+    class_histogram,
+    read_mask,
+    save_index_mask,
+)
+from utils.data.mask_folder import convert_mask_folder
+from utils.data.report import build_report, format_report, write_report
 from utils.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
 
 SPLITS = ("train", "val", "test")
@@ -39,12 +75,23 @@ class Config:
     data: str = "data/synthetic_oranges"  # folder containing VOC2007/ (or VOC2007 itself)
     ratios: tuple[float, float, float] = (6.0, 2.0, 2.0)  # train val test (the paper: 6:2:2)
     seed: int = 0  # split shuffling seed
-    num_classes: int = len(CLASS_NAMES)  # classes; mask values >= it are ignored in training
+    num_classes: int | None = None  # classes (None: len(--classes), else 4); values >= it: ignored
     force: bool = False  # replace existing split files
     check_only: bool = False  # only check the masks and print the histogram; write nothing
     convert_colour: bool = False  # rewrite RGB/RGBA VOC-palette masks as palette index PNGs
     binary_to_index: int | None = None  # rewrite 0/255 masks as index masks: 255 -> this id
     check_photos: bool = True  # also decode every photo (slower; finds corrupt JPEGs)
+    # --- bring your own data: convert one source into DATA/VOC2007 first, then check + split
+    from_labelme: str | None = None  # folder of labelme JSON files (imageData or imagePath)
+    from_coco: str | None = None  # COCO instance-segmentation JSON file (polygons, RLE)
+    from_masks: str | None = None  # folder of mask images named like their photos in --images
+    images: str | None = None  # photos of --from-coco (file_name relative to it) or --from-masks
+    classes: tuple[str, ...] = ()  # class names in index order, background first (empty: paper's)
+    label_map: str | None = None  # JSON {source label: class name or "__ignore__"}
+    unknown_as_background: bool = False  # unknown labels -> background instead of an error
+    unlabelled_as_background: bool = False  # photos without annotation -> all-background masks
+    binary_class: str | None = None  # class name for the 255 pixels of 0/255 binary masks
+    report: bool = True  # write VOC2007/dataset_report.json and dataset_report.png
 
 
 def _photo_index(folder: Path) -> dict[str, Path]:
@@ -63,16 +110,6 @@ def _backup(mask_path: Path) -> None:
     target = backup_dir / mask_path.name
     if not target.exists():
         shutil.copy2(mask_path, target)
-
-
-def _binary_to_index(path: Path, class_id: int) -> np.ndarray | None:
-    """Index mask from a 0/255 binary mask (255 -> class_id), or None if it is not binary."""
-    with Image.open(path) as im:
-        array = np.asarray(im.convert("L"))
-    values = set(np.unique(array).tolist())
-    if not values <= {0, 255}:
-        return None
-    return np.where(array == 255, class_id, 0).astype(np.uint8)
 
 
 def check_dataset(cfg: Config) -> tuple[list[str], list[str], np.ndarray, int]:
@@ -106,7 +143,7 @@ def check_dataset(cfg: Config) -> tuple[list[str], list[str], np.ndarray, int]:
                 mask = read_mask(mask_path, cfg.num_classes)
             except MaskError as err:
                 fixed = (
-                    _binary_to_index(mask_path, cfg.binary_to_index)
+                    binary_to_index(mask_path, cfg.binary_to_index)
                     if cfg.binary_to_index is not None and "binary" in str(err)
                     else None
                 )
@@ -177,18 +214,95 @@ def format_histogram(hist: np.ndarray, class_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def resolve_classes(cfg: Config) -> tuple[Config, list[str]]:
+    """(cfg with num_classes and binary_to_index filled in, class names in index order)."""
+    if cfg.classes:
+        names = list(cfg.classes)
+        if cfg.num_classes is not None and cfg.num_classes != len(names):
+            raise ValueError(
+                f"--num-classes {cfg.num_classes} but --classes names {len(names)} classes; "
+                "give one of them (the number of classes is len(--classes))"
+            )
+    else:
+        k = len(CLASS_NAMES) if cfg.num_classes is None else cfg.num_classes
+        names = list(CLASS_NAMES) if k == len(CLASS_NAMES) else [f"class_{i}" for i in range(k)]
+    binary = cfg.binary_to_index
+    if cfg.binary_class is not None:
+        if cfg.binary_class not in names or cfg.binary_class == names[0]:
+            raise ValueError(
+                f"--binary-class {cfg.binary_class!r}: expected one of the defect classes "
+                f"{', '.join(names[1:])} (set the names with --classes)"
+            )
+        binary = names.index(cfg.binary_class)
+        if cfg.binary_to_index is not None and cfg.binary_to_index != binary:
+            raise ValueError(
+                f"--binary-class {cfg.binary_class} is class {binary} but --binary-to-index "
+                f"says {cfg.binary_to_index}; give one of them"
+            )
+    return dataclasses.replace(cfg, num_classes=len(names), binary_to_index=binary), names
+
+
+def convert_source(cfg: Config, names: list[str]) -> ConversionResult | None:
+    """Convert --from-labelme / --from-coco / --from-masks into cfg.data (None: no source)."""
+    sources = {
+        "--from-labelme": cfg.from_labelme,
+        "--from-coco": cfg.from_coco,
+        "--from-masks": cfg.from_masks,
+    }
+    given = [flag for flag, value in sources.items() if value]
+    if not given:
+        if cfg.label_map or cfg.images:
+            flag = "--label-map" if cfg.label_map else "--images"
+            raise ConversionError(
+                f"{flag} is only used with --from-labelme, --from-coco or --from-masks"
+            )
+        return None
+    if len(given) > 1:
+        raise ConversionError(f"give one source to convert, not {' and '.join(given)}")
+    if (cfg.from_coco or cfg.from_masks) and not cfg.images:
+        raise ConversionError(f"{given[0]} needs --images DIR (the folder of the photos)")
+    if cfg.check_only:
+        raise ConversionError(f"{given[0]} writes a data set; it cannot run with --check-only")
+    table = ClassTable(
+        tuple(names),
+        load_label_map(cfg.label_map, names),
+        unknown_as_background=cfg.unknown_as_background,
+        label_map_path=cfg.label_map,
+    )
+    writer = VocWriter(cfg.data, force=cfg.force)
+    if cfg.from_labelme:
+        result = convert_labelme_folder(
+            cfg.from_labelme, writer, table, cfg.unlabelled_as_background
+        )
+    elif cfg.from_coco:
+        result = convert_coco(cfg.from_coco, cfg.images, writer, table)
+    else:
+        result = convert_mask_folder(
+            cfg.from_masks,
+            cfg.images,
+            writer,
+            table,
+            binary_class=cfg.binary_class,
+            unlabelled_as_background=cfg.unlabelled_as_background,
+        )
+    if not result.written:
+        raise ConversionError(f"{given[0]} {result.source}: no photo was converted")
+    writer.write_class_names(names)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(Config, argv, description=__doc__)
     try:
+        cfg, names = resolve_classes(cfg)
+        conversion = convert_source(cfg, names)
         voc = resolve_voc_root(cfg.data)
-    except ValueError as err:
+    except ValueError as err:  # ConversionError included: it names the file and the fix
         print(f"error: {err}", file=sys.stderr)
         return 2
-    names = (
-        list(CLASS_NAMES)
-        if cfg.num_classes == len(CLASS_NAMES)
-        else [f"class_{k}" for k in range(cfg.num_classes)]
-    )
+    if conversion is not None:
+        print(conversion.summary())
+        print(f"class ids: {', '.join(f'{k} {n}' for k, n in enumerate(names))}\n")
     good, problems, hist, converted = check_dataset(cfg)
     print(f"data set: {voc}")
     print(f"{len(good)} photo/mask pairs passed the checks")
@@ -216,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         counts = ", ".join(f"{k} {len(v)}" for k, v in splits.items())
         print(f"\nwrote split files to {folder}: {counts} (seed {cfg.seed}, ratios {cfg.ratios})")
+    if cfg.report:
+        notes = conversion.notes if conversion is not None else []
+        report = build_report(voc, good, names, problems, notes)
+        json_path, png_path = write_report(report, voc)
+        print(f"\n{format_report(report)}\nreport: {json_path}, {png_path}")
+    if conversion is not None:
+        print(f"\nnext: python train.py --data {cfg.data} --num-classes {len(names)}")
     return 1 if errors else 0
 
 

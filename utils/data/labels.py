@@ -136,8 +136,8 @@ def check_index_mask(mask: np.ndarray, num_classes: int, source: str | Path = "<
         raise MaskError(
             f"{source}: looks like a 0/255 binary mask ({int(counts[255])} px of 255 forming "
             f"solid areas, {int(counts[0])} px of 0); expected class ids 0..{num_classes - 1} "
-            f"(255 = ignore). Convert it with `python voc_annotation.py --binary-to-index "
-            f"CLASS_ID`, or save it with class ids instead of 255."
+            f"(255 = ignore). Convert it with `python voc_annotation.py --binary-class NAME` "
+            f"(or --binary-to-index CLASS_ID), or save it with class ids instead of 255."
         )
     present = np.flatnonzero(counts)
     above = present[(present >= num_classes) & (present != IGNORE_INDEX)]
@@ -206,6 +206,17 @@ def read_mask(path: str | Path, num_classes: int = 256) -> np.ndarray:
         raise MaskError(f"{path}: mask array has shape {mask.shape}; expected (H, W)")
     check_index_mask(mask, num_classes, path)
     return mask
+
+
+def binary_to_index(path: str | Path, class_id: int) -> np.ndarray | None:
+    """(H, W) uint8 class ids from a 0/255 binary mask file (255 -> `class_id`, 0 -> 0), or
+    None when the file holds other values (it is not a binary mask)."""
+    with Image.open(path) as im:
+        array = np.asarray(im.convert("L"))
+    values = set(np.unique(array).tolist())
+    if not values <= {0, 255}:
+        return None
+    return np.where(array == 255, class_id, 0).astype(np.uint8)
 
 
 def map_ignore(mask: np.ndarray, num_classes: int) -> np.ndarray:

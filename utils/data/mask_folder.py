@@ -1,0 +1,106 @@
+"""A folder of photos and a folder of mask images -> the VOC layout.
+
+For data sets whose masks already exist as images (exports of other tools, single-defect sets
+drawn in an image editor), paired with their photos by file name (``img7.jpg`` <->
+``img7.png``). Masks are read by `utils.data.labels.read_mask` (palette or greyscale index PNGs,
+RGB/RGBA in VOC palette colours). A 0/255 binary mask (one defect class, drawn white on black)
+is never guessed: it converts only when the class of its white pixels is named explicitly
+(``--binary-class NAME``), and stops with an error naming the file otherwise.
+FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) needs
+index masks, and a silent guess would turn every defect into "ignore" (255).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from utils.data.convert import (
+    ClassTable,
+    ConversionError,
+    ConversionResult,
+    VocWriter,
+    decode_photo,
+)
+from utils.data.labels import MaskError, binary_to_index, read_mask
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+
+
+def _by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir(), key=lambda q: q.name.lower()):
+        if p.is_file() and p.suffix.lower() in suffixes:
+            if p.stem in found:
+                raise ConversionError(
+                    f"{p}: two {what} named {p.stem!r} ({found[p.stem].name}, {p.name}); keep one"
+                )
+            found[p.stem] = p
+    return found
+
+
+def convert_mask_folder(
+    masks: str | Path,
+    images: str | Path,
+    writer: VocWriter,
+    table: ClassTable,
+    binary_class: str | None = None,
+    unlabelled_as_background: bool = False,
+) -> ConversionResult:
+    """Pair `masks/<id>.png` with `images/<id>.*` and write them; masks are checked on the way.
+
+    `binary_class`: the class name of the 255 pixels of 0/255 masks (None: such masks stop).
+    """
+    masks, images = Path(masks), Path(images)
+    for folder, flag in ((masks, "--from-masks"), (images, "--images")):
+        if not folder.is_dir():
+            raise ConversionError(f"{flag} {folder}: not a folder")
+    if masks.resolve() == images.resolve():
+        raise ConversionError(
+            f"--from-masks and --images are the same folder ({masks}); keep the masks apart"
+        )
+    binary_id = None
+    if binary_class is not None:
+        binary_id = table.index(binary_class, f"--binary-class {binary_class}")
+    num_classes = len(table.classes)
+    mask_files = _by_stem(masks, MASK_SUFFIXES, "masks")
+    photo_files = _by_stem(images, PHOTO_SUFFIXES, "photos")
+    if not mask_files:
+        raise ConversionError(f"--from-masks {masks}: no mask images ({', '.join(MASK_SUFFIXES)})")
+    notes: list[str] = []
+    written: list[str] = []
+    binary_count = 0
+    for stem, mask_path in mask_files.items():
+        photo_path = photo_files.get(stem)
+        if photo_path is None:
+            notes.append(f"{mask_path}: no photo {stem}.* in {images}; skipped")
+            continue
+        # With --binary-class every 0/255 mask is binary (the user said so); else never.
+        mask = binary_to_index(mask_path, binary_id) if binary_id is not None else None
+        if mask is not None:
+            binary_count += 1
+        else:
+            try:
+                mask = read_mask(mask_path, num_classes)
+            except MaskError as err:
+                raise ConversionError(str(err)) from err
+        photo = decode_photo(photo_path.read_bytes(), photo_path, mask.shape, orientation="apply")
+        writer.add(stem, photo, mask, mask_path)
+        written.append(stem)
+    for stem in sorted(set(photo_files) - set(mask_files)):
+        if unlabelled_as_background:
+            photo = decode_photo(photo_files[stem].read_bytes(), photo_files[stem])
+            empty = np.zeros((photo.height, photo.width), np.uint8)
+            writer.add(stem, photo, empty, photo_files[stem])
+            written.append(stem)
+            notes.append(f"{photo_files[stem]}: no mask; written as all background")
+        else:
+            notes.append(
+                f"{photo_files[stem]}: no mask in {masks}; skipped (--unlabelled-as-background "
+                "keeps it as a photo without defects)"
+            )
+    if binary_count:
+        notes.append(f"{binary_count} binary 0/255 masks: 255 -> {binary_class!r}")
+    return ConversionResult(written, notes + writer.notes, dict(table.unknown), str(masks))
