@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nets.profile import complexity
 from utils.cli import parse_config
 
 BACKENDS = (
@@ -620,7 +621,6 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
 
 
 def run(cfg: Config) -> list[dict]:
-    import model_flop_params
     from utils.deploy.optimize import _clear_attention_caches
     from utils.deploy.timing import environment
 
@@ -644,8 +644,8 @@ def run(cfg: Config) -> list[dict]:
     )
     rows: list[dict] = []
     for subject in subjects:
-        _clear_attention_caches(subject.model)  # deepcopy in count() refuses stale caches
-        counts = model_flop_params.count(subject.model, subject.input_size[0])
+        _clear_attention_caches(subject.model)  # deepcopy in complexity() refuses stale caches
+        counts = complexity(subject.model, subject.input_size[0])
         ws = Workspace(cfg, subject, out)
         reference, check_input = _reference(subject, cfg)
         for batch in cfg.batch:

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nets.profile import count_params
 from utils.training.trainer import TrainConfig, opt
 
 REAL_DATA = Path("data/Orange_Navel_1.5k")
@@ -171,7 +172,7 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
         seg_loss = build_seg_loss(cfg.loss, cfg.dice, cfg.class_weights or None)
         task = SegmentationTask(model, seg_loss)
         if info.is_main:
-            n_params = sum(p.numel() for p in model.parameters()) / 1e6
+            n_params = count_params(model) / 1e6
             print(
                 f"{cfg.model}: {n_params:.2f}M parameters | data {root}: {len(train_set)} train, "
                 f"{len(val_set)} val images | {info.world_size} process(es) on {info.device}",

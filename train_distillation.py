@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nets.profile import count_params
 from train import Config as TrainScriptConfig
 from utils.training.distillation import KD_MODES
 from utils.training.trainer import opt
@@ -171,7 +172,7 @@ def run(cfg: Config, argv: Sequence[str] = ()):  # noqa: ANN201 (TrainResult)
             feature_pairs=parse_pairs(cfg.kd_pairs) or None,
         )
         if info.is_main:
-            millions = [sum(p.numel() for p in m.parameters()) / 1e6 for m in (student, teacher)]
+            millions = [count_params(m) / 1e6 for m in (student, teacher)]
             pairs = ", ".join(
                 f"{s}:{t} ({c.in_channels}->{c.out_channels})"
                 for (s, t), c in zip(task.feature_pairs, task.connectors, strict=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from torch import nn
 
 from nets import comparison
+from nets.checkpoint import load_checkpoint
 from nets.fastsegformer import fastsegformer_e, fastsegformer_p
 from nets.swin_att_unet import SwinTAttUNet
 
@@ -72,8 +73,6 @@ def build_model(
                 f"{name} has no ImageNet weights to fetch; pass pretrained=<checkpoint path>"
             )
     elif pretrained:
-        from nets.checkpoint import load_checkpoint
-
         load_checkpoint(model, pretrained)
     return model
 

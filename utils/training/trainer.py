@@ -752,11 +752,6 @@ class Trainer:
         print(line, flush=True)
 
 
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
 __all__ = [
     "ConfigError",
     "NonFiniteLossError",
