@@ -9,22 +9,18 @@
 FastSegFormer paper (Cai et al., 2024) reports as GFLOPs. ``params_m`` is thop's parameter
 count, which (like the paper) leaves out parameters of layers thop does not hook: norm layers
 other than BatchNorm/LayerNorm/InstanceNorm (PoolFormer's GroupNorms) and bare parameters
-(layer scales, attention biases). ``params_all_m`` counts every parameter. See
-docs/models.md for the numbers and why they differ.
+(layer scales, attention biases). ``params_all_m`` counts every parameter. The counting is
+``nets.profile.complexity``; docs/models.md has the numbers and why they differ.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 import nets
+from nets.profile import complexity
 from utils.cli import parse_config
 
 
@@ -35,37 +31,6 @@ class Config:
     num_classes: int = 4  # classes of the output layer (the paper: 4)
     option: tuple[str, ...] = ()  # model options key=value for every model, e.g. pyramid=ppm
     json: bool = False  # print JSON [{"model", "input_size", "params_m", "gflops", ...}]
-
-
-def _thop_custom_ops() -> dict[type, object]:
-    """Count timm's fused BatchNorm+activation like the plain BatchNorm2d it replaces.
-
-    The original backbones use ``nn.BatchNorm2d``, which thop counts (2 ops per element and
-    its parameters); timm's ``BatchNormAct2d`` is a subclass thop does not recognise.
-    """
-    from thop.vision.basic_hooks import count_normalization
-    from timm.layers import BatchNormAct2d
-
-    return {BatchNormAct2d: count_normalization}
-
-
-def count(model: nn.Module, input_size: int) -> dict[str, float]:
-    """thop MACs and parameters of `model` on one (1, 3, S, S) input; `model` is untouched
-    (thop adds ``total_ops``/``total_params`` buffers, so it runs on a copy)."""
-    from thop import profile
-
-    probe = copy.deepcopy(model).eval()
-    x = torch.rand(1, 3, input_size, input_size)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # thop's "API is being deprecated"
-        macs, thop_params = profile(
-            probe, inputs=(x,), custom_ops=_thop_custom_ops(), verbose=False
-        )
-    return {
-        "params_m": thop_params / 1e6,
-        "params_all_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "gflops": macs / 1e9,
-    }
 
 
 def _parse_options(pairs: Sequence[str]) -> dict[str, object]:
@@ -93,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for name in names:
         model = nets.build_model(name, num_classes=cfg.num_classes, **options)
         size = cfg.input_size or model.default_input_size
-        row = {"model": name, "input_size": size, **count(model, size)}
+        row = {"model": name, "input_size": size, **complexity(model, size)}
         if options:
             row["options"] = options
         rows.append(row)

@@ -45,6 +45,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import nets
 from nets.checkpoint import CheckpointError
+from nets.profile import complexity
 from utils.cli import config_to_dict, parse_config
 from utils.deploy.onnx_export import export_onnx
 from utils.deploy.optimize import (
@@ -577,7 +578,6 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
 
 
 def run(cfg: Config) -> list[dict]:
-    import model_flop_params
 
     unknown = [b for b in cfg.backends if b not in BACKENDS]
     if unknown:
@@ -601,8 +601,8 @@ def run(cfg: Config) -> list[dict]:
     )
     rows: list[dict] = []
     for subject in subjects:
-        _clear_attention_caches(subject.model)  # deepcopy in count() refuses stale caches
-        counts = model_flop_params.count(subject.model, subject.input_size[0])
+        _clear_attention_caches(subject.model)  # deepcopy in complexity() refuses stale caches
+        counts = complexity(subject.model, subject.input_size[0])
         ws = Workspace(cfg, subject, out)
         reference, check_input = _reference(subject, cfg)
         for batch in cfg.batch:

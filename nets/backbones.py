@@ -24,6 +24,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.models.metaformer import checkpoint_filter_fn
 from torch import Tensor, nn
 
 # Where every pretrained (ImageNet) weights file is looked up: the repository's model_data/
@@ -129,8 +130,6 @@ def _poolformer_original_to_timm(state: dict[str, Tensor], timm_name: str) -> di
     Uses timm's own ``metaformer.checkpoint_filter_fn`` (the rules timm uses for the same
     files), applied against a meta-device model so nothing is allocated.
     """
-    from timm.models.metaformer import checkpoint_filter_fn
-
     with torch.device("meta"):
         reference = timm.create_model(timm_name)
     return checkpoint_filter_fn(state, reference)

@@ -1,5 +1,5 @@
 """Convolution blocks of the FastSegFormer head (Cai et al., Computers and Electronics in
-Agriculture 217, 108604, 2024).
+Agriculture 217, 108604, 2024); ``ConvBNReLU`` also serves the comparison models.
 
 The head follows Fast-SCNN's building blocks: Conv-BN-ReLU, depthwise and depthwise-separable
 convolutions and MobileNetV2 inverted residuals ("linear bottlenecks"). Each block is an
@@ -13,13 +13,25 @@ from torch import Tensor, nn
 
 
 class ConvBNReLU(nn.Sequential):
-    """Conv (no bias) -> BatchNorm -> ReLU, padding keeps the size for odd kernels."""
+    """Conv (no bias) -> BatchNorm -> ReLU; padding keeps the size unless given.
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 1, groups: int = 1) -> None:
+    The one Conv-BN-ReLU of the project: FastSegFormer's head and the comparison models
+    (``nets/comparison``) both build it. Keys ``0.weight`` (conv), ``1.*`` (BatchNorm).
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        padding: int | None = None,
+    ) -> None:
+        pad = dilation * (kernel_size // 2) if padding is None else padding
         super().__init__(
-            nn.Conv2d(
-                in_ch, out_ch, kernel_size, padding=kernel_size // 2, groups=groups, bias=False
-            ),
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride, pad, dilation, groups, bias=False),
             nn.BatchNorm2d(out_ch),
             nn.ReLU(inplace=True),
         )

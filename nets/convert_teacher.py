@@ -43,12 +43,6 @@ for _level in (4, 3, 2, 1):
         _DECODER_PREFIXES[f"change{5 - _level}."] = f"decoder{_level}.skip."
 
 _SKIPPED_BUFFERS = ("relative_position_index", "attn_mask")
-_ORIGINAL_MARKERS = ("common_backbone.patch_embed.proj.weight", "Att4.psi.0.weight")
-
-
-def is_original_teacher_layout(state_dict: Mapping[str, Tensor]) -> bool:
-    """True for a state dict in the original swinTS_Att_Unet layout."""
-    return all(key in state_dict for key in _ORIGINAL_MARKERS)
 
 
 def convert_swin_keys(state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], list[str], str]:

@@ -14,9 +14,16 @@ Data flow (channels for -P / -E, input 224x224)::
       -> IRB (image reconstruction branch) at H/2, x2 up, 1x1 conv     num_classes  (H)
          or, without IRB, bilinear resize to (H, W)
 
-``forward(x, return_features=True)`` returns the maps that knowledge distillation taps, in
-the original's ``fork_feat`` order: 4 backbone stages, pyramid output, fusion output, [IRB
-output], and the logits.
+``forward_features(x)`` runs the backbone and the neck (reduce, global feature extractor,
+pyramid, fusion) and returns the maps distillation taps there; ``forward_head(features, x)``
+runs the classifier and the IRB. ``forward(x, return_features=True)`` is the two, returning
+the maps in the original's ``fork_feat`` order: 4 backbone stages, pyramid output, fusion
+output, [IRB output], and the logits.
+
+The model only computes: which input sizes a deployment accepts and the memory format it runs
+in (channels-last on the CPU) are decided by the predictor and the runtimes (``utils``), from
+``default_input_size`` and ``fixed_input_size``. (-E runs only at 224x224: its attention
+biases are sized for a 7x7 stride-32 map; every model needs sizes divisible by 32.)
 
 Where we depart from the original code: the IRB works at half the *actual* input size (the
 original hard-codes 112x112, i.e. a 224 input), so FastSegFormer-P runs at any input size
@@ -27,7 +34,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -147,7 +153,9 @@ class FastSegFormer(nn.Module):
             raise ValueError(f"unknown head {head!r}: expected one of {sorted(HEADS)}")
         if not isinstance(irb, bool):
             raise ValueError(f"irb must be True or False, got {irb!r}")
-        build_pyramid(pyramid, 4, 4)  # validates the name before building anything large
+        # validates the name before building anything large; the throwaway modules also draw
+        # from the random generator, which keeps the seeded initialisation of earlier runs
+        build_pyramid(pyramid, 4, 4)
         cfg = HEADS[head]
         self.num_classes = num_classes
         self.fixed_input_size = backbone_spec(backbone).fixed_input_size is not None
@@ -166,50 +174,43 @@ class FastSegFormer(nn.Module):
         self.irb = ImageReconstructionBranch(cfg.irb_channels, num_classes) if irb else None
 
     # ---------------------------------------------------------------------------------------
-    def check_input_size(self, height: int, width: int) -> None:
-        """ValueError unless the backbone can run at (height, width)."""
-        fixed = self.backbone.spec.fixed_input_size
-        if fixed is not None and (height, width) != (fixed, fixed):
-            raise ValueError(
-                f"{self.backbone.name} only runs at {fixed}x{fixed} input (its attention "
-                f"biases are sized for a {fixed // 32}x{fixed // 32} stride-32 map), got "
-                f"{height}x{width}; resize or letterbox the image to {fixed}x{fixed}"
-            )
-        if height % 32 or width % 32:
-            raise ValueError(
-                f"input size must be divisible by 32, got {height}x{width}; try 224 or 256"
-            )
+    def forward_features(self, x: Tensor, all_stages: bool = True) -> list[Tensor | None]:
+        """Backbone and neck: x (B, 3, H, W) in [0, 1] -> the maps distillation taps before
+        the head, ``[stage 0, stage 1, stage 2, stage 3, pyramid, fusion]``.
+
+        ``all_stages=False`` skips the norms of stages 0 and 2, which only distillation reads
+        (their entries are then None); the plain forward uses it.
+        """
+        # 4 x (B, C_i, H/s_i, W/s_i) at strides 4, 8, 16, 32
+        stages = self.backbone(x, (0, 1, 2, 3) if all_stages else (1, 3))
+        y = self.global_feature(self.reduce(stages[3]))  # (B, C, H/32, W/32)
+        pyramid = self.pyramid(y)  # (B, width, H/32, W/32)
+        fused = self.fusion(stages[1], pyramid)  # (B, width, H/8, W/8)
+        return [*stages, pyramid, fused]
+
+    def forward_head(self, features: list[Tensor | None], x: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Classifier and IRB on ``forward_features(x)`` (it reads the fusion output, the last
+        map) and the image x -> (the head's own distillation taps, logits (B, K, H, W)).
+
+        The taps are ``[IRB map (B, 32, H/2, W/2)]`` with the IRB, ``[]`` without.
+        """
+        y = self.classifier(features[-1])  # (B, 32 or num_classes, H/8, W/8)
+        if self.irb is None:
+            logits = F.interpolate(y, x.shape[-2:], mode="bilinear", align_corners=True)
+            return [], logits
+        irb = self.irb.features(y, x)  # (B, 32, H/2, W/2)
+        return [irb], self.irb.logits(irb)
 
     def forward(
         self, x: Tensor, return_features: bool = False
     ) -> Tensor | tuple[list[Tensor], Tensor]:
-        """x: (B, 3, H, W) in [0, 1] -> logits (B, num_classes, H, W)."""
-        height, width = x.shape[-2:]
-        self.check_input_size(height, width)
-        # CPU inference runs channels-last (NHWC): oneDNN's convolutions skip their layout
-        # reorders, about 10% less time for -P and 5% for -E on a 2-core CPU (docs/models.md).
-        # Outputs are handed back in the usual contiguous NCHW layout.
-        channels_last = x.device.type == "cpu" and not self.training
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        # 4 x (B, C_i, H/s_i, W/s_i); stages 0 and 2 are only read as distillation features
-        stages = self.backbone(x, (0, 1, 2, 3) if return_features else (1, 3))
-        y = self.global_feature(self.reduce(stages[3]))  # (B, C, H/32, W/32)
-        pyramid = self.pyramid(y)  # (B, width, H/32, W/32)
-        fused = self.fusion(stages[1], pyramid)  # (B, width, H/8, W/8)
-        y = self.classifier(fused)  # (B, 32 or num_classes, H/8, W/8)
-        if self.irb is not None:
-            irb = self.irb.features(y, x)  # (B, 32, H/2, W/2)
-            logits = self.irb.logits(irb)
-            features = [*stages, pyramid, fused, irb]
-        else:
-            logits = F.interpolate(y, (height, width), mode="bilinear", align_corners=True)
-            features = [*stages, pyramid, fused]
-        if channels_last:
-            logits = logits.contiguous()
-            features = [f.contiguous() for f in features] if return_features else features
+        """x: (B, 3, H, W) in [0, 1], H and W divisible by 32 (-E: 224 x 224) -> logits
+        (B, num_classes, H, W); with ``return_features``, (features, logits), the features in
+        the reference order: 4 stages, pyramid, fusion, [IRB]."""
+        features = self.forward_features(x, all_stages=return_features)
+        head_features, logits = self.forward_head(features, x)
         if return_features:
-            return features, logits
+            return [*features, *head_features], logits
         return logits
 
     # ---------------------------------------------------------------------------------------

@@ -18,8 +18,6 @@ from torch import Tensor, nn
 
 from nets.blocks import ConvBNReLU
 
-PYRAMIDS = ("msp", "ppm")
-
 
 class PyramidPooling(nn.Module):
     """Pyramid pooling module; bins (1, 2, 3, 6)."""
@@ -56,10 +54,13 @@ class MultiScalePyramid(nn.Module):
         return self.out(torch.cat(feats, dim=1))  # cat: (B, 2C, h, w)
 
 
+# pyramid name (the ``pyramid=`` model option) -> module class
+PYRAMIDS: dict[str, type[nn.Module]] = {"msp": MultiScalePyramid, "ppm": PyramidPooling}
+
+
 def build_pyramid(kind: str, in_ch: int, out_ch: int) -> nn.Module:
-    """ "msp" -> MultiScalePyramid, "ppm" -> PyramidPooling."""
-    if kind == "msp":
-        return MultiScalePyramid(in_ch, out_ch)
-    if kind == "ppm":
-        return PyramidPooling(in_ch, out_ch)
-    raise ValueError(f"unknown pyramid {kind!r}: expected one of {PYRAMIDS}")
+    """The pyramid ``PYRAMIDS[kind]`` from `in_ch` to `out_ch` channels; ValueError listing the
+    valid names for an unknown `kind`."""
+    if kind not in PYRAMIDS:
+        raise ValueError(f"unknown pyramid {kind!r}: expected one of {tuple(PYRAMIDS)}")
+    return PYRAMIDS[kind](in_ch, out_ch)

@@ -31,7 +31,6 @@ from torch import Tensor
 
 SWIN_T_TIMM_NAME = "swin_tiny_patch4_window7_224"
 SWIN_T_CHANNELS = (96, 192, 384, 768)
-SWIN_T_STRIDES = (4, 8, 16, 32)
 
 
 class PadFirstSwinBlock(SwinTransformerBlock):

@@ -22,9 +22,10 @@ Structure (learned from the authors' `nets/UNet/swinTS_Att_Unet.py`, written ane
         level 1:  128 ->  64 @ H/2  (skip s1, proj  64->64)
      head: bilinear x2 -> 3x3 conv 64->num_classes                  (B, K, H, W)
 
-`model(x, return_features=True)` returns the maps distillation taps, in the order of the reference
-cases (`shared/reference/README.md`): f1, f2, f3, f4, bottleneck, level-3 output (H/8), level-1
-output (H/2); then the logits.
+`forward_features(x)` runs everything up to the decoder and returns the maps distillation taps,
+in the order of the reference cases (`shared/reference/README.md`): f1, f2, f3, f4, bottleneck,
+level-3 output (H/8), level-1 output (H/2); `forward_head(features)` is the head.
+`model(x, return_features=True)` is the two, returning `(features, logits)`.
 
 The original's checkpoints (key layout `common_backbone.*`, `Att4.*`, `up4.*`, ...) convert with
 `SwinTAttUNet.convert_original_state_dict` (`nets/convert_teacher.py`).
@@ -130,7 +131,8 @@ class SwinTAttUNet(nn.Module):
         num_classes: output classes (4 for Orange_Navel_1.5k).
         input_size: the size the model is built for and reports as `default_input_size`
             (512, the teacher's training size; 224 for single-resolution distillation). The
-            forward accepts any height and width divisible by 32.
+            forward runs at any height and width divisible by 32; it does not check (the
+            predictor and the training configuration do).
     """
 
     fixed_input_size = False
@@ -143,7 +145,11 @@ class SwinTAttUNet(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"SwinTAttUNet: num_classes must be >= 1, got {num_classes}")
-        _check_size("input_size", input_size, input_size)
+        if input_size <= 0 or input_size % SIZE_DIVISOR:
+            raise ValueError(
+                f"SwinTAttUNet: input_size {input_size} is not divisible by {SIZE_DIVISOR} (the "
+                "Swin stride); use 512 (the teacher's training size) or 224"
+            )
         self.num_classes = num_classes
         self.default_input_size = input_size
         self.build_config = {
@@ -166,10 +172,9 @@ class SwinTAttUNet(nn.Module):
             nn.Conv2d(64, num_classes, 3, padding=1),
         )
 
-    def forward(
-        self, x: Tensor, return_features: bool = False
-    ) -> Tensor | tuple[list[Tensor], Tensor]:
-        _check_size("input", x.shape[-2], x.shape[-1])
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """Backbone, bottleneck and decoder: x (B, 3, H, W), H and W divisible by 32 -> the maps
+        distillation taps, ``[f1, f2, f3, f4, bottleneck, level-3 output, level-1 output]``."""
         s1 = self.shallow(x)  # (B, 64, H/2, W/2)
         f1, f2, f3, f4 = swin_stage_features(self.backbone, x)  # strides 4, 8, 16, 32
         bottleneck = self.bottleneck(f4)  # (B, 1024, H/32, W/32)
@@ -177,9 +182,20 @@ class SwinTAttUNet(nn.Module):
         d3 = self.decoder3(d4, f2)  # (B, 256, H/8, W/8)
         d2 = self.decoder2(d3, f1)  # (B, 128, H/4, W/4)
         d1 = self.decoder1(d2, s1)  # (B, 64, H/2, W/2)
-        logits = self.head(d1)  # (B, K, H, W)
+        return [f1, f2, f3, f4, bottleneck, d3, d1]
+
+    def forward_head(self, features: list[Tensor]) -> Tensor:
+        """``forward_features``' maps -> logits (B, K, H, W) from the level-1 output (the last)."""
+        return self.head(features[-1])
+
+    def forward(
+        self, x: Tensor, return_features: bool = False
+    ) -> Tensor | tuple[list[Tensor], Tensor]:
+        """x (B, 3, H, W) -> logits (B, K, H, W); with ``return_features``, (features, logits)."""
+        features = self.forward_features(x)
+        logits = self.forward_head(features)
         if return_features:
-            return [f1, f2, f3, f4, bottleneck, d3, d1], logits
+            return features, logits
         return logits
 
     def convert_original_state_dict(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -215,14 +231,6 @@ class SwinTAttUNet(nn.Module):
                 f"(timm's download of {SWIN_T_TIMM_NAME} failed: {type(err).__name__}: {err})"
             ) from err
         load_checkpoint(self, state)
-
-
-def _check_size(what: str, height: int, width: int) -> None:
-    if height % SIZE_DIVISOR or width % SIZE_DIVISOR or height <= 0 or width <= 0:
-        raise ValueError(
-            f"SwinTAttUNet: {what} size {height}x{width} is not divisible by {SIZE_DIVISOR} "
-            "(the Swin stride); use 512 (the teacher's training size) or 224"
-        )
 
 
 def create_swin_t_pretrained_state() -> Mapping[str, Tensor]:

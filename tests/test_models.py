@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 import nets
+from nets.profile import complexity
 
 NAMES = sorted(nets.MODELS)
 # Inputs smaller than the default where the model allows it, to keep each test in seconds.
@@ -157,8 +158,6 @@ def test_fastsegformer_p_other_input_sizes() -> None:
         assert model(torch.rand(1, 3, 256, 320)).shape == (1, 4, 256, 320)
         features, _ = model(torch.rand(1, 3, 256, 320), return_features=True)
     assert features[-1].shape[-2:] == (128, 160)
-    with pytest.raises(ValueError, match="divisible by 32"):
-        model(torch.rand(1, 3, 250, 250))
 
 
 @pytest.mark.parametrize("backbone", ["poolformer_s24", "efficientformerv2_s1"])
@@ -185,11 +184,29 @@ def test_bad_options_raise() -> None:
         nets.build_model("fastsegformer_p", pyramids="msp")  # misspelt option
 
 
-def test_efficientformer_wrong_input_size_is_a_clear_error() -> None:
-    model = nets.build_model("fastsegformer_e")
-    assert model.fixed_input_size and model.default_input_size == 224
-    with pytest.raises(ValueError, match="only runs at 224x224 input.*got 256x256"):
-        model(torch.rand(1, 3, 256, 256))
+def test_efficientformer_declares_its_fixed_input_size() -> None:
+    """-E runs only at 224x224; the model says so and the predictor and training enforce it."""
+    e, p = nets.build_model("fastsegformer_e"), nets.build_model("fastsegformer_p")
+    assert e.fixed_input_size and e.default_input_size == 224
+    assert not p.fixed_input_size and p.default_input_size == 224
+
+
+@pytest.mark.parametrize(("name", "irb"), [("fastsegformer_p", True), ("fastsegformer_e", False)])
+def test_fastsegformer_forward_is_features_then_head(name: str, irb: bool) -> None:
+    """forward = forward_head(forward_features(x)), features in the reference order."""
+    model = nets.build_model(name, irb=irb).eval()
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        features = model.forward_features(x)  # 4 stages, pyramid, fusion
+        head_features, logits = model.forward_head(features, x)
+        tapped, plain = model(x, return_features=True)
+        lean = model.forward_features(x, all_stages=False)
+    assert len(features) == 6 and len(head_features) == (1 if irb else 0)
+    assert all(torch.equal(a, b) for a, b in zip([*features, *head_features], tapped, strict=True))
+    assert torch.equal(logits, plain)
+    # the plain forward skips the norms of stages 0 and 2 (only distillation reads them)
+    assert lean[0] is None and lean[2] is None
+    assert all(torch.equal(a, b) for a, b in zip(lean[3:], features[3:], strict=True))
 
 
 @pytest.mark.parametrize(
@@ -202,20 +219,22 @@ def test_efficientformer_wrong_input_size_is_a_clear_error() -> None:
     ],
 )
 def test_params_and_gflops_match_the_paper(name, options, params_m, gflops) -> None:
-    """model_flop_params.count reproduces DESIGN.md's figures (thop convention) within 0.5%."""
-    from model_flop_params import count
-
+    """nets.profile.complexity reproduces DESIGN.md's figures (thop convention) within 0.5%."""
     model = nets.build_model(name, **options)
-    figures = count(model, 224)
+    figures = complexity(model, 224)
     assert figures["params_m"] == pytest.approx(params_m, rel=5e-3)
     assert figures["gflops"] == pytest.approx(gflops, rel=5e-3)
     assert not any(k.endswith(("total_ops", "total_params")) for k in model.state_dict())
 
 
-def test_fastsegformer_cpu_inference_hands_back_nchw() -> None:
-    """Eval on the CPU runs channels-last inside; outputs come back contiguous NCHW."""
-    model = nets.build_model("fastsegformer_p").eval()
+@pytest.mark.parametrize("name", ["fastsegformer_p", "fastsegformer_e"])
+def test_fastsegformer_computes_the_same_in_channels_last(name: str) -> None:
+    """The model keeps whatever memory format it is given; a runtime may feed it channels-last
+    (NHWC, faster on the CPU) and gets the same logits."""
+    model = nets.build_model(name).eval()
+    x = torch.rand(1, 3, 224, 224)
     with torch.no_grad():
-        logits = model(torch.rand(1, 3, 64, 64))
-        features, _ = model(torch.rand(1, 3, 64, 64), return_features=True)
-    assert logits.is_contiguous() and all(f.is_contiguous() for f in features)
+        plain = model(x)
+        nhwc = model(x.contiguous(memory_format=torch.channels_last))
+    assert plain.is_contiguous()
+    assert torch.allclose(nhwc, plain, rtol=1e-4, atol=1e-4 * plain.abs().max().item())

@@ -43,9 +43,9 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python tools/yolo_seg.py`
     sys.path.insert(0, str(ROOT))
 
+from nets.profile import count_params  # noqa: E402
 from utils.cli import parse_config  # noqa: E402
 from utils.data.dataset import resolve_voc_root  # noqa: E402
 from utils.data.labels import map_ignore, read_mask, save_index_mask  # noqa: E402
@@ -81,72 +82,53 @@ INSTALL = (
 
 @dataclass
 class PrepareConfig:
-    # VOC data set: folder holding VOC2007/ (or VOC2007 itself)
-    data: str = field(default="data/synthetic_oranges", metadata={"help": "VOC root"})
-    # output: images/{train,val,test}, labels/{train,val,test}, data.yaml
-    out: str = field(default="data/yolo_seg", metadata={"help": "YOLO data set folder"})
-    # classes of the VOC masks, background included (values >= this are ignore, not labelled)
-    num_classes: int = field(default=len(CLASS_NAMES), metadata={"help": "VOC classes"})
-    # class names, background first (empty: VOC2007/class_names.txt, else the paper's)
-    class_names: list[str] = field(default_factory=list, metadata={"help": "VOC class names"})
-    # replace an existing output folder
-    force: bool = field(default=False, metadata={"help": "overwrite an existing --out"})
+    data: str = "data/synthetic_oranges"  # VOC root: folder holding VOC2007/ (or VOC2007 itself)
+    out: str = "data/yolo_seg"  # YOLO data set: images/{train,val,test}, labels/..., data.yaml
+    num_classes: int = len(CLASS_NAMES)  # VOC classes incl. background (values >= it: ignore)
+    class_names: tuple[str, ...] = ()  # background first (empty: VOC2007/class_names.txt, else 4)
+    force: bool = False  # replace an existing --out folder
 
 
 @dataclass
 class TrainConfig:
-    # data.yaml written by `prepare`
-    yolo_data: str = field(default="data/yolo_seg/data.yaml", metadata={"help": "data.yaml"})
-    # network: built from ultralytics' packaged yaml (random weights)
-    model: str = field(
-        default="yolov8n-seg", metadata={"help": "model yaml name", "choices": list(MODELS)}
-    )
-    # local .pt to start from (matching tensors are copied); None: from scratch
-    weights: str | None = field(default=None, metadata={"help": "local .pt weights"})
-    epochs: int = field(default=100, metadata={"help": "training epochs"})
-    imgsz: int = field(default=224, metadata={"help": "input size (a multiple of 32)"})
-    batch: int = field(default=8, metadata={"help": "batch size"})
-    # run folder: weights/best.pt, weights/last.pt, results.csv, args.yaml
-    out: str = field(default="logs/yolo/yolov8n-seg", metadata={"help": "run folder"})
-    device: str = field(default="cpu", metadata={"help": "cpu, 0, 0,1, ..."})
-    workers: int = field(default=2, metadata={"help": "data-loading workers"})
-    seed: int = field(default=0, metadata={"help": "random seed"})
-    # more ultralytics training arguments, as key=value (e.g. lr0=0.005 mosaic=0)
-    options: list[str] = field(default_factory=list, metadata={"help": "ultralytics key=value"})
+    yolo_data: str = "data/yolo_seg/data.yaml"  # data.yaml written by `prepare`
+    model: Literal[tuple(MODELS)] = "yolov8n-seg"  # built from ultralytics' packaged yaml
+    weights: str | None = None  # local .pt to start from (matching tensors); None: from scratch
+    epochs: int = 100  # training epochs
+    imgsz: int = 224  # input size (a multiple of 32)
+    batch: int = 8  # batch size
+    out: str = "logs/yolo/yolov8n-seg"  # run folder: weights/best.pt, last.pt, results.csv
+    device: str = "cpu"  # cpu, 0, 0,1, ...
+    workers: int = 2  # data-loading workers
+    seed: int = 0  # random seed
+    options: tuple[str, ...] = ()  # more ultralytics training arguments key=value, e.g. mosaic=0
 
 
 @dataclass
 class EvaluateConfig:
-    weights: str = field(default="", metadata={"help": "trained .pt (RUN/weights/best.pt)"})
-    data: str = field(default="data/synthetic_oranges", metadata={"help": "VOC root"})
-    split: str = field(default="test", metadata={"help": "ImageSets/Segmentation/<split>.txt"})
-    out: str = field(default="miou_out_yolo", metadata={"help": "output folder"})
-    # network input size (None: the size the weights were trained at)
-    imgsz: int | None = field(default=None, metadata={"help": "input size"})
-    # instances below this confidence are not painted (ultralytics' predict default)
-    conf: float = field(default=0.25, metadata={"help": "confidence threshold"})
-    iou: float = field(default=0.7, metadata={"help": "NMS IoU threshold"})
-    device: str = field(default="cpu", metadata={"help": "cpu, 0, ..."})
-    # VOC class names, background first (empty: background + the model's names)
-    class_names: list[str] = field(default_factory=list, metadata={"help": "class names"})
-    progress: bool = field(default=True, metadata={"help": "show progress"})
+    weights: str = ""  # trained .pt (RUN/weights/best.pt)
+    data: str = "data/synthetic_oranges"  # VOC root
+    split: str = "test"  # ImageSets/Segmentation/<split>.txt
+    out: str = "logs/miou_out_yolo"  # output folder
+    imgsz: int | None = None  # network input size (None: the size the weights were trained at)
+    conf: float = 0.25  # instances below this confidence are not painted (ultralytics' default)
+    iou: float = 0.7  # NMS IoU threshold
+    device: str = "cpu"  # cpu, 0, ...
+    class_names: tuple[str, ...] = ()  # VOC class names, background first (empty: the model's)
+    progress: bool = True  # show progress
 
 
 @dataclass
 class ProfileConfig:
-    model: str = field(
-        default="yolov8n-seg", metadata={"help": "model yaml name", "choices": list(MODELS)}
-    )
-    weights: str | None = field(default=None, metadata={"help": "profile these .pt weights"})
-    # defect classes (YOLO classes: background is not one); 3 = the paper's 4 VOC classes
-    nc: int = field(default=3, metadata={"help": "YOLO classes when built from the yaml"})
-    imgsz: int = field(default=224, metadata={"help": "square input size"})
-    runs: int = field(default=30, metadata={"help": "timed runs"})
-    warmup: int = field(default=5, metadata={"help": "untimed warm-up runs"})
-    threads: int = field(default=2, metadata={"help": "torch / ORT threads (0: default)"})
-    # also time the network exported to ONNX (TorchScript exporter) in ONNX Runtime
-    onnx: bool = field(default=True, metadata={"help": "also time ONNX Runtime fp32"})
-    out: str | None = field(default=None, metadata={"help": "write profile.json here"})
+    model: Literal[tuple(MODELS)] = "yolov8n-seg"  # model yaml name
+    weights: str | None = None  # profile these .pt weights
+    nc: int = 3  # YOLO classes when built from the yaml (3 = the paper's 4 VOC classes)
+    imgsz: int = 224  # square input size
+    runs: int = 30  # timed runs
+    warmup: int = 5  # untimed warm-up runs
+    threads: int = 2  # torch / ORT threads (0: default)
+    onnx: bool = True  # also time the network exported to ONNX in ONNX Runtime fp32
+    out: str | None = None  # write profile.json here
 
 
 # ------------------------------------------------------------------------------ offline
@@ -537,7 +519,7 @@ def profile(cfg: ProfileConfig) -> dict:
             "model": cfg.weights or cfg.model,
             "nc": int(net.yaml.get("nc", cfg.nc)),
             "imgsz": cfg.imgsz,
-            "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
+            "params_m": count_params(net) / 1e6,
             "gflops": macs / 1e9,  # thop MACs, the figure the paper prints as GFLOPs
             "eager_fp32": eager.as_dict(),
         }

@@ -8,7 +8,7 @@ maps from ``model(x, return_features=True)``. Sizes and training losses: docs/co
 
 from nets.comparison.bisenet import bisenet_r18
 from nets.comparison.bisenetv2 import bisenetv2
-from nets.comparison.common import ComparisonModel, count_params, thop_macs
+from nets.comparison.common import ComparisonModel
 from nets.comparison.enet import enet
 from nets.comparison.fanet import fanet18, fanet34
 from nets.comparison.fast_scnn import fast_scnn
@@ -29,4 +29,4 @@ COMPARISON_MODELS = {
     "pidnet_l": pidnet_l,
 }
 
-__all__ = ["COMPARISON_MODELS", "ComparisonModel", "count_params", "thop_macs", *COMPARISON_MODELS]
+__all__ = ["COMPARISON_MODELS", "ComparisonModel", *COMPARISON_MODELS]

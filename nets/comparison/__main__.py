@@ -16,7 +16,8 @@ import torch
 import tyro
 from tyro.conf import Positional
 
-from nets.comparison import COMPARISON_MODELS, count_params, thop_macs
+from nets.comparison import COMPARISON_MODELS
+from nets.profile import count_params, thop_profile
 
 # params (M) / thop GMACs of the original comparison code (4 classes at 224; BiSeNetV2: 3 at 416)
 ORIGINAL = {
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         classes, size = (3, 416) if name == "bisenetv2" else (4, 224)
         model = COMPARISON_MODELS[name](num_classes=classes)
         params, params_aux = count_params(model, False) / 1e6, count_params(model) / 1e6
-        macs, macs_aux = thop_macs(model, size) / 1e9, thop_macs(model, size, with_aux=True) / 1e9
+        macs = thop_profile(model, size)[0] / 1e9
+        macs_aux = thop_profile(model, size, with_aux=True)[0] / 1e9
         p_ref, g_ref = ORIGINAL[name]
         print(
             f"| {name} | {size}, {classes} | {params:.2f}M | {params_aux:.2f}M | {macs:.2f} "

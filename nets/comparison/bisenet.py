@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nets.blocks import ConvBNReLU
 from nets.comparison.common import (
     ComparisonModel,
-    ConvBNReLU,
     ResNetBackboneMixin,
     resnet_stages,
     torchvision_resnet,

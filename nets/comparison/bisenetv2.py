@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from nets.comparison.common import ComparisonModel, ConvBNReLU, no_imagenet_weights, upsample
+from nets.blocks import ConvBNReLU
+from nets.comparison.common import ComparisonModel, no_imagenet_weights, upsample
 
 
 def _conv_bn(in_ch: int, out_ch: int, k: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
@@ -162,13 +163,13 @@ class BiSeNetV2(ComparisonModel):
             {
                 "detail": nn.Sequential(
                     ConvBNReLU(3, 64, 3, 2),
-                    ConvBNReLU(64, 64),
+                    ConvBNReLU(64, 64, 3),
                     ConvBNReLU(64, 64, 3, 2),
-                    ConvBNReLU(64, 64),
-                    ConvBNReLU(64, 64),
+                    ConvBNReLU(64, 64, 3),
+                    ConvBNReLU(64, 64, 3),
                     ConvBNReLU(64, 128, 3, 2),
-                    ConvBNReLU(128, 128),
-                    ConvBNReLU(128, 128),
+                    ConvBNReLU(128, 128, 3),
+                    ConvBNReLU(128, 128, 3),
                 ),
                 "semantic": SemanticBranch(),
             }

@@ -8,13 +8,10 @@
   loss terms.
 - `torchvision_resnet` and `load_weights`: ImageNet ResNet backbones from torchvision (built
   without weights, then filled from a local file in `model_data/` or downloaded where online).
-- `count_params` and `thop_macs`: the two complexity figures the paper reports (thop counts
-  multiply-accumulates; the paper prints them as "GFLOPs").
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,27 +59,6 @@ def adaptive_avg_pool(x: Tensor, bins: int | tuple[int, int]) -> Tensor:
     if h % bh == 0 and w % bw == 0:
         return F.adaptive_avg_pool2d(x, (bh, bw))
     return _pool_matrix(h, bh, x) @ x @ _pool_matrix(w, bw, x).T
-
-
-class ConvBNReLU(nn.Sequential):
-    """Conv (no bias) -> BatchNorm -> ReLU; padding keeps the size unless given."""
-
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        k: int = 3,
-        stride: int = 1,
-        groups: int = 1,
-        dilation: int = 1,
-        padding: int | None = None,
-    ) -> None:
-        pad = dilation * (k // 2) if padding is None else padding
-        super().__init__(
-            nn.Conv2d(in_ch, out_ch, k, stride, pad, dilation=dilation, groups=groups, bias=False),
-            nn.BatchNorm2d(out_ch),
-            nn.ReLU(inplace=True),
-        )
 
 
 class ComparisonModel(nn.Module):
@@ -311,36 +287,3 @@ def no_imagenet_weights(name: str, pretrained: bool | str | Path | None) -> None
             f"pretrained={pretrained!r}, pass pretrained=False or load a project checkpoint "
             "with nets.load_checkpoint"
         )
-
-
-def count_params(model: nn.Module, include_aux: bool = True) -> int:
-    """Number of parameters; `include_aux=False` leaves out `model.aux_heads` (training only)."""
-    total = sum(p.numel() for p in model.parameters())
-    heads = getattr(model, "aux_heads", None)
-    if not include_aux and heads is not None:
-        total -= sum(p.numel() for p in heads.parameters())
-    return total
-
-
-class _WithAux(nn.Module):
-    """Runs the wrapped model with its auxiliary heads, so thop counts them too."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x, return_aux=True)[0]
-
-
-def thop_macs(model: nn.Module, input_size: int | tuple[int, int], with_aux: bool = False) -> float:
-    """thop's multiply-accumulate count for one (1, 3, H, W) input, in eval mode, on a deepcopy."""
-    from thop import profile  # imported here: only the complexity tables need it
-
-    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    net = copy.deepcopy(model).eval()
-    if with_aux:
-        net = _WithAux(net)
-    with torch.no_grad():
-        macs, _ = profile(net, inputs=(torch.zeros(1, 3, h, w),), verbose=False)
-    return float(macs)

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from nets.blocks import ConvBNReLU
 from nets.comparison.common import (
     ComparisonModel,
-    ConvBNReLU,
     SegHead,
     adaptive_avg_pool,
     no_imagenet_weights,

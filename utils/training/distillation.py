@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 import nets
 from nets.checkpoint import is_project_checkpoint, load_checkpoint, read_checkpoint
+from nets.profile import count_params
 from nets.registry import build_model, model_from_checkpoint
 from utils.training.config import ConfigError, TrainConfig, flag
 from utils.training.kd_losses import nfd_loss, pkl_loss, resize_to
@@ -244,7 +245,7 @@ class DistillationTask(nn.Module):
     def describe(self) -> str:
         """One line for the run's log: the teacher, the mode and the NFD pairs."""
         name = getattr(self.teacher, "build_config", {}).get("name", type(self.teacher).__name__)
-        millions = sum(p.numel() for p in self.teacher.parameters()) / 1e6
+        millions = count_params(self.teacher) / 1e6
         pairs = ", ".join(
             f"{s}:{t} ({c.in_channels}->{c.out_channels})"
             for (s, t), c in zip(self.feature_pairs, self.connectors, strict=True)

@@ -26,6 +26,7 @@ from torch import nn
 
 import nets
 from nets.checkpoint import CheckpointError, read_project_checkpoint
+from nets.profile import count_params
 from utils.cli import config_from_dict, parse_config
 from utils.data.dataset import VOCSegmentation
 from utils.data.synthetic import generate_dataset
@@ -187,7 +188,7 @@ def train(
         task = build_task(model, seg_loss)
         run_dir = prepare_run_dir(cfg, info)
         if info.is_main:
-            n_params = sum(p.numel() for p in model.parameters()) / 1e6
+            n_params = count_params(model) / 1e6
             print(
                 f"{cfg.model}: {n_params:.2f}M parameters | data {root}: "
                 f"{len(train_set)} train, {len(val_set)} val images | {info.world_size} "
