@@ -319,11 +319,8 @@ class Workspace:
     def int8(self, dynamic: bool) -> Path:
         key = ("int8", dynamic)
         if key not in self.files:
-            from utils.deploy.optimize import (
-                ImageCalibrationReader,
-                calibration_images,
-                quantize_int8,
-            )
+            from utils.deploy.optimize import ImageCalibrationReader, quantize_int8
+            from utils.inference.calibration import calibration_images
 
             cfg, s = self.cfg, self.subject
             try:

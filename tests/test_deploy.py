@@ -12,13 +12,13 @@ from torch import nn
 
 from utils.deploy.optimize import (
     ImageCalibrationReader,
-    calibration_images,
     excluded_nodes,
     fold_batchnorm,
     optimize_onnx,
     ort_session,
     quantize_int8,
 )
+from utils.inference.calibration import calibration_images
 
 SIZE = 32
 

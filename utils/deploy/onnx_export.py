@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.inference.predictor import ONNX_METADATA_KEY
+from utils.deploy.runtimes import ONNX_METADATA_KEY, OnnxBackend
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
 FP32_RTOL = 1e-4  # max |ort - torch| / max |torch logits|
@@ -170,8 +170,6 @@ def check_parity(
     Inputs default to uniform noise in [0, 1] (what /255 photos look like to the network).
     A fixed-batch file is run one image at a time.
     """
-    from utils.inference.predictor import OnnxBackend
-
     if inputs is None:
         rng = np.random.default_rng(seed)
         inputs = rng.random((batch, 3, *input_size), dtype=np.float32)

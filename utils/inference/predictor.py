@@ -1,4 +1,4 @@
-"""The one predictor: photo in, class mask out, on PyTorch (CPU/CUDA, fp32/fp16) or ONNX Runtime.
+"""The one predictor: photo in, class mask out, on any runtime of utils.deploy.runtimes.
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) segments
 navel-orange defects at 224x224. Every script that runs a trained model -- get_miou.py,
@@ -17,7 +17,6 @@ original's published weights need `model_name`), `Predictor.from_onnx`, or direc
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.deploy.runtimes import OnnxBackend, TorchBackend
 from utils.preprocess import (
     CLASS_NAMES,
     LETTERBOX_FILL,
@@ -35,7 +35,6 @@ from utils.preprocess import (
 )
 
 CHECKPOINT_FORMAT = "fastsegformer-checkpoint/1"
-ONNX_METADATA_KEY = "fastsegformer"  # ONNX metadata_props entry written by utils.deploy.onnx_export
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -71,91 +70,19 @@ def is_project_checkpoint(obj: Any) -> bool:
 
 
 def _check_fixed_size(model: torch.nn.Module, size: Sequence[int] | int) -> None:
-    """EfficientFormerV2 students only run at their training size (attention biases)."""
+    """ValueError unless `model` can run at `size`: a model with `fixed_input_size` (the
+    EfficientFormerV2 students, whose attention biases are sized for one grid) runs only at its
+    `default_input_size`."""
     if not getattr(model, "fixed_input_size", False):
         return
     want = model.default_input_size
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if (h, w) != (want, want):
         name = getattr(model, "build_config", {}).get("name", type(model).__name__)
-        raise ValueError(f"{name} runs only at {want}x{want} input, not {h}x{w}")
-
-
-class TorchBackend:
-    """Runs an nn.Module on CPU or CUDA, in float32 or float16."""
-
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", half: bool = False) -> None:
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} asked for, but CUDA is not available here")
-        self.dtype = torch.float16 if half else torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
-        with torch.inference_mode():
-            logits = self.model(x)  # (B, K, h, w)
-        return logits.float().cpu().numpy()
-
-
-class OnnxBackend:
-    """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU)."""
-
-    name = "onnxruntime"
-
-    def __init__(self, path: str | Path, providers: Sequence[str] | None = None) -> None:
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [
-                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
-            ]
-        try:
-            self.session = ort.InferenceSession(str(path), providers=list(providers))
-        except Exception as e:
-            raise ValueError(f"cannot load ONNX model {path}: {e}") from e
-        self.path = path
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.input_shape = list(inp.shape)  # e.g. [1, 3, 224, 224] or ["batch", 3, 224, 224]
-        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        meta = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
-        self.metadata: dict = json.loads(meta) if meta else {}
-
-    @property
-    def static_batch(self) -> int | None:
-        b = self.input_shape[0]
-        return b if isinstance(b, int) else None
-
-    @property
-    def input_size(self) -> tuple[int, int] | None:
-        h, w = self.input_shape[2], self.input_shape[3]
-        return (h, w) if isinstance(h, int) and isinstance(w, int) else None
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if self.input_size is not None and tuple(batch.shape[2:]) != self.input_size:
-            raise ValueError(
-                f"ONNX model {self.path} takes {self.input_size[0]}x{self.input_size[1]} input, "
-                f"got {batch.shape[2]}x{batch.shape[3]}"
-            )
-        x = batch.astype(self.input_dtype, copy=False)
-        if self.static_batch is not None and x.shape[0] != self.static_batch:
-            # A fixed-batch export: run the images one static batch at a time.
-            n = self.static_batch
-            if x.shape[0] % n:
-                raise ValueError(f"ONNX model {self.path} has fixed batch {n}, got {x.shape[0]}")
-            outs = [
-                self.session.run(None, {self.input_name: x[i : i + n]})[0]
-                for i in range(0, x.shape[0], n)
-            ]
-            return np.concatenate(outs).astype(np.float32, copy=False)
-        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+        raise ValueError(
+            f"{name} runs only at {want}x{want} input, not {h}x{w} (a fixed-size model, e.g. "
+            f"EfficientFormerV2's attention biases); use input size {want}"
+        )
 
 
 class Predictor:
@@ -186,6 +113,7 @@ class Predictor:
         if backend is None:
             if model is None:
                 raise ValueError("Predictor needs a model or a backend")
+            _check_fixed_size(model, self.input_size)
             backend = TorchBackend(model, device, half)
             num_classes = num_classes or int(model.num_classes)
         if num_classes is None:
@@ -365,10 +293,7 @@ class Predictor:
 
     def describe(self) -> str:
         """One line naming the backend, device/precision and input size."""
-        b = self.backend
-        if isinstance(b, TorchBackend):
-            where = f"torch {b.device} {'fp16' if b.dtype == torch.float16 else 'fp32'}"
-        else:
-            where = f"onnxruntime {b.session.get_providers()[0]} ({b.path.name})"
+        describe = getattr(self.backend, "describe", None)
+        where = describe() if describe is not None else type(self.backend).__name__
         h, w = self.input_size
         return f"{where}, input {h}x{w}, {self.num_classes} classes"

@@ -1,0 +1,153 @@
+"""Inference runtimes: one callable per engine, (B, 3, h, w) float32 in, (B, K, h, w) float32 out.
+
+FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) is a
+real-time model for fruit-sorting lines; which engine runs it is deployment policy, kept here
+and out of the model:
+
+- `TorchBackend`: an nn.Module in eager PyTorch, CPU or CUDA, float32 or float16. On the CPU
+  the weights and inputs are channels-last (NHWC) by default: oneDNN's convolutions then skip
+  their layout reorders (about 10% less time for FastSegFormer-P and 5% for -E on a 2-core CPU,
+  docs/models.md). Logits are handed back contiguous NCHW either way.
+- `OnnxBackend`: an exported .onnx file in ONNX Runtime (CUDA provider when present, else CPU).
+
+The project's ONNX files carry one metadata entry (`ONNX_METADATA_KEY`, JSON: model, input size,
+class names, preprocessing) written by utils.deploy.onnx_export; `read_onnx_metadata` reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ONNX_METADATA_KEY = "fastsegformer"  # ONNX metadata_props entry written by utils.deploy.onnx_export
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """The project metadata of an ONNX file ({} when it has none), without loading the weights."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    model = onnx.load(str(path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == ONNX_METADATA_KEY:
+            return json.loads(prop.value)
+    return {}
+
+
+class TorchBackend:
+    """Runs an nn.Module on CPU or CUDA, in float32 or float16.
+
+    `channels_last` (None: on for the CPU, off for CUDA) keeps weights and inputs in NHWC
+    memory; the logits come back contiguous NCHW.
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: str = "cpu",
+        half: bool = False,
+        channels_last: bool | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} asked for, but CUDA is not available here")
+        self.dtype = torch.float16 if half else torch.float32
+        if channels_last is None:
+            channels_last = self.device.type == "cpu"
+        self.channels_last = bool(channels_last)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.inference_mode():
+            logits = self.model(x)  # (B, K, h, w)
+        return logits.float().contiguous().cpu().numpy()
+
+    def describe(self) -> str:
+        precision = "fp16" if self.dtype == torch.float16 else "fp32"
+        layout = ", channels_last" if self.channels_last else ""
+        return f"torch {self.device} {precision}{layout}"
+
+
+class OnnxBackend:
+    """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU)."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        providers: Sequence[str] | None = None,
+        sess_options: Any = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [
+                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
+            ]
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=sess_options, providers=list(providers)
+            )
+        except Exception as e:
+            raise ValueError(f"cannot load ONNX model {path}: {e}") from e
+        self.path = path
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = list(inp.shape)  # e.g. [1, 3, 224, 224] or ["batch", 3, 224, 224]
+        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        meta = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
+        self.metadata: dict = json.loads(meta) if meta else {}
+
+    @property
+    def static_batch(self) -> int | None:
+        b = self.input_shape[0]
+        return b if isinstance(b, int) else None
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        h, w = self.input_shape[2], self.input_shape[3]
+        return (h, w) if isinstance(h, int) and isinstance(w, int) else None
+
+    @property
+    def num_classes(self) -> int | None:
+        k = self.session.get_outputs()[0].shape[1]
+        return k if isinstance(k, int) else self.metadata.get("num_classes")
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.input_size is not None and tuple(batch.shape[2:]) != self.input_size:
+            raise ValueError(
+                f"ONNX model {self.path} takes {self.input_size[0]}x{self.input_size[1]} input, "
+                f"got {batch.shape[2]}x{batch.shape[3]}"
+            )
+        x = batch.astype(self.input_dtype, copy=False)
+        if self.static_batch is not None and x.shape[0] != self.static_batch:
+            # A fixed-batch export: run the images one static batch at a time.
+            n = self.static_batch
+            if x.shape[0] % n:
+                raise ValueError(f"ONNX model {self.path} has fixed batch {n}, got {x.shape[0]}")
+            outs = [
+                self.session.run(None, {self.input_name: x[i : i + n]})[0]
+                for i in range(0, x.shape[0], n)
+            ]
+            return np.concatenate(outs).astype(np.float32, copy=False)
+        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+
+    def describe(self) -> str:
+        return f"onnxruntime {self.session.get_providers()[0]} ({self.path.name})"
