@@ -117,7 +117,8 @@ def predict_some(checkpoint: Path, root: Path, out: Path, n: int) -> Path | None
     from utils.data.dataset import VOCSegmentation
 
     photos = [str(p) for p in VOCSegmentation(root, "test", 64).photo_paths[:n]]
-    rc = predict.main(["--checkpoint", str(checkpoint), "--inputs", *photos, "--out", str(out)])
+    args = ["--checkpoint", str(checkpoint), "--inputs", *photos, "--out", str(out)]
+    rc = predict.main([*args, "--backend", "torch"])  # eager: no INT8 conversion in the demo
     return out if rc == 0 else None
 
 

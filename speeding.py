@@ -20,11 +20,23 @@ Backends: torch-fp32 (eager), torch-fp32-cl (channels_last), torch-fp32-fused (c
 utils.deploy.optimize), torch-fp16 (CUDA, half weights), torch-compile (torch.compile of the folded
 model; CUDA graphs on CUDA), ort-fp32 (ONNX Runtime, graph optimised; CUDA provider on
 --device cuda), ort-fp32-noopt (ONNX Runtime with its optimiser off, for comparison), ort-int8
-(static INT8 QDQ calibrated on the training split, CPU). Rows that cannot run here (CUDA on a
-machine without a GPU, fp16 on the CPU) are kept with status "skipped" and the reason.
+(static INT8 QDQ, CPU), ov-fp32 (OpenVINO CPU plugin, float32), ov-int8 (OpenVINO, NNCF
+post-training INT8), auto (the fastest of ov-int8 / ov-fp32 that keeps accuracy against fp32 on
+held-out photos, as `--backend auto` of the other scripts; the row names the one it chose).
+INT8 calibrates on the training split of --calib-data (or --data); without one it calibrates on
+a few generated synthetic oranges and the row says so ("calibration"). Rows that cannot run
+here (CUDA on a machine without a GPU, fp16 on the CPU) are kept with status "skipped" and the
+reason.
 
-Writes OUT/speed_<date-time>.json (environment: CPU/GPU, library versions, threads, load
-average; config; rows) and .csv, plus the ONNX files under OUT/onnx/. See docs/benchmarks.md.
+Fair timing (--isolation process, the default): every row runs in its own fresh child process,
+after a separate child has exported and quantised what the rows need; the parent runs no
+inference. So no runtime is timed while another one's idle worker threads still spin (ONNX
+Runtime timed right after eager PyTorch in one process read 50% slow). --isolation none times
+the rows one after another in this process (quicker; tests).
+
+Writes OUT/speed_<date-time>.json (environment: CPU/GPU, CPU flags, library versions, threads,
+load average, isolation; config; rows) and .csv, plus the exported files under
+OUT/models/<date-time>/. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -52,6 +64,9 @@ BACKENDS = (
     "ort-fp32",
     "ort-fp32-noopt",
     "ort-int8",
+    "ov-fp32",
+    "ov-int8",
+    "auto",
 )
 DEFAULT_BACKENDS = [
     "torch-fp32",
@@ -60,7 +75,14 @@ DEFAULT_BACKENDS = [
     "torch-fp16",
     "ort-fp32",
     "ort-int8",
+    "ov-fp32",
+    "ov-int8",
 ]
+ISOLATION = {
+    "process": "each row timed in its own spawned child process; exports and quantisation done "
+    "beforehand in another child; the parent runs no inference",
+    "none": "rows timed one after another in one process",
+}
 SAMPLE_PHOTOS = Path(__file__).resolve().parent.parent / "shared/samples/orange_real/JPEGImages"
 
 
@@ -105,6 +127,13 @@ class Config:
     )
     calib_split: str = field(default="train", metadata={"help": "calibration split"})
     calib_images: int = field(default=200, metadata={"help": "calibration photos (at most)"})
+    isolation: str = field(
+        default="process",
+        metadata={
+            "choices": list(ISOLATION),
+            "help": "process: one child process per row (fair); none: all rows in this process",
+        },
+    )
     calib_method: str = field(
         default="minmax",
         metadata={"choices": ["minmax", "entropy", "percentile"], "help": "INT8 calibration"},
@@ -149,6 +178,14 @@ class Subject:
     std: list[float] | None = None
     class_names: list[str] | None = None
     checkpoint: str | None = None
+    num_classes_built: int | None = None  # registry models: the class count they were built with
+
+    @property
+    def ref(self) -> tuple:
+        """What a child process needs to rebuild this subject (same weights)."""
+        if self.checkpoint is not None:
+            return ("checkpoint", self.checkpoint)
+        return ("model", self.name, self.num_classes_built)
 
     @property
     def tag(self) -> str:
@@ -194,10 +231,25 @@ def load_subjects(cfg: Config) -> list[Subject]:
         )
     names = cfg.models or ([] if cfg.checkpoint else sorted(nets.MODELS))
     for name in names:
-        model = nets.build_model(name, num_classes=cfg.num_classes).eval()
-        s = int(model.default_input_size)
-        subjects.append(Subject(name, model, (s, s)))
+        subjects.append(_random_subject(name, cfg.num_classes))
     return subjects
+
+
+def _random_subject(name: str, num_classes: int) -> Subject:
+    """A registry model with seeded random weights: every process builds the same one."""
+    import nets
+
+    torch.manual_seed(0)
+    model = nets.build_model(name, num_classes=num_classes).eval()
+    s = int(model.default_input_size)
+    return Subject(name, model, (s, s), num_classes_built=num_classes)
+
+
+def _rebuild_subject(ref: tuple) -> Subject:
+    if ref[0] == "model":
+        return _random_subject(ref[1], ref[2])
+    cfg = Config(checkpoint=[ref[1]])
+    return load_subjects(cfg)[0]
 
 
 # ------------------------------------------------------------------------------ backends
@@ -272,32 +324,45 @@ def _ort_runner(
 
 
 class Workspace:
-    """ONNX files of one subject, exported/quantised once and reused by the rows."""
+    """Exported files of one subject (ONNX, OpenVINO IR), made once and reused by the rows.
 
-    def __init__(self, cfg: Config, subject: Subject, out: Path) -> None:
+    Files already in the folder are reused, so the rows of one run (in one process or in
+    several) share them; each run writes into its own folder.
+    """
+
+    def __init__(
+        self, cfg: Config, subject: Subject, out: Path, folder: Path | None = None
+    ) -> None:
         self.cfg, self.subject = cfg, subject
-        self.dir = out / "onnx"
+        self.dir = folder if folder is not None else out / "models"
         self.files: dict[tuple[str, bool], Path] = {}
+        self._calibration: tuple[list, str] | None = None
 
     def _stem(self, dynamic: bool) -> str:
         return f"{self.subject.tag}_{'dynbatch' if dynamic else 'b1'}"
 
+    def metadata(self) -> dict[str, Any]:
+        s = self.subject
+        return {
+            "model": getattr(s.model, "build_config", None),
+            "num_classes": int(s.model.num_classes),
+            "class_names": s.class_names,
+            "input_size": list(s.input_size),
+            "preprocess": {"mean": s.mean, "std": s.std, "fill": 128},
+            "source_checkpoint": s.checkpoint,
+        }
+
     def fp32(self, dynamic: bool) -> Path:
         key = ("fp32", dynamic)
+        raw = self.dir / f"{self._stem(dynamic)}_fp32.onnx"
+        opt = raw.with_name(raw.stem + "_opt.onnx")
+        if key not in self.files and raw.is_file() and opt.is_file():
+            self.files[("raw", dynamic)], self.files[key] = raw, opt
         if key not in self.files:
             from utils.deploy.onnx_export import export_onnx
             from utils.deploy.optimize import optimize_onnx
 
             s = self.subject
-            raw = self.dir / f"{self._stem(dynamic)}_fp32.onnx"
-            metadata = {
-                "model": getattr(s.model, "build_config", None),
-                "num_classes": int(s.model.num_classes),
-                "class_names": s.class_names,
-                "input_size": list(s.input_size),
-                "preprocess": {"mean": s.mean, "std": s.std, "fill": 128},
-                "source_checkpoint": s.checkpoint,
-            }
             t0 = time.perf_counter()
             report = export_onnx(
                 s.model,
@@ -305,35 +370,39 @@ class Workspace:
                 s.input_size,
                 opset=self.cfg.opset,
                 dynamic_batch=dynamic,
-                metadata=metadata,
+                metadata=self.metadata(),
             )
             log(f"  {report.summary()} [{time.perf_counter() - t0:.1f} s]")
             self.files[("raw", dynamic)] = raw
-            self.files[key] = optimize_onnx(raw, raw.with_name(raw.stem + "_opt.onnx"))
+            self.files[key] = optimize_onnx(raw, opt)
         return self.files[key]
 
     def raw(self, dynamic: bool) -> Path:
         self.fp32(dynamic)
         return self.files[("raw", dynamic)]
 
+    def calibration(self) -> tuple[Any, str]:
+        """(ImageCalibrationReader, note): training photos of --calib-data / --data, or
+        generated synthetic oranges when there are none (the note says which)."""
+        from utils.deploy.optimize import ImageCalibrationReader
+        from utils.inference.calibration import calibration_photos
+
+        if self._calibration is None:
+            cfg = self.cfg
+            data = cfg.calib_data or cfg.data
+            self._calibration = calibration_photos(data, cfg.calib_split, cfg.calib_images)
+        photos, note = self._calibration
+        s = self.subject
+        return ImageCalibrationReader(photos, s.input_size, "images", s.mean, s.std), note
+
     def int8(self, dynamic: bool) -> Path:
         key = ("int8", dynamic)
-        if key not in self.files:
-            from utils.deploy.optimize import ImageCalibrationReader, quantize_int8
-            from utils.inference.calibration import calibration_images
+        dst = self.dir / f"{self._stem(dynamic)}_int8.onnx"
+        if key not in self.files and not dst.is_file():
+            from utils.deploy.optimize import quantize_int8
 
-            cfg, s = self.cfg, self.subject
-            try:
-                data = cfg.calib_data or cfg.data
-                photos = calibration_images(data, cfg.calib_split, cfg.calib_images)
-            except (FileNotFoundError, ValueError) as e:
-                raise Skip(
-                    f"no calibration photos ({e}); point --calib-data at a VOC root with a "
-                    f"{cfg.calib_split} split (e.g. `python -m utils.data.synthetic --out "
-                    f"data/synthetic_oranges`)"
-                ) from e
-            reader = ImageCalibrationReader(photos, s.input_size, "images", s.mean, s.std)
-            dst = self.dir / f"{self._stem(dynamic)}_int8.onnx"
+            cfg = self.cfg
+            reader, note = self.calibration()
             t0 = time.perf_counter()
             quantize_int8(
                 self.raw(dynamic),
@@ -346,11 +415,96 @@ class Workspace:
             )
             took = time.perf_counter() - t0
             log(
-                f"  quantised {dst} ({len(reader)} {cfg.calib_split} photos, {cfg.calib_method}, "
-                f"exclude {cfg.int8_exclude}, ops {cfg.int8_ops}) [{took:.1f} s]"
+                f"  quantised {dst} ({note}, {cfg.calib_method}, exclude {cfg.int8_exclude}, "
+                f"ops {cfg.int8_ops}) [{took:.1f} s]"
             )
-            self.files[key] = dst
-        return self.files[key]
+        self.files[key] = dst
+        return dst
+
+    def openvino(self, int8: bool) -> Path:
+        """The OpenVINO IR (batch 1; the runtime reshapes it for other batch sizes)."""
+        key = ("ov-int8" if int8 else "ov-fp32", False)
+        dst = self.dir / f"{self.subject.tag}_{key[0]}.xml"
+        if key not in self.files and not dst.is_file():
+            from utils.deploy.openvino_export import quantize_openvino, save_openvino, to_openvino
+
+            s, cfg = self.subject, self.cfg
+            fp32 = self.dir / f"{s.tag}_ov-fp32.xml"
+            t0 = time.perf_counter()
+            if fp32.is_file():
+                import openvino as ov
+
+                ov_model = ov.Core().read_model(str(fp32))
+            else:
+                ov_model = to_openvino(s.model, s.input_size)
+                save_openvino(ov_model, fp32, {**self.metadata(), "precision": "fp32"})
+                log(f"  converted {fp32} [{time.perf_counter() - t0:.1f} s]")
+            if int8:
+                reader, note = self.calibration()
+                t0 = time.perf_counter()
+                q = quantize_openvino(ov_model, reader.inputs(), exclude=cfg.int8_exclude)
+                meta = {**self.metadata(), "precision": "int8", "calibration": note}
+                save_openvino(q, dst, meta)
+                log(f"  quantised {dst} (NNCF, {note}) [{time.perf_counter() - t0:.1f} s]")
+        self.files[key] = dst
+        return dst
+
+    def held_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, fp32 eager logits) of a few photos kept out of calibration: auto's check."""
+        path = self.dir / f"{self.subject.tag}_held_out.npz"
+        if not path.is_file():
+            from utils.inference.calibration import calibration_photos
+            from utils.preprocess import letterbox, read_image, to_tensor
+
+            cfg, s = self.cfg, self.subject
+            photos, _ = calibration_photos(cfg.calib_data or cfg.data, "val", 8, seed=1)
+            inputs = np.stack(
+                [
+                    to_tensor(
+                        letterbox(p if isinstance(p, np.ndarray) else read_image(p), s.input_size)[
+                            0
+                        ],
+                        s.mean,
+                        s.std,
+                    )
+                    for p in photos
+                ]
+            )  # (N, 3, h, w)
+            with torch.inference_mode():
+                ref = _copy(s.model)(torch.from_numpy(inputs)).float().numpy()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, inputs=inputs, reference=ref)
+        saved = np.load(path)
+        return saved["inputs"], saved["reference"]
+
+
+def _ov_runner(path: Path, threads: int, x: np.ndarray, label: str) -> Runner:
+    from utils.deploy.runtimes import OpenVinoBackend
+
+    backend = OpenVinoBackend(path, threads=threads, label=label)
+
+    def profile(runs: int) -> list:
+        profiled = OpenVinoBackend(path, threads=threads, label=label, perf_count=True)
+        request = profiled._request(x.shape[0])  # noqa: SLF001
+        per_op: dict[str, float] = {}
+        for _ in range(runs):
+            request.infer({0: x})
+            for info in request.profiling_info:
+                op = f"{info.node_type} ({info.exec_type})"
+                per_op[op] = per_op.get(op, 0.0) + info.real_time.total_seconds() * 1e3
+        total = sum(per_op.values()) or 1.0
+        ranked = sorted(per_op.items(), key=lambda kv: -kv[1])[:10]
+        return [(op, ms / runs, ms / total) for op, ms in ranked]
+
+    return Runner(
+        "openvino",
+        "int8" if backend.int8 else "fp32",
+        lambda: backend(x),
+        backend,
+        None,
+        profile,
+        {"openvino_file": path.name},
+    )
 
 
 def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batch: int) -> Runner:
@@ -410,8 +564,48 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
             return _ort_runner(ws.raw(dynamic), providers, "disable", threads, xn)
         runner = _ort_runner(ws.int8(dynamic), providers, cfg.ort_level, threads, xn)
         runner.precision = "int8"
+        runner.notes["calibration"] = ws.calibration()[1]
         return runner
+    if backend in ("ov-fp32", "ov-int8", "auto"):
+        from utils.deploy.backends import runtime_available
+
+        if cuda:
+            raise Skip(f"{backend} runs OpenVINO's CPU plugin; use --device cpu")
+        missing = runtime_available("ov-int8" if backend == "auto" else backend)
+        if missing:
+            raise Skip(missing)
+        xn = x.numpy()
+        if backend != "auto":
+            runner = _ov_runner(ws.openvino(backend == "ov-int8"), threads, xn, backend)
+            if backend == "ov-int8":
+                runner.notes["calibration"] = ws.calibration()[1]
+            return runner
+        return _auto_runner(cfg, subject, ws, threads, xn)
     raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+def _auto_runner(
+    cfg: Config, subject: Subject, ws: Workspace, threads: int, x: np.ndarray
+) -> Runner:
+    """`--backend auto` as the other scripts run it: quantise, check INT8 against fp32 on
+    held-out photos, time the candidates interleaved, keep the fastest; the row names it."""
+    from utils.deploy.backends import choose_fastest
+    from utils.deploy.runtimes import OpenVinoBackend
+    from utils.deploy.timing import cpu_name
+
+    inputs, reference = ws.held_out()  # computed before any timing (a child in --isolation process)
+    paths = {name: ws.openvino(name == "ov-int8") for name in ("ov-int8", "ov-fp32")}
+    candidates = {n: OpenVinoBackend(p, threads=threads, label=n) for n, p in paths.items()}
+    time.sleep(0.5)  # PyTorch's worker threads go idle before the runtimes are timed
+    choice = choose_fastest(
+        candidates, reference, inputs, int(subject.model.num_classes), cpu=cpu_name(),
+        threads=threads,
+    )  # fmt: skip
+    runner = _ov_runner(paths[choice.chosen], threads, x, choice.chosen)
+    runner.notes.update(auto_chose=choice.chosen, auto=choice.as_dict(), auto_line=choice.line())
+    if choice.chosen.endswith("int8"):
+        runner.notes["calibration"] = ws.calibration()[1]
+    return runner
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -559,6 +753,11 @@ def _reference(subject: Subject, cfg: Config) -> tuple[np.ndarray | None, np.nda
 
 
 # ------------------------------------------------------------------------------ reporting
+def _backend_name(row: dict) -> str:
+    """The backend column: auto rows name the backend they chose ("auto:ov-int8")."""
+    return f"auto:{row['auto_chose']}" if row.get("auto_chose") else row["backend"]
+
+
 def format_table(rows: list[dict]) -> str:
     def num(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
@@ -577,7 +776,8 @@ def format_table(rows: list[dict]) -> str:
         miou = None if r.get("miou") is None else 100 * r["miou"]
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         lines.append(
-            f"{r['model']:<16} {r['backend']:<16} {r['batch']:>2} {num(r['params_m'], '.2f'):>8} "
+            f"{r['model']:<16} {_backend_name(r):<16} {r['batch']:>2} "
+            f"{num(r['params_m'], '.2f'):>8} "
             f"{num(r['gflops'], '.2f'):>6} {num(r['latency_ms'], '.2f'):>9} {spread:>15} "
             f"{num(r['fps'], '.1f'):>7} {num(r.get('e2e_fps'), '.1f'):>7} "
             f"{num(miou, '.2f'):>6} {status}"
@@ -589,7 +789,7 @@ def format_profiles(rows: list[dict]) -> str:
     lines = []
     for r in rows:
         if r.get("top_ops"):
-            lines.append(f"top ops of {r['model']} / {r['backend']} (ms per run, share):")
+            lines.append(f"top ops of {r['model']} / {_backend_name(r)} (ms per run, share):")
             lines += [f"  {op:<40} {ms:8.2f} {100 * sh:5.1f}%" for op, ms, sh in r["top_ops"]]
     return "\n".join(lines)
 
@@ -616,9 +816,99 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
     return json_path, csv_path
 
 
-def run(cfg: Config) -> list[dict]:
+def _log_row(row: dict) -> None:
+    if row["status"] != "ok":
+        log(f"  {row['status']}: {row['reason']}")
+    else:
+        chose = f" (auto chose {row['auto_chose']})" if row.get("auto_chose") else ""
+        log(f"  {row['latency_ms']:.2f} ms median, {row['fps']:.1f} FPS{chose}")
+
+
+def _prepare(cfg: Config, subject: Subject, folder: Path) -> dict[str, Any]:
+    """Counts, the eager reference on the photo, and every file the rows will load."""
     import model_flop_params
     from utils.deploy.optimize import _clear_attention_caches
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    _clear_attention_caches(subject.model)  # deepcopy in count() refuses stale caches
+    counts = model_flop_params.count(subject.model, subject.input_size[0])
+    reference, check_input = _reference(subject, cfg)
+    if reference is not None:
+        np.savez(folder / f"{subject.tag}_reference.npz", reference=reference, x=check_input)
+    ws = Workspace(cfg, subject, Path(cfg.out), folder)
+    steps = {
+        "ort-fp32": lambda d: ws.fp32(d),
+        "ort-fp32-noopt": lambda d: ws.raw(d),
+        "ort-int8": lambda d: ws.int8(d),
+        "ov-fp32": lambda d: ws.openvino(False),
+        "ov-int8": lambda d: ws.openvino(True),
+        "auto": lambda d: (ws.openvino(True), ws.openvino(False), ws.held_out()),
+    }
+    if cfg.device == "cpu":
+        for backend in cfg.backends:
+            for dynamic in sorted({b > 1 for b in cfg.batch}):
+                try:
+                    if backend in steps:
+                        steps[backend](dynamic)
+                except Exception as e:  # noqa: BLE001 - the row's own attempt reports it
+                    log(f"  preparing {backend}: {type(e).__name__}: {str(e)[:200]}")
+    return counts
+
+
+def _load_reference(folder: Path, subject: Subject) -> tuple[np.ndarray | None, np.ndarray | None]:
+    path = folder / f"{subject.tag}_reference.npz"
+    if not path.is_file():
+        return None, None
+    saved = np.load(path)
+    return saved["reference"], saved["x"]
+
+
+def _child_prepare(cfg: Config, ref: tuple, folder: Path) -> dict[str, Any]:
+    return _prepare(cfg, _rebuild_subject(ref), folder)
+
+
+def _child_row(
+    cfg: Config, ref: tuple, backend: str, batch: int, folder: Path, counts: dict
+) -> dict[str, Any]:
+    import os
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    subject = _rebuild_subject(ref)
+    ws = Workspace(cfg, subject, Path(cfg.out), folder)
+    reference, check_input = _load_reference(folder, subject)
+    row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
+    row["process"] = os.getpid()
+    return row
+
+
+def _in_child(fn: Callable, *args: Any) -> Any:
+    """fn(*args) in a fresh spawned process (nothing inherited from this one's runtimes)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _subject_refs(cfg: Config) -> list[tuple]:
+    """The subjects as child processes rebuild them; unknown model names fail here."""
+    import nets
+
+    unknown = [m for m in cfg.models if m not in nets.MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(sorted(nets.MODELS))}")
+    for path in cfg.checkpoint:
+        if not Path(path).is_file():
+            raise SystemExit(f"--checkpoint {path}: file not found")
+    names = cfg.models or ([] if cfg.checkpoint else sorted(nets.MODELS))
+    return [("checkpoint", str(p)) for p in cfg.checkpoint] + [
+        ("model", name, cfg.num_classes) for name in names
+    ]
+
+
+def run(cfg: Config) -> list[dict]:
     from utils.deploy.timing import environment
 
     unknown = [b for b in cfg.backends if b not in BACKENDS]
@@ -626,34 +916,50 @@ def run(cfg: Config) -> list[dict]:
         raise SystemExit(f"unknown backend(s) {unknown}; valid: {', '.join(BACKENDS)}")
     if any(b < 1 for b in cfg.batch):
         raise SystemExit(f"--batch sizes must be >= 1, got {cfg.batch}")
+    if cfg.isolation not in ISOLATION:
+        raise SystemExit(f"--isolation {cfg.isolation!r}: use one of {', '.join(ISOLATION)}")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    try:
-        subjects = load_subjects(cfg)
-    except KeyError as e:
-        raise SystemExit(str(e).strip("'\"")) from e
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     env = environment(cfg.device)
+    env["isolation"] = f"{cfg.isolation}: {ISOLATION[cfg.isolation]}"
     log(
-        f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} threads), "
-        f"GPU: {env['gpu'] or 'none'}, torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
-        f"load average {env['load_average_1_5_15']}"
+        f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} threads; flags "
+        f"{' '.join(env['cpu_flags']) or '-'}), GPU: {env['gpu'] or 'none'}, torch {env['torch']}"
+        f", onnxruntime {env['onnxruntime']}, openvino {env['openvino']}, load average "
+        f"{env['load_average_1_5_15']}; isolation {cfg.isolation}"
     )
     rows: list[dict] = []
-    for subject in subjects:
-        _clear_attention_caches(subject.model)  # deepcopy in count() refuses stale caches
-        counts = model_flop_params.count(subject.model, subject.input_size[0])
-        ws = Workspace(cfg, subject, out)
-        reference, check_input = _reference(subject, cfg)
-        for batch in cfg.batch:
-            for backend in cfg.backends:
-                log(f"{subject.tag} / {backend} / batch {batch} ...")
-                row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
-                rows.append(row)
-                if row["status"] != "ok":
-                    log(f"  {row['status']}: {row['reason']}")
-                else:
-                    log(f"  {row['latency_ms']:.2f} ms median, {row['fps']:.1f} FPS")
+    if cfg.isolation == "none":
+        try:
+            subjects = load_subjects(cfg)
+        except KeyError as e:
+            raise SystemExit(str(e).strip("'\"")) from e
+        for subject in subjects:
+            folder = out / "models" / stamp / subject.tag
+            folder.mkdir(parents=True, exist_ok=True)
+            counts = _prepare(cfg, subject, folder)
+            ws = Workspace(cfg, subject, out, folder)
+            reference, check_input = _load_reference(folder, subject)
+            for batch in cfg.batch:
+                for backend in cfg.backends:
+                    log(f"{subject.tag} / {backend} / batch {batch} ...")
+                    row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
+                    rows.append(row)
+                    _log_row(row)
+    else:
+        for ref in _subject_refs(cfg):
+            folder = out / "models" / stamp / "_".join(str(p) for p in ref[1:2]).replace("/", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            log(f"{ref[1]}: preparing (exports, quantisation, reference) in a child process ...")
+            counts = _in_child(_child_prepare, cfg, ref, folder)
+            for batch in cfg.batch:
+                for backend in cfg.backends:
+                    log(f"{ref[1]} / {backend} / batch {batch} (own process) ...")
+                    row = _in_child(_child_row, cfg, ref, backend, batch, folder, counts)
+                    rows.append(row)
+                    _log_row(row)
     env["load_average_after"] = environment(cfg.device)["load_average_1_5_15"]
     json_path, csv_path = write_results(rows, env, cfg, out)
     table = format_table(rows)

@@ -334,6 +334,10 @@ class ImageCalibrationReader:
         boxed, _ = letterbox(image, self.input_size, fill=self.fill)
         return to_tensor(boxed, self.mean, self.std)[None]  # (1, 3, h, w) float32
 
+    def inputs(self) -> list[np.ndarray]:
+        """Every image as a preprocessed (1, 3, h, w) float32 network input (NNCF's dataset)."""
+        return [self._load(item) for item in self.images]
+
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._next >= len(self.images):
             return None

@@ -9,9 +9,14 @@ and out of the model:
   their layout reorders (about 10% less time for FastSegFormer-P and 5% for -E on a 2-core CPU,
   docs/models.md). Logits are handed back contiguous NCHW either way.
 - `OnnxBackend`: an exported .onnx file in ONNX Runtime (CUDA provider when present, else CPU).
+- `OpenVinoBackend`: an OpenVINO model (IR file or in memory, float32 or NNCF INT8) on the CPU
+  plugin, the CPU's own runtime: latency hint (one stream), `threads` inference threads, and
+  inference precision pinned to f32 (on CPUs with AVX-512 BF16 or AMX the plugin would
+  otherwise run float models in bf16).
 
-The project's ONNX files carry one metadata entry (`ONNX_METADATA_KEY`, JSON: model, input size,
-class names, preprocessing) written by utils.deploy.onnx_export; `read_onnx_metadata` reads it.
+The project's ONNX files and OpenVINO IRs carry one metadata entry (`ONNX_METADATA_KEY`, JSON:
+model, input size, class names, preprocessing) written by utils.deploy.onnx_export and
+utils.deploy.openvino_export; `read_onnx_metadata` / `OpenVinoBackend.metadata` read it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,17 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
     return {}
 
 
+def runtime_versions() -> dict[str, str | None]:
+    """Versions of the inference libraries installed (None where one is missing)."""
+    versions: dict[str, str | None] = {"torch": torch.__version__}
+    for name in ("onnxruntime", "onnx", "openvino", "nncf"):
+        try:
+            versions[name] = getattr(__import__(name), "__version__", "?")
+        except ImportError:
+            versions[name] = None
+    return versions
+
+
 class TorchBackend:
     """Runs an nn.Module on CPU or CUDA, in float32 or float16.
 
@@ -49,6 +65,7 @@ class TorchBackend:
     """
 
     name = "torch"
+    label = "torch"
 
     def __init__(
         self,
@@ -84,6 +101,7 @@ class OnnxBackend:
     """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU)."""
 
     name = "onnxruntime"
+    label = "onnxruntime"
 
     def __init__(
         self,
@@ -150,4 +168,100 @@ class OnnxBackend:
         return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
 
     def describe(self) -> str:
-        return f"onnxruntime {self.session.get_providers()[0]} ({self.path.name})"
+        where = f"onnxruntime {self.session.get_providers()[0]} ({self.path.name})"
+        return where if self.label == "onnxruntime" else f"{self.label}: {where}"
+
+
+class OpenVinoBackend:
+    """Runs an OpenVINO model (an .xml IR path or an openvino.Model) on the CPU plugin.
+
+    A model of fixed batch is reshaped and compiled again, once per other batch size asked for.
+    `label` names the backend in `describe()` (e.g. "ov-int8").
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        model: Any,
+        threads: int = 0,
+        device: str = "CPU",
+        label: str | None = None,
+        perf_count: bool = False,
+    ) -> None:
+        import openvino as ov
+
+        self.core = ov.Core()
+        self.path: Path | None = None
+        if isinstance(model, (str, Path)):
+            self.path = Path(model)
+            if self.path.suffix != ".xml":
+                raise ValueError(f"OpenVINO IR must be an .xml file (with its .bin), got {model}")
+            if not self.path.is_file() or not self.path.with_suffix(".bin").is_file():
+                raise FileNotFoundError(
+                    f"OpenVINO IR not found: {self.path} and {self.path.with_suffix('.bin')} "
+                    f"(write one with `predict.py --mode export_openvino`)"
+                )
+            try:
+                model = self.core.read_model(str(self.path))
+            except Exception as e:
+                raise ValueError(f"cannot read OpenVINO IR {self.path}: {e}") from e
+        self.model = model
+        self.device = device
+        self.threads = int(threads)
+        self.perf_count = perf_count  # per-node timings in each request's profiling_info
+        self.metadata: dict = {}
+        if model.has_rt_info([ONNX_METADATA_KEY]):
+            self.metadata = json.loads(model.get_rt_info([ONNX_METADATA_KEY]).astype(str))
+        self.int8 = any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops())
+        self.label = label or ("ov-int8" if self.int8 else "ov-fp32")
+        shape = model.inputs[0].get_partial_shape()
+        dims = [d.get_length() if d.is_static else None for d in shape]
+        self.input_shape = dims  # [B, 3, h, w], None where dynamic
+        self.compiled: dict[int, Any] = {}  # batch -> infer request
+        self._request(dims[0] or 1)  # compile now: load errors surface here, not mid-run
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        h, w = self.input_shape[2], self.input_shape[3]
+        return (h, w) if h is not None and w is not None else None
+
+    @property
+    def num_classes(self) -> int | None:
+        k = self.model.outputs[0].get_partial_shape()[1]
+        return k.get_length() if k.is_static else self.metadata.get("num_classes")
+
+    def _config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if self.threads > 0:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.perf_count:
+            config["PERF_COUNT"] = True
+        return config
+
+    def _request(self, batch: int) -> Any:
+        if batch not in self.compiled:
+            model = self.model
+            if self.input_shape[0] is not None and self.input_shape[0] != batch:
+                model = model.clone()
+                model.reshape({0: [batch, *self.input_shape[1:]]})
+            compiled = self.core.compile_model(model, self.device, self._config())
+            self.compiled[batch] = compiled.create_infer_request()
+        return self.compiled[batch]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        size = self.input_size
+        if size is not None and tuple(batch.shape[2:]) != size:
+            where = self.path or "the OpenVINO model"
+            raise ValueError(
+                f"{where} takes {size[0]}x{size[1]} input, got {batch.shape[2]}x{batch.shape[3]}"
+            )
+        request = self._request(int(batch.shape[0]))
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        out = request.infer({0: x})[0]  # (B, K, h, w), a view of the request's buffer
+        return np.array(out, dtype=np.float32, copy=True)
+
+    def describe(self) -> str:
+        threads = f", {self.threads} threads" if self.threads > 0 else ""
+        where = f" ({self.path.name})" if self.path is not None else ""
+        return f"{self.label}: openvino {self.device}{threads}{where}"

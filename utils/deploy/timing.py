@@ -118,12 +118,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> list[str]:
+    """The CPU features that decide which kernels run: AVX2, AVX-512 (incl. VNNI/BF16), AMX."""
+    wanted = ("avx2", "avx512", "vnni", "amx", "bf16", "fma")
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f.startswith(wanted) or "vnni" in f)
+    except OSError:
+        pass
+    return []
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
     """Machine, library versions and thread counts, saved next to every benchmark."""
     import torch
 
     info: dict[str, Any] = {
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -139,7 +154,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         info["load_average_1_5_15"] = list(os.getloadavg())
     except OSError:
         info["load_average_1_5_15"] = None
-    for name in ("onnxruntime", "onnx", "timm"):
+    for name in ("onnxruntime", "onnx", "timm", "openvino", "nncf"):
         try:
             module = __import__(name)
             info[name] = getattr(module, "__version__", "?")

@@ -17,19 +17,38 @@ original's published weights need `model_name`), `Predictor.from_onnx`, or direc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from utils.deploy.runtimes import OnnxBackend, TorchBackend
+from utils.deploy.backends import (
+    AUTO,
+    AUTO_CANDIDATES,
+    INT8_BACKENDS,
+    AutoChoice,
+    build_backend,
+    check_backend_name,
+    choose_fastest,
+    runtime_available,
+)
+from utils.deploy.onnx_export import export_copy
+from utils.deploy.optimize import ImageCalibrationReader
+from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend, runtime_versions
+from utils.deploy.timing import cpu_name
+from utils.inference.calibration import calibration_photos
 from utils.preprocess import (
     CLASS_NAMES,
     LETTERBOX_FILL,
     Letterbox,
     letterbox,
+    read_image,
     to_tensor,
     unletterbox,
 )
@@ -101,7 +120,7 @@ class Predictor:
         half: bool = False,
         class_names: Sequence[str] | None = None,
         fill: int = LETTERBOX_FILL,
-        backend: TorchBackend | OnnxBackend | None = None,
+        backend: Any = None,
         num_classes: int | None = None,
     ) -> None:
         if isinstance(input_size, int):
@@ -110,6 +129,11 @@ class Predictor:
         self.mean = list(mean) if mean is not None else None
         self.std = list(std) if std is not None else None
         self.fill = int(fill)
+        self._model = model
+        self._device, self._half = device, half
+        self.backend_note = ""  # how the backend was chosen (auto), for describe()
+        self.calibration_note = ""  # where INT8 calibration photos came from
+        self.auto_choice: AutoChoice | None = None
         if backend is None:
             if model is None:
                 raise ValueError("Predictor needs a model or a backend")
@@ -215,7 +239,47 @@ class Predictor:
 
         `input_size`, when given, must match a fixed-size ONNX input, else ValueError.
         """
-        backend = OnnxBackend(path, providers)
+        return cls._from_exported(
+            OnnxBackend(path, providers), path, "ONNX", input_size, class_names
+        )
+
+    @classmethod
+    def from_openvino(
+        cls,
+        path: str | Path,
+        input_size: Sequence[int] | int | None = None,
+        class_names: Sequence[str] | None = None,
+        threads: int = 0,
+    ) -> Predictor:
+        """Load an OpenVINO IR (.xml + .bin) written by utils.deploy.openvino_export (fp32 or
+        INT8); its metadata gives names and preprocessing, as for ONNX."""
+        backend = OpenVinoBackend(path, threads=threads)
+        return cls._from_exported(backend, path, "OpenVINO", input_size, class_names)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        input_size: Sequence[int] | int | None = None,
+        threads: int = 0,
+    ) -> Predictor:
+        """An exported model by its suffix: .onnx (ONNX Runtime) or .xml (OpenVINO IR)."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".onnx":
+            return cls.from_onnx(path, input_size=input_size)
+        if suffix == ".xml":
+            return cls.from_openvino(path, input_size=input_size, threads=threads)
+        raise ValueError(f"{path}: expected an exported model, .onnx or OpenVINO .xml")
+
+    @classmethod
+    def _from_exported(
+        cls,
+        backend: OnnxBackend | OpenVinoBackend,
+        path: str | Path,
+        kind: str,
+        input_size: Sequence[int] | int | None,
+        class_names: Sequence[str] | None,
+    ) -> Predictor:
         meta = backend.metadata
         if isinstance(input_size, int):
             input_size = (input_size, input_size)
@@ -224,16 +288,15 @@ class Predictor:
         )
         if input_size is not None and file_size is not None and tuple(input_size) != file_size:
             raise ValueError(
-                f"ONNX model {path} was exported for {file_size[0]}x{file_size[1]} input, but "
+                f"{kind} model {path} was exported for {file_size[0]}x{file_size[1]} input, but "
                 f"{input_size[0]}x{input_size[1]} was asked for; export it again at that size"
             )
         size = input_size or file_size
         if size is None:
-            raise ValueError(f"ONNX model {path} has no fixed input size; pass input_size")
-        out_shape = backend.session.get_outputs()[0].shape
-        k = out_shape[1] if isinstance(out_shape[1], int) else meta.get("num_classes")
+            raise ValueError(f"{kind} model {path} has no fixed input size; pass input_size")
+        k = backend.num_classes
         if k is None:
-            raise ValueError(f"ONNX model {path}: cannot tell the class count from its output")
+            raise ValueError(f"{kind} model {path}: cannot tell the class count from its output")
         pre = meta.get("preprocess") or {}
         return cls(
             None,
@@ -245,6 +308,139 @@ class Predictor:
             backend=backend,
             num_classes=int(k),
         )
+
+    # ------------------------------------------------------------------ choosing the runtime
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The PyTorch model behind this predictor (None for one loaded from an exported file)."""
+        return self._model
+
+    def metadata(self) -> dict[str, Any]:
+        """What an export writes beside the graph, so the file alone rebuilds this predictor."""
+        model = self._model
+        return {
+            "model": getattr(model, "build_config", None),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "input_size": list(self.input_size),
+            "preprocess": {"mean": self.mean, "std": self.std, "fill": self.fill},
+        }
+
+    def use_backend(
+        self,
+        name: str,
+        *,
+        calib_data: str | Path | None = None,
+        calib_split: str = "train",
+        calib_images: int = 64,
+        threads: int = 0,
+        exclude: str = "head",
+        cache_dir: str | Path | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> Predictor:
+        """Run this predictor's PyTorch model on backend `name` of utils.deploy.backends.
+
+        INT8 backends (and `auto`) calibrate on up to `calib_images` photos of `calib_split` of
+        `calib_data`, or on generated synthetic oranges when there is none (`calibration_note`
+        says which). `auto` keeps the fastest backend that matches fp32 on held-out photos
+        (`auto_choice` holds the timings). With `cache_dir`, converted models (and auto's
+        choice, per CPU and thread count) are kept in a folder keyed by the weights and
+        settings, and loaded on the next run. Returns self.
+        """
+        check_backend_name(name)
+        say = log or (lambda _text: None)
+        if self._model is None:
+            if name in ("torch", AUTO) or name == getattr(self.backend, "label", None):
+                return self
+            raise ValueError(
+                f"backend {name} needs the PyTorch model (a checkpoint); this predictor runs an "
+                f"exported file ({self.describe()})"
+            )
+        if name == "torch":
+            self.backend = TorchBackend(self._model, self._device, self._half)
+            return self
+        if name == AUTO and torch.device(self._device).type != "cpu":
+            self.backend = TorchBackend(self._model, self._device, self._half)
+            self.backend_note = f"auto: torch on {self._device} (the other backends are CPU-only)"
+            return self
+        needs_int8 = name in INT8_BACKENDS or name == AUTO
+        reader, held_out = None, []
+        if needs_int8:
+            photos, self.calibration_note = calibration_photos(
+                calib_data, calib_split, calib_images
+            )
+            if name == AUTO:  # keep a quarter (at least 2) out of calibration for the check
+                n_out = max(2, len(photos) // 4)
+                photos, held_out = photos[:-n_out], photos[-n_out:]
+                self.calibration_note += f", {n_out} of them held out to check INT8"
+            reader = ImageCalibrationReader(
+                photos, self.input_size, "images", self.mean, self.std, self.fill
+            )
+        folder = self._cache_folder(cache_dir, exclude) if cache_dir else None
+        common = {
+            "threads": threads,
+            "calibration": reader,
+            "exclude": exclude,
+            "workdir": folder,
+            "metadata": self.metadata(),
+        }
+        if name != AUTO:
+            say(f"preparing backend {name} ...")
+            self.backend = build_backend(name, self._model, self.input_size, **common)
+            return self
+        self.backend, self.auto_choice = self._auto(common, held_out, folder, threads, say)
+        self.backend_note = self.auto_choice.line()
+        return self
+
+    def _auto(
+        self,
+        common: dict[str, Any],
+        held_out: list,
+        folder: Path | None,
+        threads: int,
+        say: Callable[[str], None],
+    ) -> tuple[Any, AutoChoice]:
+        cpu = cpu_name()
+        record = folder / f"auto_{threads}threads.json" if folder is not None else None
+        if record is not None and record.is_file():
+            saved = json.loads(record.read_text())
+            if saved.get("cpu") == cpu:
+                choice = AutoChoice(**saved)
+                backend = build_backend(choice.chosen, self._model, self.input_size, **common)
+                return backend, choice
+        names = [n for n in AUTO_CANDIDATES if runtime_available(n) is None]
+        if "ov-int8" in names:  # OpenVINO there: ONNX Runtime is not tried
+            names = [n for n in names if n.startswith("ov-")]
+        candidates = {}
+        for n in names or ["torch"]:
+            say(f"auto: preparing {n} ...")
+            candidates[n] = build_backend(n, self._model, self.input_size, **common)
+        inputs = np.stack([self.preprocess(_as_image(p))[0] for p in held_out])
+        reference = TorchBackend(export_copy(self._model), "cpu", channels_last=False)(inputs)
+        time.sleep(0.5)  # let PyTorch's worker threads go idle before the runtimes are timed
+        say(f"auto: timing {', '.join(candidates)} ...")
+        choice = choose_fastest(
+            candidates, reference, inputs, self.num_classes, cpu=cpu, threads=threads
+        )
+        if record is not None:
+            atomic_write_text(record, json.dumps(choice.as_dict(), indent=2))
+        return candidates[choice.chosen], choice
+
+    def _cache_folder(self, cache_dir: str | Path, exclude: str) -> Path:
+        """cache_dir/<hash of the weights, input size, preprocessing, settings and versions>."""
+        digest = hashlib.sha1()
+        for key, tensor in self._model.state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        settings = {
+            "meta": self.metadata(),
+            "exclude": exclude,
+            "calibration": self.calibration_note,
+            "versions": runtime_versions(),
+        }
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        name = (getattr(self._model, "build_config", None) or {}).get("name", "model")
+        return Path(cache_dir).expanduser() / f"{name}_{digest.hexdigest()[:16]}"
 
     # ------------------------------------------------------------------ the three steps
     def preprocess(self, image_rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
@@ -295,5 +491,21 @@ class Predictor:
         """One line naming the backend, device/precision and input size."""
         describe = getattr(self.backend, "describe", None)
         where = describe() if describe is not None else type(self.backend).__name__
+        if self.calibration_note and getattr(self.backend, "label", "").endswith("int8"):
+            where += f", calibrated on {self.calibration_note}"
+        if self.backend_note:
+            where += f" [{self.backend_note}]"
         h, w = self.input_size
         return f"{where}, input {h}x{w}, {self.num_classes} classes"
+
+
+def _as_image(item: str | Path | np.ndarray) -> np.ndarray:
+    return item if isinstance(item, np.ndarray) else read_image(item)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
