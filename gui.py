@@ -2,12 +2,14 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) came with
 a PyQt desktop app for photos and video. This is its PySide6 (Qt 6) counterpart on the project's
-shared pieces: `utils.inference.predictor.Predictor` (checkpoint or ONNX), the threaded
+shared pieces: `utils.inference.predictor.Predictor` (checkpoint on any backend of
+utils.deploy.backends, ONNX or OpenVINO IR), the threaded
 `utils.line.video_pipeline.VideoPipeline` and the per-fruit `utils.line.grading`.
 
     python gui.py                                          # then use the toolbar
     python gui.py --model logs/run/best.pth --source line.mp4
     python gui.py --model model.onnx --source photos/ --save-dir results/
+    python gui.py --model logs/run/best.pth --backend ov-int8     # default: --backend auto
     QT_QPA_PLATFORM=offscreen python gui.py --model best.pth --source line.mp4 \\
         --screenshot docs/images/gui.png                   # run once, save the window, quit
 
@@ -35,6 +37,7 @@ import cv2
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from utils.deploy.backends import BACKEND_CHOICES, check_backend_name
 from utils.line.grading import FruitGrade, GradeCSVSink, GradingRules, draw_grades, grade_frame
 from utils.line.video_pipeline import (
     IMAGE_SUFFIXES,
@@ -206,9 +209,11 @@ class ImagePanel(QtWidgets.QLabel):
 class MainWindow(QtWidgets.QMainWindow):
     """The app: toolbar, original | result, and a side panel with legend, areas, grades, FPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "torch", deploy_cache: str = "logs/deploy_cache") -> None:
         super().__init__()
         self.setWindowTitle("FastSegFormer - navel orange defects")
+        self.backend = check_backend_name(backend)  # runtime for checkpoints (utils.deploy)
+        self.deploy_cache = deploy_cache
         self.predictor: Any = None
         self.model_path: Path | None = None
         self.source_kind: str | None = None  # "image", "folder", "video", "camera"
@@ -228,6 +233,15 @@ class MainWindow(QtWidgets.QMainWindow):
         bar = self.addToolBar("main")
         bar.setMovable(False)
         self.act_model = bar.addAction("Open model…", self._ask_model)
+        self.backend_box = QtWidgets.QComboBox()
+        self.backend_box.addItems(list(BACKEND_CHOICES))
+        self.backend_box.setCurrentText(self.backend)
+        self.backend_box.setToolTip(
+            "runtime for checkpoints, used when a model is opened: auto = the fastest on this "
+            "CPU that keeps accuracy; ov-* OpenVINO, ort-* ONNX Runtime, *-int8 quantised"
+        )
+        self.backend_box.currentTextChanged.connect(self._set_backend)
+        bar.addWidget(self.backend_box)
         bar.addSeparator()
         self.act_image = bar.addAction("Image…", lambda: self._ask_source("image"))
         self.act_folder = bar.addAction("Folder…", lambda: self._ask_source("folder"))
@@ -281,7 +295,9 @@ class MainWindow(QtWidgets.QMainWindow):
         layout.addLayout(pictures, stretch=1)
         layout.addWidget(side_widget)
         self.setCentralWidget(central)
-        self.statusBar().showMessage("Open a model (checkpoint .pth or .onnx), then a source.")
+        self.statusBar().showMessage(
+            "Open a model (checkpoint .pth, .onnx or OpenVINO .xml), then a source."
+        )
         self.resize(1360, 600)
 
     @staticmethod
@@ -324,7 +340,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ dialogs
     def _ask_model(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open model", "", "Models (*.pth *.pt *.onnx);;All files (*)"
+            self, "Open model", "", "Models (*.pth *.pt *.onnx *.xml);;All files (*)"
         )
         if path:
             self.load_model(path)
@@ -352,17 +368,24 @@ class MainWindow(QtWidgets.QMainWindow):
             QtWidgets.QMessageBox.critical(self, "FastSegFormer", text)
 
     # ------------------------------------------------------------------ actions
+    def _set_backend(self, name: str) -> None:
+        self.backend = check_backend_name(name)
+        self.statusBar().showMessage(f"backend {name}: used for the next checkpoint opened")
+
     def load_model(self, path: str | Path, model_name: str | None = None) -> bool:
-        """Load a project checkpoint, the original's weights (asks the model name) or ONNX."""
+        """Load a project checkpoint (run on the chosen backend), the original's weights (asks
+        the model name), an ONNX file or an OpenVINO IR."""
         from utils.inference.predictor import Predictor
 
         path = Path(path)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         try:
-            if path.suffix.lower() == ".onnx":
-                predictor = Predictor.from_onnx(path)
+            if path.suffix.lower() in (".onnx", ".xml"):
+                predictor = Predictor.from_file(path)
             else:
                 predictor = Predictor.from_checkpoint(path, model_name=model_name)
+                self.statusBar().showMessage(f"preparing backend {self.backend} ...")
+                predictor.use_backend(self.backend, cache_dir=self.deploy_cache or None)
         except ValueError as e:
             QtWidgets.QApplication.restoreOverrideCursor()
             if model_name is None and "not a project checkpoint" in str(e) and self.isVisible():
@@ -559,7 +582,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", help="project checkpoint (.pth) or ONNX model to load")
+    parser.add_argument(
+        "--model", help="project checkpoint (.pth), ONNX model or OpenVINO IR (.xml) to load"
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=list(BACKEND_CHOICES),
+        help="runtime for a checkpoint: auto (the fastest on this CPU that keeps accuracy), "
+        "torch, ort-fp32, ort-int8, ov-fp32, ov-int8",
+    )
     parser.add_argument("--source", help="image, folder of images or video to open")
     parser.add_argument("--save-dir", help="folder for overlays/video, masks and grades.csv")
     parser.add_argument("--grades", help="grading rules YAML/JSON (see utils/line/grading.py)")
@@ -567,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    window = MainWindow()
+    window = MainWindow(backend=args.backend)
     if args.grades:
         window.rules = GradingRules.from_file(args.grades)
     window.show()

@@ -21,9 +21,11 @@ for fruit-sorting lines, which often run a plain x86 CPU; OpenVINO is that CPU's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -106,14 +108,15 @@ def quantize_openvino(
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     if ignored:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=ignored, validate=False)
-    return nncf.quantize(
-        ov_model.clone(),
-        nncf.Dataset(items),
-        preset=nncf.QuantizationPreset(preset),
-        subset_size=len(items),
-        fast_bias_correction=fast_bias_correction,
-        **kwargs,
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: stdout is for results
+        return nncf.quantize(
+            ov_model.clone(),
+            nncf.Dataset(items),
+            preset=nncf.QuantizationPreset(preset),
+            subset_size=len(items),
+            fast_bias_correction=fast_bias_correction,
+            **kwargs,
+        )
 
 
 def save_openvino(ov_model: Any, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:

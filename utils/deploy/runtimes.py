@@ -207,7 +207,7 @@ class OpenVinoBackend:
             except Exception as e:
                 raise ValueError(f"cannot read OpenVINO IR {self.path}: {e}") from e
         self.model = model
-        self.device = device
+        self.ov_device = device  # OpenVINO's device name ("CPU"), not a torch.device
         self.threads = int(threads)
         self.perf_count = perf_count  # per-node timings in each request's profiling_info
         self.metadata: dict = {}
@@ -245,7 +245,7 @@ class OpenVinoBackend:
             if self.input_shape[0] is not None and self.input_shape[0] != batch:
                 model = model.clone()
                 model.reshape({0: [batch, *self.input_shape[1:]]})
-            compiled = self.core.compile_model(model, self.device, self._config())
+            compiled = self.core.compile_model(model, self.ov_device, self._config())
             self.compiled[batch] = compiled.create_infer_request()
         return self.compiled[batch]
 
@@ -264,4 +264,4 @@ class OpenVinoBackend:
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads > 0 else ""
         where = f" ({self.path.name})" if self.path is not None else ""
-        return f"{self.label}: openvino {self.device}{threads}{where}"
+        return f"{self.label}: openvino {self.ov_device}{threads}{where}"

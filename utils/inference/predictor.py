@@ -491,10 +491,12 @@ class Predictor:
         """One line naming the backend, device/precision and input size."""
         describe = getattr(self.backend, "describe", None)
         where = describe() if describe is not None else type(self.backend).__name__
-        if self.calibration_note and getattr(self.backend, "label", "").endswith("int8"):
+        int8 = getattr(self.backend, "label", "").endswith("int8")
+        if self.calibration_note and int8:
             where += f", calibrated on {self.calibration_note}"
         if self.backend_note:
-            where += f" [{self.backend_note}]"
+            calibrated = f"; INT8 calibrated on {self.calibration_note}" if not int8 else ""
+            where += f" [{self.backend_note}{calibrated if self.calibration_note else ''}]"
         h, w = self.input_size
         return f"{where}, input {h}x{w}, {self.num_classes} classes"
 

@@ -2,7 +2,8 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) reports
 45-55 FPS end to end on video with FP16 and multi-threading. This module is that pipeline,
-for any backend the shared `utils.inference.predictor.Predictor` wraps (PyTorch or ONNX Runtime):
+for any backend the shared `utils.inference.predictor.Predictor` wraps (PyTorch, ONNX Runtime,
+OpenVINO; utils.deploy.backends):
 
     source --q--> preprocess --q--> infer (batches) --q--> postprocess/draw --q--> sinks
     (read/decode)  (letterbox)       (the model)           (mask, overlay, grading)  (write/show)
@@ -34,6 +35,8 @@ Usage:
 Benchmark (end-to-end FPS vs model-only FPS of the same predictor, see docs/production_line.md):
     python -m utils.line.video_pipeline --model fastsegformer_p --threads 1 --batch-size 1
     python -m utils.line.video_pipeline --onnx model_data/p.onnx --video line.mp4
+    python -m utils.line.video_pipeline --checkpoint best.pth --backend ov-int8 --threads 2
+    (--backend auto, the default, runs the fastest backend on this CPU that keeps accuracy)
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+
+from utils.deploy.backends import check_backend_name
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "write")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -630,6 +635,10 @@ class BenchConfig:
     model: str = "fastsegformer_p"  # registry name, built with random weights (speed only)
     checkpoint: str | None = None  # or a project checkpoint
     onnx: str | None = None  # or an ONNX file (ONNX Runtime backend)
+    openvino: str | None = None  # or an OpenVINO IR (.xml)
+    backend: str = "auto"  # for model/checkpoint: auto, torch, ort-fp32, ort-int8, ov-fp32, ov-int8
+    calib_data: str = ""  # INT8: VOC root whose train split calibrates (empty: generated oranges)
+    deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     video: str | None = None  # default: a conveyor video rendered to a temporary folder
     seconds: float = 4.0  # conveyor video length when rendering one
     threads: int = 1  # torch.set_num_threads for the whole process
@@ -654,15 +663,27 @@ def benchmark(cfg: BenchConfig) -> dict[str, float]:
     from utils.inference.predictor import Predictor
 
     torch.set_num_threads(cfg.threads)
+    check_backend_name(cfg.backend)
     if cfg.onnx:
         predictor = Predictor.from_onnx(cfg.onnx)
-    elif cfg.checkpoint:
-        predictor = Predictor.from_checkpoint(cfg.checkpoint)
+    elif cfg.openvino:
+        predictor = Predictor.from_openvino(cfg.openvino, threads=cfg.threads)
     else:
-        import nets
+        if cfg.checkpoint:
+            predictor = Predictor.from_checkpoint(cfg.checkpoint)
+        else:
+            import nets
 
-        model = nets.build_model(cfg.model).eval()
-        predictor = Predictor(model, model.default_input_size)
+            torch.manual_seed(0)
+            model = nets.build_model(cfg.model).eval()
+            predictor = Predictor(model, model.default_input_size)
+        predictor.use_backend(
+            cfg.backend,
+            calib_data=cfg.calib_data or None,
+            threads=cfg.threads,
+            cache_dir=cfg.deploy_cache or None,
+            log=print,
+        )
     tmp = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))
     video = Path(cfg.video) if cfg.video else None
     if video is None:
