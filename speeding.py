@@ -150,6 +150,10 @@ class Config:
         metadata={"choices": ["conv", "all"], "help": "ops to quantise: Conv/MatMul or all"},
     )
     per_channel: bool = field(default=True, metadata={"help": "per-channel INT8 weights"})
+    ov_transformer: bool = field(
+        default=False,
+        metadata={"help": "ov-int8: NNCF's transformer scheme (attention MatMuls, softmax)"},
+    )
     opset: int = field(default=20, metadata={"help": "ONNX opset of the exports (20: Gelu op)"})
     # accuracy and profiling
     accuracy: bool = field(
@@ -424,7 +428,8 @@ class Workspace:
     def openvino(self, int8: bool) -> Path:
         """The OpenVINO IR (batch 1; the runtime reshapes it for other batch sizes)."""
         key = ("ov-int8" if int8 else "ov-fp32", False)
-        dst = self.dir / f"{self.subject.tag}_{key[0]}.xml"
+        variant = f"_{self.cfg.int8_exclude}{'_tf' if self.cfg.ov_transformer else ''}"
+        dst = self.dir / f"{self.subject.tag}_{key[0]}{variant if int8 else ''}.xml"
         if key not in self.files and not dst.is_file():
             from utils.deploy.openvino_export import quantize_openvino, save_openvino, to_openvino
 
@@ -442,7 +447,12 @@ class Workspace:
             if int8:
                 reader, note = self.calibration()
                 t0 = time.perf_counter()
-                q = quantize_openvino(ov_model, reader.inputs(), exclude=cfg.int8_exclude)
+                q = quantize_openvino(
+                    ov_model,
+                    reader.inputs(),
+                    exclude=cfg.int8_exclude,
+                    transformer=cfg.ov_transformer,
+                )
                 meta = {**self.metadata(), "precision": "int8", "calibration": note}
                 save_openvino(q, dst, meta)
                 log(f"  quantised {dst} (NNCF, {note}) [{time.perf_counter() - t0:.1f} s]")

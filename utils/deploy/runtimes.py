@@ -240,11 +240,17 @@ class OpenVinoBackend:
         return config
 
     def _request(self, batch: int) -> Any:
+        """An infer request for `batch` images, or None when the graph cannot take that batch
+        (a traced graph may hold the batch in its Reshape constants): then one image a time."""
         if batch not in self.compiled:
             model = self.model
             if self.input_shape[0] is not None and self.input_shape[0] != batch:
                 model = model.clone()
-                model.reshape({0: [batch, *self.input_shape[1:]]})
+                try:
+                    model.reshape({0: [batch, *self.input_shape[1:]]})
+                except RuntimeError:
+                    self.compiled[batch] = None
+                    return None
             compiled = self.core.compile_model(model, self.ov_device, self._config())
             self.compiled[batch] = compiled.create_infer_request()
         return self.compiled[batch]
@@ -256,8 +262,13 @@ class OpenVinoBackend:
             raise ValueError(
                 f"{where} takes {size[0]}x{size[1]} input, got {batch.shape[2]}x{batch.shape[3]}"
             )
-        request = self._request(int(batch.shape[0]))
         x = np.ascontiguousarray(batch, dtype=np.float32)
+        request = self._request(int(x.shape[0]))
+        if request is None:  # fixed-batch graph: run its own batch size at a time
+            n = self.input_shape[0]
+            if x.shape[0] % n:
+                raise ValueError(f"this OpenVINO model takes batches of {n}, got {x.shape[0]}")
+            return np.concatenate([self(x[i : i + n]) for i in range(0, x.shape[0], n)])
         out = request.infer({0: x})[0]  # (B, K, h, w), a view of the request's buffer
         return np.array(out, dtype=np.float32, copy=True)
 
