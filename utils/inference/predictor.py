@@ -356,6 +356,7 @@ class Predictor:
                 f"backend {name} needs the PyTorch model (a checkpoint); this predictor runs an "
                 f"exported file ({self.describe()})"
             )
+        self.backend_note, self.calibration_note, self.auto_choice = "", "", None
         if name == "torch":
             self.backend = TorchBackend(self._model, self._device, self._half)
             return self
@@ -411,10 +412,15 @@ class Predictor:
         names = [n for n in AUTO_CANDIDATES if runtime_available(n) is None]
         if "ov-int8" in names:  # OpenVINO there: ONNX Runtime is not tried
             names = [n for n in names if n.startswith("ov-")]
-        candidates = {}
-        for n in names or ["torch"]:
+        candidates, failed = {}, {}
+        for n in names:
             say(f"auto: preparing {n} ...")
-            candidates[n] = build_backend(n, self._model, self.input_size, **common)
+            try:
+                candidates[n] = build_backend(n, self._model, self.input_size, **common)
+            except Exception as e:  # noqa: BLE001 - a model a runtime cannot take: next one
+                failed[n] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        if not candidates:
+            candidates["torch"] = TorchBackend(self._model, "cpu")
         inputs = np.stack([self.preprocess(_as_image(p))[0] for p in held_out])
         reference = TorchBackend(export_copy(self._model), "cpu", channels_last=False)(inputs)
         time.sleep(0.5)  # let PyTorch's worker threads go idle before the runtimes are timed
@@ -422,6 +428,7 @@ class Predictor:
         choice = choose_fastest(
             candidates, reference, inputs, self.num_classes, cpu=cpu, threads=threads
         )
+        choice.rejected.update(failed)
         if record is not None:
             atomic_write_text(record, json.dumps(choice.as_dict(), indent=2))
         return candidates[choice.chosen], choice
