@@ -77,3 +77,36 @@ def test_deploy_imports_only_plain_modules_and_nets() -> None:
     for path in sorted((ROOT / "utils" / "deploy").glob("*.py")):
         bad = [n for n in _imports(path) if n.startswith(banned)]
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_auto_keeps_the_fastest_backend_that_matches_fp32() -> None:
+    """choose_fastest: an INT8 candidate whose masks differ is rejected however fast it is;
+    among the rest the quickest wins, and the record names all of them."""
+    import time
+
+    from utils.deploy.backends import choose_fastest
+
+    rng = np.random.default_rng(0)
+    inputs = rng.random((3, 3, 8, 8), dtype=np.float32)
+    reference = rng.standard_normal((3, 4, 8, 8)).astype(np.float32)
+
+    def runtime(delay: float, logits: np.ndarray):
+        def run(x: np.ndarray) -> np.ndarray:
+            time.sleep(delay)
+            i = int(np.argmax([np.array_equal(x[0], inp) for inp in inputs]))
+            return logits[i : i + 1]
+
+        return run
+
+    wrong = -reference  # every argmax moved
+    candidates = {
+        "ort-int8": runtime(0.0, wrong),  # fastest, but not the same masks
+        "ov-int8": runtime(0.002, reference),
+        "ov-fp32": runtime(0.006, reference),
+    }
+    choice = choose_fastest(candidates, reference, inputs, 4, rounds=2, runs=2, cpu="test")
+    assert choice.chosen == "ov-int8"
+    assert "ort-int8" in choice.rejected and "agreement" in choice.rejected["ort-int8"]
+    assert set(choice.median_ms) == {"ov-int8", "ov-fp32"}
+    assert choice.agreement["ov-fp32"] == 1.0
+    assert choice.line().startswith("auto chose ov-int8 on test (")
