@@ -141,8 +141,9 @@ class Config:
     int8_exclude: str = field(
         default="head",
         metadata={
-            "choices": ["none", "head", "head+stem"],
-            "help": "nodes kept in float: none, head (classifier conv and after), head+stem",
+            "choices": ["none", "head", "head+stem", "head+depthwise"],
+            "help": "nodes kept in float: none, head (classifier conv and after), head+stem, "
+            "head+depthwise (OpenVINO only: also every grouped convolution)",
         },
     )
     int8_ops: str = field(

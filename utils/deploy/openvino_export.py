@@ -10,7 +10,8 @@ for fruit-sorting lines, which often run a plain x86 CPU; OpenVINO is that CPU's
   activations as FakeQuantize pairs the CPU plugin runs with INT8 kernels), calibrated on
   preprocessed photos (`inputs`, (1, 3, h, w) float32 each). `exclude` keeps nodes in float:
   "head" (default) the last convolution (the classifier whose logits feed the argmax) and what
-  follows it, "head+stem" also the first convolution (raw pixels), "none" nothing. NNCF's
+  follows it, "head+stem" also the first convolution (raw pixels), "head+depthwise" also every
+  grouped (depthwise) convolution, "none" nothing. NNCF's
   "overflow fix" (7-bit weights of the first layer) guards x86 CPUs without VNNI, as in
   utils.deploy.optimize for ONNX Runtime.
 - `save_openvino` / `export_openvino`: the .xml/.bin pair, written atomically, with the same
@@ -39,7 +40,7 @@ import torch
 from utils.deploy.onnx_export import FP32_AGREEMENT, FP32_RTOL, export_copy
 from utils.deploy.runtimes import ONNX_METADATA_KEY, OpenVinoBackend
 
-OV_EXCLUDE_POLICIES = ("none", "head", "head+stem")
+OV_EXCLUDE_POLICIES = ("none", "head", "head+stem", "head+depthwise")
 OV_PRESETS = ("performance", "mixed")
 INT8_MIN_AGREEMENT = 0.9  # argmax agreement with fp32 below which an INT8 IR is refused
 _MATMUL_OPS = ("Convolution", "GroupConvolution", "MatMul")
@@ -76,6 +77,8 @@ def excluded_ov_nodes(ov_model: Any, policy: str = "head") -> list[str]:
     names = [op.get_friendly_name() for op in ops[convs[-1] :] if op.get_type_name() != "Result"]
     if policy == "head+stem":
         names.append(ops[convs[0]].get_friendly_name())
+    if policy == "head+depthwise":  # grouped convolutions gain nothing from INT8 on AVX2
+        names += [op.get_friendly_name() for op in ops if op.get_type_name() == "GroupConvolution"]
     return names
 
 
