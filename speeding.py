@@ -151,6 +151,10 @@ class Config:
         metadata={"choices": ["conv", "all"], "help": "ops to quantise: Conv/MatMul or all"},
     )
     per_channel: bool = field(default=True, metadata={"help": "per-channel INT8 weights"})
+    int8_format: str = field(
+        default="qdq",
+        metadata={"choices": ["qdq", "qoperator"], "help": "ort-int8: QDQ or QOperator graph"},
+    )
     ov_transformer: bool = field(
         default=False,
         metadata={"help": "ov-int8: NNCF's transformer scheme (attention MatMuls, softmax)"},
@@ -417,6 +421,7 @@ class Workspace:
                 method=cfg.calib_method,
                 exclude=cfg.int8_exclude,
                 ops=cfg.int8_ops,
+                quant_format=cfg.int8_format,
             )
             took = time.perf_counter() - t0
             log(

@@ -55,6 +55,8 @@ EXCLUDE_POLICIES = ("none", "head", "head+stem")
 # Op sets to quantise: "conv" = the matrix-product ops only (where INT8 kernels pay off), leaving
 # GELU, resizes, pools and norms in float; "all" = everything onnxruntime can quantise.
 INT8_OP_SETS = {"conv": ("Conv", "MatMul", "Gemm"), "all": None}
+# QDQ: Q/DQ pairs around float ops, fused by ORT into integer kernels; QOperator: QLinearConv & co
+INT8_FORMATS = ("qdq", "qoperator")
 
 
 # ---------------------------------------------------------------------------- conv + BN folding
@@ -400,18 +402,21 @@ def quantize_int8(
     preprocess: bool = True,
     ops: str = "conv",
     reduce_range: bool = True,
+    quant_format: str = "qdq",
 ) -> Path:
     """Static INT8 QDQ quantisation of the float32 ONNX model `src`, written to `dst`.
 
     Activations uint8 (asymmetric), weights int8 (symmetric, per output channel when
     `per_channel`); `method` picks the calibration ("minmax", "entropy", "percentile");
     `exclude` a policy of `excluded_nodes`; `ops` a key of INT8_OP_SETS; `reduce_range` 7-bit
-    weights (no int16 saturation on x86 CPUs without VNNI, see the module docstring). The
-    project metadata is carried over.
+    weights (no int16 saturation on x86 CPUs without VNNI, see the module docstring);
+    `quant_format` "qdq" (default) or "qoperator". The project metadata is carried over.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if quant_format not in INT8_FORMATS:
+        raise ValueError(f"unknown INT8 format {quant_format!r}; use one of {INT8_FORMATS}")
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; use {CALIBRATION_METHODS}")
     if ops not in INT8_OP_SETS:
@@ -429,7 +434,7 @@ def quantize_int8(
             str(model_in),
             str(dst),
             _as_calibration_reader(reader),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
             per_channel=per_channel,
             reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
