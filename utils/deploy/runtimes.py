@@ -21,6 +21,7 @@ utils.deploy.openvino_export; `read_onnx_metadata` / `OpenVinoBackend.metadata` 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +51,12 @@ def runtime_versions() -> dict[str, str | None]:
     """Versions of the inference libraries installed (None where one is missing)."""
     versions: dict[str, str | None] = {"torch": torch.__version__}
     for name in ("onnxruntime", "onnx", "openvino", "nncf"):
-        try:
-            versions[name] = getattr(__import__(name), "__version__", "?")
-        except ImportError:
-            versions[name] = None
+        for dist in (name, f"{name}-gpu"):  # the installed distribution, not imported
+            try:
+                versions[name] = importlib.metadata.version(dist)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                versions[name] = None
     return versions
 
 

@@ -10,6 +10,7 @@ noisy the machine was. `environment` records what the numbers were measured on.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -132,6 +133,16 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution (its -gpu build too), without importing it."""
+    for dist in (name, f"{name}-gpu"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
     """Machine, library versions and thread counts, saved next to every benchmark."""
     import torch
@@ -155,11 +166,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     except OSError:
         info["load_average_1_5_15"] = None
     for name in ("onnxruntime", "onnx", "timm", "openvino", "nncf"):
-        try:
-            module = __import__(name)
-            info[name] = getattr(module, "__version__", "?")
-        except ImportError:
-            info[name] = None
+        info[name] = package_version(name)
     try:
         import onnxruntime
 
