@@ -248,18 +248,26 @@ def test_auto_row_names_the_backend_it_chose(tmp_path, calib_data) -> None:
     assert speeding._backend_name(row) == f"auto:{chose}"
 
 
-def test_process_isolation_times_each_row_in_its_own_process(tmp_path, capsys) -> None:
-    """The fair harness: a child per row (and one for the exports), the parent times nothing."""
-    import os
+def test_process_isolation_times_each_row_in_its_own_process(tmp_path, repo_root) -> None:
+    """The fair harness: a child per row (and one for the exports), the parent times nothing.
+
+    Run as the script is run, in a fresh interpreter (spawning children from this test process,
+    after the whole suite has loaded Qt, OpenVINO and others into it, crashed it once)."""
+    import subprocess
+    import sys
 
     argv = [
-        "--json", "--models", "enet", "--backends", "torch-fp32", "ort-fp32", "--runs", "2",
-        "--warmup", "1", "--no-e2e", "--threads", "1", "--out", str(tmp_path / "speed"),
+        sys.executable, "speeding.py", "--json", "--models", "enet", "--backends", "torch-fp32",
+        "ort-fp32", "--runs", "2", "--warmup", "1", "--no-e2e", "--threads", "1",
+        "--out", str(tmp_path / "speed"),
     ]  # fmt: skip
-    rows = speeding.main(argv)
+    proc = subprocess.Popen(argv, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    rows = json.loads(out)
     assert [r["status"] for r in rows] == ["ok", "ok"]
     pids = {r["process"] for r in rows}
-    assert len(pids) == 2 and os.getpid() not in pids
+    assert len(pids) == 2 and proc.pid not in pids
     assert rows[1]["argmax_agreement_vs_eager"] >= 0.999  # the ONNX file made in the prep child
     saved = json.loads(next((tmp_path / "speed").glob("speed_*.json")).read_text())
     assert saved["environment"]["isolation"].startswith("process: each row")
