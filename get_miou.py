@@ -10,8 +10,12 @@ bar charts and a confusion-matrix heat map; a table is printed. See docs/inferen
     python get_miou.py --checkpoint logs/run/best.pth --data data/synthetic_oranges --split test
     # the original's published weights: name the model
     python get_miou.py --checkpoint model_data/fastsegformer_p.pth --model fastsegformer_p
-    # an exported ONNX model
+    # an exported ONNX model or OpenVINO IR (predict.py --mode export_onnx / export_openvino)
     python get_miou.py --onnx model_data/fastsegformer_p.onnx --data data/Orange_Navel_1.5k
+    python get_miou.py --openvino model_data/fastsegformer_p_int8.xml --data data/Orange_Navel_1.5k
+    # score a deployment backend (INT8 calibrated on the --data train split)
+    python get_miou.py --checkpoint logs/run/best.pth --backend ov-int8
+    python get_miou.py --checkpoint logs/run/best.pth --backend auto   # the fastest that keeps it
     # predict only / score existing PNGs only (like the original's miou_mode 1 / 2)
     python get_miou.py --mode predict --checkpoint logs/run/best.pth --out miou_out
     python get_miou.py --mode score --pred-dir miou_out/predictions --num-classes 4
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from utils.cli import parse_config
+from utils.deploy.backends import BACKEND_CHOICES
 from utils.inference.evaluate import MODES, evaluate, format_table
 from utils.inference.predictor import Predictor, default_class_names
 
@@ -37,6 +42,11 @@ class Config:
     num_classes: int | None = None  # classes (None: the checkpoint's, else 4)
     trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
     onnx: str | None = None  # evaluate this ONNX file instead
+    openvino: str | None = None  # evaluate this OpenVINO IR (.xml) instead
+    backend: Literal[tuple(BACKEND_CHOICES)] = "torch"  # runtime for --checkpoint (auto: fastest)
+    calib_images: int = 64  # INT8: train-split photos of --data to calibrate on
+    threads: int = 0  # CPU runtime threads (0: all)
+    deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     # --- the data
     data: str = "data/synthetic_oranges"  # folder holding VOC2007/
     split: str = "test"  # ImageSets/Segmentation/<split>.txt
@@ -56,8 +66,10 @@ def build_predictor(cfg: Config) -> Predictor | None:
     """The Predictor for --checkpoint or --onnx (None when neither is given)."""
     if cfg.onnx:
         return Predictor.from_onnx(cfg.onnx)
+    if cfg.openvino:
+        return Predictor.from_openvino(cfg.openvino, threads=cfg.threads)
     if cfg.checkpoint:
-        return Predictor.from_checkpoint(
+        predictor = Predictor.from_checkpoint(
             cfg.checkpoint,
             device=cfg.device,
             half=cfg.half,
@@ -65,16 +77,25 @@ def build_predictor(cfg: Config) -> Predictor | None:
             num_classes=cfg.num_classes,
             trust=cfg.trust_checkpoint,
         )
+        return predictor.use_backend(
+            cfg.backend,
+            calib_data=cfg.data,
+            calib_images=cfg.calib_images,
+            threads=cfg.threads,
+            cache_dir=cfg.deploy_cache or None,
+            log=print,
+        )
     return None
 
 
 def run(cfg: Config) -> dict | None:
     """Predict and/or score the split as --mode says; the metrics document (None: predict)."""
-    if cfg.checkpoint and cfg.onnx:
-        raise ValueError("give either --checkpoint or --onnx, not both")
+    given = [flag for flag in ("checkpoint", "onnx", "openvino") if getattr(cfg, flag)]
+    if len(given) > 1:
+        raise ValueError(f"give one of --checkpoint, --onnx, --openvino, not {given}")
     predictor = build_predictor(cfg)
     if predictor is None and cfg.mode != "score":
-        raise ValueError(f"--mode {cfg.mode} needs --checkpoint PATH or --onnx PATH")
+        raise ValueError(f"--mode {cfg.mode} needs --checkpoint, --onnx or --openvino PATH")
     if predictor is not None:
         if cfg.num_classes is not None and cfg.num_classes != predictor.num_classes:
             raise ValueError(
@@ -98,12 +119,17 @@ def run(cfg: Config) -> dict | None:
         pred_dir=cfg.pred_dir,
         batch_size=cfg.batch_size,
         progress=cfg.progress,
-        extra={"model": cfg.onnx or cfg.checkpoint},
+        extra={
+            "model": cfg.onnx or cfg.openvino or cfg.checkpoint,
+            "backend": predictor.describe() if predictor is not None else None,
+        },
     )
     if doc is None:
         print(f"predictions written to {cfg.pred_dir or cfg.out + '/predictions'}")
         return None
     print(format_table(doc))
+    if predictor is not None:
+        print(f"backend: {predictor.describe()}")
     print(f"metrics written to {cfg.out}/metrics.json (fractions); charts in {cfg.out}/")
     return doc
 

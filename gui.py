@@ -2,12 +2,14 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) came with
 a PyQt desktop app for photos and video. This is its PySide6 (Qt 6) counterpart on the project's
-shared pieces: `utils.inference.predictor.Predictor` (checkpoint or ONNX), the threaded
+shared pieces: `utils.inference.predictor.Predictor` (checkpoint on any backend of
+utils.deploy.backends, ONNX or OpenVINO IR), the threaded
 `utils.line.video_pipeline.VideoPipeline` and the per-fruit `utils.line.grading`.
 
     python gui.py                                          # then use the toolbar
     python gui.py --model logs/run/best.pth --source line.mp4
     python gui.py --model model.onnx --source photos/ --save-dir results/
+    python gui.py --model logs/run/best.pth --backend ov-int8     # default: --backend auto
     QT_QPA_PLATFORM=offscreen python gui.py --model best.pth --source line.mp4 \\
         --screenshot docs/images/gui.png                   # run once, save the window, quit
 
@@ -29,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -38,6 +40,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 import nets
 from utils.cli import parse_config
 from utils.data.labels import index_to_colour
+from utils.deploy.backends import BACKEND_CHOICES, check_backend_name
 from utils.inference.predictor import Predictor
 from utils.line.grading import FruitGrade, GradeCSVSink, GradingRules, draw_grades, grade_frame
 from utils.line.video_pipeline import (
@@ -60,7 +63,8 @@ GRADE_QCOLOURS = {"premium": "#28c83c", "standard": "#d9a400", "reject": "#e61e1
 
 @dataclass
 class Config:
-    model: str = ""  # project checkpoint (.pth) or ONNX model to load
+    model: str = ""  # project checkpoint (.pth), ONNX model or OpenVINO IR (.xml) to load
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for a checkpoint (auto: fastest)
     trust_checkpoint: bool = False  # unpickle the --model file in full: trusted files only
     source: str = ""  # image, folder of images or video to open
     save_dir: str = ""  # folder for overlays/video, masks and grades.csv
@@ -220,9 +224,11 @@ class ImagePanel(QtWidgets.QLabel):
 class MainWindow(QtWidgets.QMainWindow):
     """The app: toolbar, original | result, and a side panel with legend, areas, grades, FPS."""
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "torch", deploy_cache: str = "logs/deploy_cache") -> None:
         super().__init__()
         self.setWindowTitle("FastSegFormer - navel orange defects")
+        self.backend = check_backend_name(backend)  # runtime for checkpoints (utils.deploy)
+        self.deploy_cache = deploy_cache
         self.predictor: Any = None
         self.model_path: Path | None = None
         self.source_kind: str | None = None  # "image", "folder", "video", "camera"
@@ -242,6 +248,15 @@ class MainWindow(QtWidgets.QMainWindow):
         bar = self.addToolBar("main")
         bar.setMovable(False)
         self.act_model = bar.addAction("Open model…", self._ask_model)
+        self.backend_box = QtWidgets.QComboBox()
+        self.backend_box.addItems(list(BACKEND_CHOICES))
+        self.backend_box.setCurrentText(self.backend)
+        self.backend_box.setToolTip(
+            "runtime for checkpoints, used when a model is opened: auto = the fastest on this "
+            "CPU that keeps accuracy; ov-* OpenVINO, ort-* ONNX Runtime, *-int8 quantised"
+        )
+        self.backend_box.currentTextChanged.connect(self._set_backend)
+        bar.addWidget(self.backend_box)
         bar.addSeparator()
         self.act_image = bar.addAction("Image…", lambda: self._ask_source("image"))
         self.act_folder = bar.addAction("Folder…", lambda: self._ask_source("folder"))
@@ -295,7 +310,9 @@ class MainWindow(QtWidgets.QMainWindow):
         layout.addLayout(pictures, stretch=1)
         layout.addWidget(side_widget)
         self.setCentralWidget(central)
-        self.statusBar().showMessage("Open a model (checkpoint .pth or .onnx), then a source.")
+        self.statusBar().showMessage(
+            "Open a model (checkpoint .pth, .onnx or OpenVINO .xml), then a source."
+        )
         self.resize(1360, 600)
 
     @staticmethod
@@ -338,7 +355,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ dialogs
     def _ask_model(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
-            self, "Open model", "", "Models (*.pth *.pt *.onnx);;All files (*)"
+            self, "Open model", "", "Models (*.pth *.pt *.onnx *.xml);;All files (*)"
         )
         if path:
             self.load_model(path)
@@ -366,10 +383,15 @@ class MainWindow(QtWidgets.QMainWindow):
             QtWidgets.QMessageBox.critical(self, "FastSegFormer", text)
 
     # ------------------------------------------------------------------ actions
+    def _set_backend(self, name: str) -> None:
+        self.backend = check_backend_name(name)
+        self.statusBar().showMessage(f"backend {name}: used for the next checkpoint opened")
+
     def load_model(
         self, path: str | Path, model_name: str | None = None, trust: bool = False
     ) -> bool:
-        """Load a project checkpoint, the original's weights (asks the model name) or ONNX.
+        """Load a project checkpoint (run on the chosen backend), the original's weights (asks
+        the model name), an ONNX file or an OpenVINO IR.
 
         Weights files are read without running code from them unless `trust` (the
         --trust-checkpoint flag, for the --model file only); a refused file is reported.
@@ -377,10 +399,12 @@ class MainWindow(QtWidgets.QMainWindow):
         path = Path(path)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         try:
-            if path.suffix.lower() == ".onnx":
-                predictor = Predictor.from_onnx(path)
+            if path.suffix.lower() in (".onnx", ".xml"):
+                predictor = Predictor.from_file(path)
             else:
                 predictor = Predictor.from_checkpoint(path, model_name=model_name, trust=trust)
+                self.statusBar().showMessage(f"preparing backend {self.backend} ...")
+                predictor.use_backend(self.backend, cache_dir=self.deploy_cache or None)
         except ValueError as e:
             QtWidgets.QApplication.restoreOverrideCursor()
             if model_name is None and "not a project checkpoint" in str(e) and self.isVisible():
@@ -575,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_config(Config, argv, description=__doc__)
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    window = MainWindow()
+    window = MainWindow(backend=args.backend)
     if args.grades:
         window.rules = GradingRules.from_file(args.grades)
     window.show()

@@ -17,9 +17,18 @@ share of each defect class, of the whole image and of the fruit. See docs/infere
     python predict.py --mode camera --checkpoint best.pth --camera 0 --max-frames 300
     # timed loop on one photo (pre-process + inference + post-process)
     python predict.py --mode fps --checkpoint best.pth --inputs a.jpg --fps-runs 100
+    # the runtime: --backend auto (default: the fastest on this CPU that keeps accuracy, named
+    # in the output), torch, ort-fp32, ort-int8, ov-fp32, ov-int8 (INT8 calibrated on
+    # --calib-data's train split, or on generated oranges without one)
+    python predict.py --checkpoint best.pth --inputs a.jpg --backend ov-int8
     # ONNX: export (checked against PyTorch with ONNX Runtime), then predict with it
     python predict.py --mode export_onnx --checkpoint best.pth --onnx-out model_data/p.onnx
     python predict.py --onnx model_data/p.onnx --inputs a.jpg
+    # OpenVINO IR, float32 or INT8 (NNCF), then predict with it (no checkpoint needed)
+    python predict.py --mode export_openvino --checkpoint best.pth --ov-out model_data/p.xml
+    python predict.py --mode export_openvino --checkpoint best.pth --ov-int8 \
+        --calib-data data/Orange_Navel_1.5k --ov-out model_data/p_int8.xml
+    python predict.py --openvino model_data/p_int8.xml --inputs a.jpg
     # the original's published weights
     python predict.py --checkpoint model_data/fastsegformer_p.pth --model fastsegformer_p ...
 """
@@ -39,7 +48,11 @@ import torch
 
 from utils.cli import parse_config
 from utils.data.labels import save_index_mask
+from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.onnx_export import EXPORTERS, export_onnx
+from utils.deploy.openvino_export import export_openvino
+from utils.deploy.optimize import ImageCalibrationReader
+from utils.inference.calibration import calibration_photos
 from utils.inference.predictor import Predictor
 from utils.inference.visualize import (
     OVERLAY_MODES,
@@ -65,7 +78,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 @dataclass
 class Config:
     # --- what to do (MODES at the end of the file: one function per mode)
-    mode: Literal[tuple(MODES)] = "image"  # image, folder, video, camera, fps or export_onnx
+    mode: Literal[tuple(MODES)] = "image"  # one of MODES (image ... export_openvino)
     inputs: tuple[str, ...] = ()  # photo paths, a folder, or a video file
     out: str = "img_out"  # output folder
     # --- the model: a project checkpoint rebuilds itself; original weights need --model
@@ -74,6 +87,12 @@ class Config:
     num_classes: int | None = None  # classes (None: the checkpoint's, else 4)
     trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
     onnx: str | None = None  # run this ONNX file instead
+    openvino: str | None = None  # run this OpenVINO IR (.xml) instead
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for --checkpoint (auto: fastest)
+    calib_data: str = ""  # VOC root whose train split calibrates INT8 (empty: generated oranges)
+    calib_images: int = 64  # INT8 calibration photos (at most)
+    threads: int = 0  # CPU runtime threads (0: all)
+    deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     input_size: int | None = None  # network input side (None: the model's)
     device: str = "cpu"  # cpu, cuda or cuda:N
     half: bool = False  # fp16 weights and activations (CUDA)
@@ -98,16 +117,25 @@ class Config:
     dynamic_batch: bool = False  # export a variable batch axis
     onnx_half: bool = False  # export fp16 weights (fp32 I/O)
     exporter: Literal[EXPORTERS] = "auto"  # torch.onnx exporter
+    # --- export_openvino mode
+    ov_out: str = "model_data/model.xml"  # OpenVINO IR to write
+    ov_int8: bool = False  # quantise the IR to INT8 (NNCF, --calib-data)
 
 
 # ---------------------------------------------------------------------------- helpers
 def build_predictor(cfg: Config) -> Predictor:
-    if cfg.onnx and cfg.checkpoint:
-        raise ValueError("give either --checkpoint or --onnx, not both")
+    given = [flag for flag in ("checkpoint", "onnx", "openvino") if getattr(cfg, flag)]
+    if len(given) > 1:
+        raise ValueError(f"give one of --checkpoint, --onnx, --openvino, not {given}")
+    exporting = cfg.mode in ("export_onnx", "export_openvino")
+    if (cfg.onnx or cfg.openvino) and exporting:
+        raise ValueError(f"{cfg.mode} needs --checkpoint (a PyTorch model), not an exported file")
     if cfg.onnx:
-        if cfg.mode == "export_onnx":
-            raise ValueError("export_onnx needs --checkpoint (a PyTorch model), not --onnx")
         predictor = Predictor.from_onnx(cfg.onnx, input_size=cfg.input_size)
+    elif cfg.openvino:
+        predictor = Predictor.from_openvino(
+            cfg.openvino, input_size=cfg.input_size, threads=cfg.threads
+        )
     elif cfg.checkpoint:
         predictor = Predictor.from_checkpoint(
             cfg.checkpoint,
@@ -118,10 +146,19 @@ def build_predictor(cfg: Config) -> Predictor:
             trust=cfg.trust_checkpoint,
             input_size=cfg.input_size,
         )
+        if not exporting:
+            predictor.use_backend(
+                cfg.backend,
+                calib_data=cfg.calib_data or None,
+                calib_images=cfg.calib_images,
+                threads=cfg.threads,
+                cache_dir=cfg.deploy_cache or None,
+                log=lambda text: print(text, file=sys.stderr),
+            )
     else:
         raise ValueError(
             "no model: pass --checkpoint PATH (with --model NAME for the original's "
-            "weights) or --onnx PATH"
+            "weights), --onnx PATH or --openvino PATH"
         )
     if cfg.num_classes is not None and cfg.num_classes != predictor.num_classes:
         raise ValueError(
@@ -300,13 +337,9 @@ def _synchronizer(predictor) -> Callable[[], None]:
 
 def export(cfg: Config, predictor) -> int:
     ckpt = predictor.checkpoint or {}
-    model = predictor.backend.model
+    model = predictor.model
     metadata = {
-        "model": getattr(model, "build_config", None),
-        "num_classes": predictor.num_classes,
-        "class_names": predictor.class_names,
-        "input_size": list(predictor.input_size),
-        "preprocess": {"mean": predictor.mean, "std": predictor.std, "fill": predictor.fill},
+        **predictor.metadata(),
         "source_checkpoint": str(cfg.checkpoint),
         "epoch": ckpt.get("epoch"),
     }
@@ -319,6 +352,30 @@ def export(cfg: Config, predictor) -> int:
         half=cfg.onnx_half,
         exporter=cfg.exporter,
         metadata=metadata,
+    )
+    print(report.summary())
+    return 0
+
+
+def export_ir(cfg: Config, predictor: Predictor) -> int:
+    """--mode export_openvino: the OpenVINO IR (fp32, or INT8 with --ov-int8), checked."""
+    ckpt = predictor.checkpoint or {}
+    metadata = {
+        **predictor.metadata(),
+        "source_checkpoint": str(cfg.checkpoint),
+        "epoch": ckpt.get("epoch"),
+    }
+    calibration = None
+    if cfg.ov_int8:
+        photos, note = calibration_photos(cfg.calib_data or None, "train", cfg.calib_images)
+        reader = ImageCalibrationReader(
+            photos, predictor.input_size, "images", predictor.mean, predictor.std, predictor.fill
+        )
+        calibration = reader.inputs()
+        metadata["calibration"] = note
+        print(f"calibrating INT8 on {note}")
+    report = export_openvino(
+        predictor.model, cfg.ov_out, predictor.input_size, metadata, calibration=calibration
     )
     print(report.summary())
     return 0
@@ -363,6 +420,7 @@ MODES: dict[str, Callable[[Config, Predictor], int]] = {
     "camera": run_camera,  # --camera
     "fps": run_fps,  # timed loop on --inputs[0]
     "export_onnx": export,  # write --onnx-out
+    "export_openvino": export_ir,  # write --ov-out
 }
 
 

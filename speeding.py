@@ -20,11 +20,23 @@ Backends: torch-fp32 (eager), torch-fp32-cl (channels_last), torch-fp32-fused (c
 utils.deploy.optimize), torch-fp16 (CUDA, half weights), torch-compile (torch.compile of the folded
 model; CUDA graphs on CUDA), ort-fp32 (ONNX Runtime, graph optimised; CUDA provider on
 --device cuda), ort-fp32-noopt (ONNX Runtime with its optimiser off, for comparison), ort-int8
-(static INT8 QDQ calibrated on the training split, CPU). Rows that cannot run here (CUDA on a
-machine without a GPU, fp16 on the CPU) are kept with status "skipped" and the reason.
+(static INT8 QDQ, CPU), ov-fp32 (OpenVINO CPU plugin, float32), ov-int8 (OpenVINO, NNCF
+post-training INT8), auto (the fastest of ov-int8 / ov-fp32 that keeps accuracy against fp32 on
+held-out photos, as `--backend auto` of the other scripts; the row names the one it chose).
+INT8 calibrates on the training split of --calib-data (or --data); without one it calibrates on
+a few generated synthetic oranges and the row says so ("calibration"). Rows that cannot run
+here (CUDA on a machine without a GPU, fp16 on the CPU) are kept with status "skipped" and the
+reason.
 
-Writes OUT/speed_<date-time>.json (environment: CPU/GPU, library versions, threads, load
-average; config; rows) and .csv, plus the ONNX files under OUT/onnx/. See docs/benchmarks.md.
+Fair timing (--isolation process, the default): every row runs in its own fresh child process,
+after a separate child has exported and quantised what the rows need; the parent runs no
+inference. So no runtime is timed while another one's idle worker threads still spin (ONNX
+Runtime timed right after eager PyTorch in one process read 50% slow). --isolation none times
+the rows one after another in this process (quicker; tests).
+
+Writes OUT/speed_<date-time>.json (environment: CPU/GPU, CPU flags, library versions, threads,
+load average, isolation; config; rows) and .csv, plus the exported files under
+OUT/models/<date-time>/. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -32,37 +44,48 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity
 
 import nets
-from nets.checkpoint import CheckpointError
+from nets.checkpoint import CheckpointError, read_project_checkpoint
 from nets.profile import complexity
 from utils.cli import config_to_dict, parse_config
+from utils.deploy.backends import choose_fastest, runtime_available
 from utils.deploy.onnx_export import export_onnx
+from utils.deploy.openvino_export import (
+    OV_EXCLUDE_POLICIES,
+    quantize_openvino,
+    save_openvino,
+    to_openvino,
+)
 from utils.deploy.optimize import (
     CALIBRATION_METHODS,
-    EXCLUDE_POLICIES,
+    INT8_FORMATS,
     INT8_OP_SETS,
     ORT_LEVELS,
     ImageCalibrationReader,
     _clear_attention_caches,
-    calibration_images,
     fold_batchnorm,
     optimize_onnx,
     ort_session,
     profile_top_ops,
     quantize_int8,
 )
-from utils.deploy.timing import benchmark, cuda_sync, environment
+from utils.deploy.runtimes import OpenVinoBackend
+from utils.deploy.timing import benchmark, cpu_name, cuda_sync, environment
+from utils.inference.calibration import calibration_photos
 from utils.inference.evaluate import evaluate
 from utils.inference.predictor import Predictor, default_class_names
 from utils.preprocess import letterbox, read_image, to_tensor
@@ -76,6 +99,9 @@ BACKENDS = (
     "ort-fp32",
     "ort-fp32-noopt",
     "ort-int8",
+    "ov-fp32",
+    "ov-int8",
+    "auto",
 )
 DEFAULT_BACKENDS = (
     "torch-fp32",
@@ -84,7 +110,14 @@ DEFAULT_BACKENDS = (
     "torch-fp16",
     "ort-fp32",
     "ort-int8",
+    "ov-fp32",
+    "ov-int8",
 )
+ISOLATION = {
+    "process": "each row timed in its own spawned child process; exports and quantisation done "
+    "beforehand in another child; the parent runs no inference",
+    "none": "rows timed one after another in one process",
+}
 SAMPLE_PHOTOS = Path(__file__).resolve().parent.parent / "shared/samples/orange_real/JPEGImages"
 
 
@@ -107,16 +140,19 @@ class Config:
     e2e: bool = True  # measure end-to-end FPS on a photo
     e2e_runs: int = 30  # timed end-to-end runs
     photo: str = ""  # photo for end to end (default: a sample)
-    # ONNX Runtime and INT8
+    # ONNX Runtime, OpenVINO and INT8
     ort_level: Literal[ORT_LEVELS] = "all"  # ONNX Runtime graph optimiser level
     data: str = "data/synthetic_oranges"  # VOC root for calibration/accuracy
     calib_data: str = ""  # VOC root for INT8 calibration (default: --data)
     calib_split: str = "train"  # calibration split
     calib_images: int = 200  # calibration photos (at most)
+    isolation: Literal[tuple(ISOLATION)] = "process"  # process: one child per row (fair); none
     calib_method: Literal[CALIBRATION_METHODS] = "minmax"  # INT8 calibration
-    int8_exclude: Literal[EXCLUDE_POLICIES] = "head"  # nodes kept in float (head: classifier on)
+    int8_exclude: Literal[OV_EXCLUDE_POLICIES] = "head"  # kept in float (head+depthwise: OV only)
     int8_ops: Literal[tuple(INT8_OP_SETS)] = "conv"  # ops to quantise: Conv/MatMul or all
     per_channel: bool = True  # per-channel INT8 weights
+    int8_format: Literal[INT8_FORMATS] = "qdq"  # ort-int8: QDQ or QOperator graph
+    ov_transformer: bool = False  # ov-int8: NNCF's transformer scheme (attention MatMuls)
     opset: int = 20  # ONNX opset of the exports (20: Gelu op)
     # accuracy and profiling
     accuracy: bool = False  # mIoU of each batch-1 backend on --split of --data
@@ -143,6 +179,14 @@ class Subject:
     std: list[float] | None = None
     class_names: list[str] | None = None
     checkpoint: str | None = None
+    num_classes_built: int | None = None  # registry models: the class count they were built with
+
+    @property
+    def ref(self) -> tuple:
+        """What a child process needs to rebuild this subject (same weights)."""
+        if self.checkpoint is not None:
+            return ("checkpoint", self.checkpoint)
+        return ("model", self.name, self.num_classes_built)
 
     @property
     def tag(self) -> str:
@@ -168,6 +212,7 @@ def log(*args: Any) -> None:
 
 # ------------------------------------------------------------------------------ subjects
 def load_subjects(cfg: Config) -> list[Subject]:
+
     subjects: list[Subject] = []
     for path in cfg.checkpoint:
         model, ckpt = nets.model_from_checkpoint(
@@ -188,10 +233,23 @@ def load_subjects(cfg: Config) -> list[Subject]:
         )
     names = cfg.models or ([] if cfg.checkpoint else sorted(nets.MODELS))
     for name in names:
-        model = nets.build_model(name, num_classes=cfg.num_classes).eval()
-        s = int(model.default_input_size)
-        subjects.append(Subject(name, model, (s, s)))
+        subjects.append(_random_subject(name, cfg.num_classes))
     return subjects
+
+
+def _random_subject(name: str, num_classes: int) -> Subject:
+    """A registry model with seeded random weights: every process builds the same one."""
+
+    torch.manual_seed(0)
+    model = nets.build_model(name, num_classes=num_classes).eval()
+    s = int(model.default_input_size)
+    return Subject(name, model, (s, s), num_classes_built=num_classes)
+
+
+def _rebuild_subject(ref: tuple, trust: bool = False) -> Subject:
+    if ref[0] == "model":
+        return _random_subject(ref[1], ref[2])
+    return load_subjects(Config(checkpoint=(ref[1],), trust_checkpoint=trust))[0]
 
 
 # ------------------------------------------------------------------------------ backends
@@ -202,6 +260,7 @@ def _torch_runner(
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
 ) -> Runner:
+
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=device, dtype=dtype, memory_format=fmt).eval()
     x = x.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
@@ -215,7 +274,8 @@ def _torch_runner(
         with torch.inference_mode():
             return model(t.contiguous(memory_format=fmt)).float().cpu().numpy()
 
-    def run_profile(runs: int) -> list:
+    def profile(runs: int) -> list:
+
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=acts) as prof:
             for _ in range(runs):
@@ -229,12 +289,13 @@ def _torch_runner(
         ]
 
     return Runner("torch", "fp16" if dtype == torch.float16 else "fp32", bench, infer,
-                  cuda_sync(device), run_profile)  # fmt: skip
+                  cuda_sync(device), profile)  # fmt: skip
 
 
 def _ort_runner(
     path: Path, providers: list[str], level: str, threads: int, x: np.ndarray
 ) -> Runner:
+
     session = ort_session(path, providers, level=level, threads=threads)
     name = session.get_inputs()[0].name
 
@@ -260,29 +321,42 @@ def _ort_runner(
 
 
 class Workspace:
-    """ONNX files of one subject, exported/quantised once and reused by the rows."""
+    """Exported files of one subject (ONNX, OpenVINO IR), made once and reused by the rows.
 
-    def __init__(self, cfg: Config, subject: Subject, out: Path) -> None:
+    Files already in the folder are reused, so the rows of one run (in one process or in
+    several) share them; each run writes into its own folder.
+    """
+
+    def __init__(
+        self, cfg: Config, subject: Subject, out: Path, folder: Path | None = None
+    ) -> None:
         self.cfg, self.subject = cfg, subject
-        self.dir = out / "onnx"
+        self.dir = folder if folder is not None else out / "models"
         self.files: dict[tuple[str, bool], Path] = {}
+        self._calibration: tuple[list, str] | None = None
 
     def _stem(self, dynamic: bool) -> str:
         return f"{self.subject.tag}_{'dynbatch' if dynamic else 'b1'}"
 
+    def metadata(self) -> dict[str, Any]:
+        s = self.subject
+        return {
+            "model": getattr(s.model, "build_config", None),
+            "num_classes": int(s.model.num_classes),
+            "class_names": s.class_names,
+            "input_size": list(s.input_size),
+            "preprocess": {"mean": s.mean, "std": s.std, "fill": 128},
+            "source_checkpoint": s.checkpoint,
+        }
+
     def fp32(self, dynamic: bool) -> Path:
         key = ("fp32", dynamic)
+        raw = self.dir / f"{self._stem(dynamic)}_fp32.onnx"
+        opt = raw.with_name(raw.stem + "_opt.onnx")
+        if key not in self.files and raw.is_file() and opt.is_file():
+            self.files[("raw", dynamic)], self.files[key] = raw, opt
         if key not in self.files:
             s = self.subject
-            raw = self.dir / f"{self._stem(dynamic)}_fp32.onnx"
-            metadata = {
-                "model": getattr(s.model, "build_config", None),
-                "num_classes": int(s.model.num_classes),
-                "class_names": s.class_names,
-                "input_size": list(s.input_size),
-                "preprocess": {"mean": s.mean, "std": s.std, "fill": 128},
-                "source_checkpoint": s.checkpoint,
-            }
             t0 = time.perf_counter()
             report = export_onnx(
                 s.model,
@@ -290,32 +364,35 @@ class Workspace:
                 s.input_size,
                 opset=self.cfg.opset,
                 dynamic_batch=dynamic,
-                metadata=metadata,
+                metadata=self.metadata(),
             )
             log(f"  {report.summary()} [{time.perf_counter() - t0:.1f} s]")
             self.files[("raw", dynamic)] = raw
-            self.files[key] = optimize_onnx(raw, raw.with_name(raw.stem + "_opt.onnx"))
+            self.files[key] = optimize_onnx(raw, opt)
         return self.files[key]
 
     def raw(self, dynamic: bool) -> Path:
         self.fp32(dynamic)
         return self.files[("raw", dynamic)]
 
+    def calibration(self) -> tuple[Any, str]:
+        """(ImageCalibrationReader, note): training photos of --calib-data / --data, or
+        generated synthetic oranges when there are none (the note says which)."""
+
+        if self._calibration is None:
+            cfg = self.cfg
+            data = cfg.calib_data or cfg.data
+            self._calibration = calibration_photos(data, cfg.calib_split, cfg.calib_images)
+        photos, note = self._calibration
+        s = self.subject
+        return ImageCalibrationReader(photos, s.input_size, "images", s.mean, s.std), note
+
     def int8(self, dynamic: bool) -> Path:
         key = ("int8", dynamic)
-        if key not in self.files:
-            cfg, s = self.cfg, self.subject
-            try:
-                data = cfg.calib_data or cfg.data
-                photos = calibration_images(data, cfg.calib_split, cfg.calib_images)
-            except (FileNotFoundError, ValueError) as e:
-                raise Skip(
-                    f"no calibration photos ({e}); point --calib-data at a VOC root with a "
-                    f"{cfg.calib_split} split (e.g. `python -m utils.data.synthetic --out "
-                    f"data/synthetic_oranges`)"
-                ) from e
-            reader = ImageCalibrationReader(photos, s.input_size, "images", s.mean, s.std)
-            dst = self.dir / f"{self._stem(dynamic)}_int8.onnx"
+        dst = self.dir / f"{self._stem(dynamic)}_int8.onnx"
+        if key not in self.files and not dst.is_file():
+            cfg = self.cfg
+            reader, note = self.calibration()
             t0 = time.perf_counter()
             quantize_int8(
                 self.raw(dynamic),
@@ -325,14 +402,100 @@ class Workspace:
                 method=cfg.calib_method,
                 exclude=cfg.int8_exclude,
                 ops=cfg.int8_ops,
+                quant_format=cfg.int8_format,
             )
             took = time.perf_counter() - t0
             log(
-                f"  quantised {dst} ({len(reader)} {cfg.calib_split} photos, {cfg.calib_method}, "
-                f"exclude {cfg.int8_exclude}, ops {cfg.int8_ops}) [{took:.1f} s]"
+                f"  quantised {dst} ({note}, {cfg.calib_method}, exclude {cfg.int8_exclude}, "
+                f"ops {cfg.int8_ops}) [{took:.1f} s]"
             )
-            self.files[key] = dst
-        return self.files[key]
+        self.files[key] = dst
+        return dst
+
+    def openvino(self, int8: bool) -> Path:
+        """The OpenVINO IR (batch 1; the runtime reshapes it for other batch sizes)."""
+        key = ("ov-int8" if int8 else "ov-fp32", False)
+        variant = f"_{self.cfg.int8_exclude}{'_tf' if self.cfg.ov_transformer else ''}"
+        dst = self.dir / f"{self.subject.tag}_{key[0]}{variant if int8 else ''}.xml"
+        if key not in self.files and not dst.is_file():
+            s, cfg = self.subject, self.cfg
+            fp32 = self.dir / f"{s.tag}_ov-fp32.xml"
+            t0 = time.perf_counter()
+            if fp32.is_file():
+                import openvino as ov
+
+                ov_model = ov.Core().read_model(str(fp32))
+            else:
+                ov_model = to_openvino(s.model, s.input_size)
+                save_openvino(ov_model, fp32, {**self.metadata(), "precision": "fp32"})
+                log(f"  converted {fp32} [{time.perf_counter() - t0:.1f} s]")
+            if int8:
+                reader, note = self.calibration()
+                t0 = time.perf_counter()
+                q = quantize_openvino(
+                    ov_model,
+                    reader.inputs(),
+                    exclude=cfg.int8_exclude,
+                    transformer=cfg.ov_transformer,
+                )
+                meta = {**self.metadata(), "precision": "int8", "calibration": note}
+                save_openvino(q, dst, meta)
+                log(f"  quantised {dst} (NNCF, {note}) [{time.perf_counter() - t0:.1f} s]")
+        self.files[key] = dst
+        return dst
+
+    def held_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, fp32 eager logits) of a few photos kept out of calibration: auto's check."""
+        path = self.dir / f"{self.subject.tag}_held_out.npz"
+        if not path.is_file():
+            cfg, s = self.cfg, self.subject
+            photos, _ = calibration_photos(cfg.calib_data or cfg.data, "val", 8, seed=1)
+            inputs = np.stack(
+                [
+                    to_tensor(
+                        letterbox(p if isinstance(p, np.ndarray) else read_image(p), s.input_size)[
+                            0
+                        ],
+                        s.mean,
+                        s.std,
+                    )
+                    for p in photos
+                ]
+            )  # (N, 3, h, w)
+            with torch.inference_mode():
+                ref = _copy(s.model)(torch.from_numpy(inputs)).float().numpy()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, inputs=inputs, reference=ref)
+        saved = np.load(path)
+        return saved["inputs"], saved["reference"]
+
+
+def _ov_runner(path: Path, threads: int, x: np.ndarray, label: str) -> Runner:
+
+    backend = OpenVinoBackend(path, threads=threads, label=label)
+
+    def profile(runs: int) -> list:
+        profiled = OpenVinoBackend(path, threads=threads, label=label, perf_count=True)
+        request = profiled._request(x.shape[0])  # noqa: SLF001
+        per_op: dict[str, float] = {}
+        for _ in range(runs):
+            request.infer({0: x})
+            for info in request.profiling_info:
+                op = f"{info.node_type} ({info.exec_type})"
+                per_op[op] = per_op.get(op, 0.0) + info.real_time.total_seconds() * 1e3
+        total = sum(per_op.values()) or 1.0
+        ranked = sorted(per_op.items(), key=lambda kv: -kv[1])[:10]
+        return [(op, ms / runs, ms / total) for op, ms in ranked]
+
+    return Runner(
+        "openvino",
+        "int8" if backend.int8 else "fp32",
+        lambda: backend(x),
+        backend,
+        None,
+        profile,
+        {"openvino_file": path.name},
+    )
 
 
 def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batch: int) -> Runner:
@@ -388,12 +551,48 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
             return _ort_runner(ws.raw(dynamic), providers, "disable", threads, xn)
         runner = _ort_runner(ws.int8(dynamic), providers, cfg.ort_level, threads, xn)
         runner.precision = "int8"
+        runner.notes["calibration"] = ws.calibration()[1]
         return runner
+    if backend in ("ov-fp32", "ov-int8", "auto"):
+        if cuda:
+            raise Skip(f"{backend} runs OpenVINO's CPU plugin; use --device cpu")
+        missing = runtime_available("ov-int8" if backend == "auto" else backend)
+        if missing:
+            raise Skip(missing)
+        xn = x.numpy()
+        if backend != "auto":
+            runner = _ov_runner(ws.openvino(backend == "ov-int8"), threads, xn, backend)
+            if backend == "ov-int8":
+                runner.notes["calibration"] = ws.calibration()[1]
+            return runner
+        return _auto_runner(cfg, subject, ws, threads, xn)
     raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+def _auto_runner(
+    cfg: Config, subject: Subject, ws: Workspace, threads: int, x: np.ndarray
+) -> Runner:
+    """`--backend auto` as the other scripts run it: quantise, check INT8 against fp32 on
+    held-out photos, time the candidates interleaved, keep the fastest; the row names it."""
+
+    inputs, reference = ws.held_out()  # computed before any timing (a child in --isolation process)
+    paths = {name: ws.openvino(name == "ov-int8") for name in ("ov-int8", "ov-fp32")}
+    candidates = {n: OpenVinoBackend(p, threads=threads, label=n) for n, p in paths.items()}
+    time.sleep(0.5)  # PyTorch's worker threads go idle before the runtimes are timed
+    choice = choose_fastest(
+        candidates, reference, inputs, int(subject.model.num_classes), cpu=cpu_name(),
+        threads=threads,
+    )  # fmt: skip
+    runner = _ov_runner(paths[choice.chosen], threads, x, choice.chosen)
+    runner.notes.update(auto_chose=choice.chosen, auto=choice.as_dict(), auto_line=choice.line())
+    if choice.chosen.endswith("int8"):
+        runner.notes["calibration"] = ws.calibration()[1]
+    return runner
 
 
 def _copy(model: torch.nn.Module) -> torch.nn.Module:
     """A private copy per backend (formats and dtypes are changed in place)."""
+
     _clear_attention_caches(model)
     return copy.deepcopy(model).eval()
 
@@ -408,7 +607,8 @@ def default_photo(cfg: Config) -> Path | None:
     return found[0] if found else None
 
 
-def _predictor(subject: Subject, runner: Runner) -> Predictor:
+def _predictor(subject: Subject, runner: Runner):  # noqa: ANN202 (utils.inference.predictor.Predictor)
+
     class _Backend:
         def __call__(self, batch: np.ndarray) -> np.ndarray:
             return runner.infer(batch)
@@ -434,6 +634,7 @@ def measure(
     reference: np.ndarray | None,
     check_input: np.ndarray | None,
 ) -> dict[str, Any]:
+
     row: dict[str, Any] = {
         "model": subject.name,
         "backend": backend,
@@ -496,6 +697,7 @@ def measure(
 
 def _accuracy(cfg: Config, subject: Subject, runner: Runner, backend: str) -> dict[str, Any]:
     """mIoU/mPA of this backend on --split, through the Predictor and get_miou's evaluation."""
+
     k = int(subject.model.num_classes)
     names = subject.class_names or default_class_names(k)
     out = Path(cfg.out) / "miou" / subject.tag / backend
@@ -514,6 +716,7 @@ def _reference(subject: Subject, cfg: Config) -> tuple[np.ndarray | None, np.nda
     photo = default_photo(cfg)
     if photo is None:
         return None, None
+
     boxed, _ = letterbox(read_image(photo), subject.input_size)
     x = to_tensor(boxed, subject.mean, subject.std)[None]  # (1, 3, h, w)
     with torch.inference_mode():
@@ -522,6 +725,11 @@ def _reference(subject: Subject, cfg: Config) -> tuple[np.ndarray | None, np.nda
 
 
 # ------------------------------------------------------------------------------ reporting
+def _backend_name(row: dict) -> str:
+    """The backend column: auto rows name the backend they chose ("auto:ov-int8")."""
+    return f"auto:{row['auto_chose']}" if row.get("auto_chose") else row["backend"]
+
+
 def format_table(rows: list[dict]) -> str:
     def num(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
@@ -540,7 +748,8 @@ def format_table(rows: list[dict]) -> str:
         miou = None if r.get("miou") is None else 100 * r["miou"]
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
         lines.append(
-            f"{r['model']:<16} {r['backend']:<16} {r['batch']:>2} {num(r['params_m'], '.2f'):>8} "
+            f"{r['model']:<16} {_backend_name(r):<16} {r['batch']:>2} "
+            f"{num(r['params_m'], '.2f'):>8} "
             f"{num(r['gflops'], '.2f'):>6} {num(r['latency_ms'], '.2f'):>9} {spread:>15} "
             f"{num(r['fps'], '.1f'):>7} {num(r.get('e2e_fps'), '.1f'):>7} "
             f"{num(miou, '.2f'):>6} {status}"
@@ -552,12 +761,13 @@ def format_profiles(rows: list[dict]) -> str:
     lines = []
     for r in rows:
         if r.get("top_ops"):
-            lines.append(f"top ops of {r['model']} / {r['backend']} (ms per run, share):")
+            lines.append(f"top ops of {r['model']} / {_backend_name(r)} (ms per run, share):")
             lines += [f"  {op:<40} {ms:8.2f} {100 * sh:5.1f}%" for op, ms, sh in r["top_ops"]]
     return "\n".join(lines)
 
 
 def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[Path, Path]:
+
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path, csv_path = out / f"speed_{stamp}.json", out / f"speed_{stamp}.csv"
@@ -577,43 +787,145 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
     return json_path, csv_path
 
 
-def run(cfg: Config) -> list[dict]:
+def _log_row(row: dict) -> None:
+    if row["status"] != "ok":
+        log(f"  {row['status']}: {row['reason']}")
+    else:
+        chose = f" (auto chose {row['auto_chose']})" if row.get("auto_chose") else ""
+        log(f"  {row['latency_ms']:.2f} ms median, {row['fps']:.1f} FPS{chose}")
 
+
+def _prepare(cfg: Config, subject: Subject, folder: Path) -> dict[str, Any]:
+    """Counts, the eager reference on the photo, and every file the rows will load."""
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    _clear_attention_caches(subject.model)  # deepcopy in count() refuses stale caches
+    counts = complexity(subject.model, subject.input_size[0])
+    reference, check_input = _reference(subject, cfg)
+    if reference is not None:
+        np.savez(folder / f"{subject.tag}_reference.npz", reference=reference, x=check_input)
+    ws = Workspace(cfg, subject, Path(cfg.out), folder)
+    steps = {
+        "ort-fp32": lambda d: ws.fp32(d),
+        "ort-fp32-noopt": lambda d: ws.raw(d),
+        "ort-int8": lambda d: ws.int8(d),
+        "ov-fp32": lambda d: ws.openvino(False),
+        "ov-int8": lambda d: ws.openvino(True),
+        "auto": lambda d: (ws.openvino(True), ws.openvino(False), ws.held_out()),
+    }
+    if cfg.device == "cpu":
+        for backend in cfg.backends:
+            for dynamic in sorted({b > 1 for b in cfg.batch}):
+                try:
+                    if backend in steps:
+                        steps[backend](dynamic)
+                except Exception as e:  # noqa: BLE001 - the row's own attempt reports it
+                    log(f"  preparing {backend}: {type(e).__name__}: {str(e)[:200]}")
+    return counts
+
+
+def _load_reference(folder: Path, subject: Subject) -> tuple[np.ndarray | None, np.ndarray | None]:
+    path = folder / f"{subject.tag}_reference.npz"
+    if not path.is_file():
+        return None, None
+    saved = np.load(path)
+    return saved["reference"], saved["x"]
+
+
+def _child_prepare(cfg: Config, ref: tuple, folder: Path) -> dict[str, Any]:
+    return _prepare(cfg, _rebuild_subject(ref, cfg.trust_checkpoint), folder)
+
+
+def _child_row(
+    cfg: Config, ref: tuple, backend: str, batch: int, folder: Path, counts: dict
+) -> dict[str, Any]:
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    subject = _rebuild_subject(ref, cfg.trust_checkpoint)
+    ws = Workspace(cfg, subject, Path(cfg.out), folder)
+    reference, check_input = _load_reference(folder, subject)
+    row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
+    row["process"] = os.getpid()
+    return row
+
+
+def _in_child(fn: Callable, *args: Any) -> Any:
+    """fn(*args) in a fresh spawned process (nothing inherited from this one's runtimes)."""
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _subject_refs(cfg: Config) -> list[tuple]:
+    """The subjects as child processes rebuild them; unknown names and bad files fail here."""
+    unknown = [m for m in cfg.models if m not in nets.MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; valid: {', '.join(sorted(nets.MODELS))}")
+    for path in cfg.checkpoint:
+        try:  # the safe reader: a refused or broken file stops here, before any child runs
+            read_project_checkpoint(path, trust=cfg.trust_checkpoint)
+        except CheckpointError as e:
+            raise SystemExit(f"error: {e}") from e
+    names = cfg.models or ([] if cfg.checkpoint else sorted(nets.MODELS))
+    return [("checkpoint", str(p)) for p in cfg.checkpoint] + [
+        ("model", name, cfg.num_classes) for name in names
+    ]
+
+
+def run(cfg: Config) -> list[dict]:
     unknown = [b for b in cfg.backends if b not in BACKENDS]
     if unknown:
         raise SystemExit(f"unknown backend(s) {unknown}; valid: {', '.join(BACKENDS)}")
     if any(b < 1 for b in cfg.batch):
         raise SystemExit(f"--batch sizes must be >= 1, got {cfg.batch}")
+    if cfg.isolation not in ISOLATION:
+        raise SystemExit(f"--isolation {cfg.isolation!r}: use one of {', '.join(ISOLATION)}")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    try:
-        subjects = load_subjects(cfg)
-    except KeyError as e:
-        raise SystemExit(str(e).strip("'\"")) from e
-    except CheckpointError as e:  # missing, unreadable or refused --checkpoint file
-        raise SystemExit(f"error: {e}") from e
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     env = environment(cfg.device)
+    env["isolation"] = f"{cfg.isolation}: {ISOLATION[cfg.isolation]}"
     log(
-        f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} threads), "
-        f"GPU: {env['gpu'] or 'none'}, torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
-        f"load average {env['load_average_1_5_15']}"
+        f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} threads; flags "
+        f"{' '.join(env['cpu_flags']) or '-'}), GPU: {env['gpu'] or 'none'}, torch {env['torch']}"
+        f", onnxruntime {env['onnxruntime']}, openvino {env['openvino']}, load average "
+        f"{env['load_average_1_5_15']}; isolation {cfg.isolation}"
     )
     rows: list[dict] = []
-    for subject in subjects:
-        _clear_attention_caches(subject.model)  # deepcopy in complexity() refuses stale caches
-        counts = complexity(subject.model, subject.input_size[0])
-        ws = Workspace(cfg, subject, out)
-        reference, check_input = _reference(subject, cfg)
-        for batch in cfg.batch:
-            for backend in cfg.backends:
-                log(f"{subject.tag} / {backend} / batch {batch} ...")
-                row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
-                rows.append(row)
-                if row["status"] != "ok":
-                    log(f"  {row['status']}: {row['reason']}")
-                else:
-                    log(f"  {row['latency_ms']:.2f} ms median, {row['fps']:.1f} FPS")
+    if cfg.isolation == "none":
+        try:
+            subjects = load_subjects(cfg)
+        except KeyError as e:
+            raise SystemExit(str(e).strip("'\"")) from e
+        except CheckpointError as e:  # missing, unreadable or refused --checkpoint file
+            raise SystemExit(f"error: {e}") from e
+        for subject in subjects:
+            folder = out / "models" / stamp / subject.tag
+            folder.mkdir(parents=True, exist_ok=True)
+            counts = _prepare(cfg, subject, folder)
+            ws = Workspace(cfg, subject, out, folder)
+            reference, check_input = _load_reference(folder, subject)
+            for batch in cfg.batch:
+                for backend in cfg.backends:
+                    log(f"{subject.tag} / {backend} / batch {batch} ...")
+                    row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
+                    rows.append(row)
+                    _log_row(row)
+    else:
+        for ref in _subject_refs(cfg):
+            folder = out / "models" / stamp / "_".join(str(p) for p in ref[1:2]).replace("/", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            log(f"{ref[1]}: preparing (exports, quantisation, reference) in a child process ...")
+            counts = _in_child(_child_prepare, cfg, ref, folder)
+            for batch in cfg.batch:
+                for backend in cfg.backends:
+                    log(f"{ref[1]} / {backend} / batch {batch} (own process) ...")
+                    row = _in_child(_child_row, cfg, ref, backend, batch, folder, counts)
+                    rows.append(row)
+                    _log_row(row)
     env["load_average_after"] = environment(cfg.device)["load_average_1_5_15"]
     json_path, csv_path = write_results(rows, env, cfg, out)
     table = format_table(rows)
@@ -631,7 +943,7 @@ def run(cfg: Config) -> list[dict]:
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
+def main(argv: list[str] | None = None) -> list[dict]:
     return run(parse_config(Config, argv, description=__doc__))
 
 

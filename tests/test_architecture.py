@@ -27,6 +27,7 @@ SKIP_DIRS = {".venv", "tests", "logs", "data", "model_data", "docs", ".git"}
 # does not use them neither needs them installed nor pays for their import).
 ALLOWED_LAZY = (
     "PySide6",
+    "onnx",
     "onnxruntime",
     "openvino",
     "nncf",

@@ -12,13 +12,13 @@ from torch import nn
 
 from utils.deploy.optimize import (
     ImageCalibrationReader,
-    calibration_images,
     excluded_nodes,
     fold_batchnorm,
     optimize_onnx,
     ort_session,
     quantize_int8,
 )
+from utils.inference.calibration import calibration_images
 
 SIZE = 32
 
@@ -198,6 +198,8 @@ def test_quantize_int8_rejects_unknown_settings(tiny_onnx, tmp_path) -> None:
         quantize_int8(path, tmp_path / "q.onnx", reader, ops="most")
     with pytest.raises(ValueError, match="calibration method"):
         quantize_int8(path, tmp_path / "q.onnx", reader, method="kl")
+    with pytest.raises(ValueError, match="INT8 format"):
+        quantize_int8(path, tmp_path / "q.onnx", reader, quant_format="qx")
     with pytest.raises(FileNotFoundError, match="not found"):
         quantize_int8(tmp_path / "missing.onnx", tmp_path / "q.onnx", reader)
 
@@ -210,3 +212,17 @@ def test_calibration_images_sample_the_split(tmp_path) -> None:
     assert all_train and all(p.suffix == ".jpg" and p.is_file() for p in all_train)
     two = calibration_images(root, "train", num=2, seed=1)
     assert len(two) == min(2, len(all_train)) and set(two) <= set(all_train)
+
+
+def test_quantize_int8_qoperator_format(tiny_onnx, tmp_path) -> None:
+    import onnx
+
+    model, path = tiny_onnx
+    reader = ImageCalibrationReader(tiny_photos(6), SIZE, "images")
+    dst = quantize_int8(path, tmp_path / "q.onnx", reader, exclude="none", quant_format="qoperator")
+    assert "QLinearConv" in {n.op_type for n in onnx.load(str(dst)).graph.node}
+    x = np.random.default_rng(2).random((1, 3, SIZE, SIZE), dtype=np.float32)
+    got = ort_session(dst).run(None, {"images": x})[0]
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert np.abs(got - ref).max() <= 0.1 * np.abs(ref).max()

@@ -82,6 +82,8 @@ def test_onnx_input_size_mismatch_is_a_clear_error(tmp_path, capsys):
     cv2.imwrite(str(image), orange_photo())
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--onnx",
             str(tmp_path / "t.onnx"),
             "--input-size",
@@ -109,6 +111,8 @@ def test_predict_export_mode_then_evaluate_the_onnx_file(tmp_path, monkeypatch, 
     onnx_path = tmp_path / "m.onnx"
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--mode",
             "export_onnx",
             "--checkpoint",

@@ -155,6 +155,8 @@ def test_image_mode_writes_overlays_and_area_csv(tmp_path, ckpt, capsys, style):
     out = tmp_path / "out"
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--checkpoint",
             str(ckpt),
             "--inputs",
@@ -191,6 +193,8 @@ def test_folder_mode_skips_unreadable_photos_and_fails_the_exit_status(tmp_path,
     out = tmp_path / "out"
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--mode",
             "folder",
             "--checkpoint",
@@ -224,6 +228,8 @@ def test_video_mode_writes_an_annotated_video(tmp_path, ckpt):
     out = tmp_path / "out"
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--mode",
             "video",
             "--checkpoint",
@@ -252,6 +258,8 @@ def test_camera_mode_reads_a_stream_and_stops_at_max_frames(tmp_path, ckpt):
     out = tmp_path / "out"
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--mode",
             "camera",
             "--camera",
@@ -273,7 +281,18 @@ def test_camera_mode_reads_a_stream_and_stops_at_max_frames(tmp_path, ckpt):
 
 def test_missing_camera_is_a_clear_error(tmp_path, ckpt, capsys):
     rc = predict.main(
-        ["--mode", "camera", "--camera", "97", "--checkpoint", str(ckpt), "--out", str(tmp_path)]
+        [
+            "--backend",
+            "torch",
+            "--mode",
+            "camera",
+            "--camera",
+            "97",
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(tmp_path),
+        ]
     )
     assert rc == 2
     assert "cannot open camera 97" in capsys.readouterr().err
@@ -283,6 +302,8 @@ def test_fps_mode_times_the_full_loop(tmp_path, ckpt, capsys):
     photo = write_photo(tmp_path / "a.jpg")
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--mode",
             "fps",
             "--checkpoint",
@@ -304,15 +325,33 @@ def test_fps_mode_times_the_full_loop(tmp_path, ckpt, capsys):
 
 def test_bad_model_arguments(tmp_path, ckpt, capsys):
     photo = write_photo(tmp_path / "a.jpg")
-    assert predict.main(["--inputs", str(photo)]) == 2
+    assert predict.main(["--backend", "torch", "--inputs", str(photo)]) == 2
     assert "no model" in capsys.readouterr().err
-    assert predict.main(["--checkpoint", str(tmp_path / "x.pth"), "--inputs", str(photo)]) == 2
+    assert (
+        predict.main(
+            ["--backend", "torch", "--checkpoint", str(tmp_path / "x.pth"), "--inputs", str(photo)]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
-    rc = predict.main(["--checkpoint", str(ckpt), "--num-classes", "5", "--inputs", str(photo)])
+    rc = predict.main(
+        [
+            "--backend",
+            "torch",
+            "--checkpoint",
+            str(ckpt),
+            "--num-classes",
+            "5",
+            "--inputs",
+            str(photo),
+        ]
+    )
     assert rc == 2
     assert "4 classes" in capsys.readouterr().err
     rc = predict.main(
         [
+            "--backend",
+            "torch",
             "--checkpoint",
             str(ckpt),
             "--inputs",
@@ -369,6 +408,17 @@ def test_same_file_names_do_not_overwrite_each_other(tmp_path, ckpt):
     a = write_photo(tmp_path / "x" / "a.jpg", 0)
     b = write_photo(tmp_path / "y" / "a.jpg", 1)
     out = tmp_path / "out"
-    args = ["--checkpoint", str(ckpt), "--inputs", str(a), str(b), "--out", str(out), "--quiet"]
+    args = [
+        "--backend",
+        "torch",
+        "--checkpoint",
+        str(ckpt),
+        "--inputs",
+        str(a),
+        str(b),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert predict.main(args) == 0
     assert sorted(p.name for p in out.glob("*.png")) == ["a.png", "a_1.png"]

@@ -52,7 +52,9 @@ def tiny_subject(seed: int = 0) -> speeding.Subject:
 
 
 def config(tmp_path, **kw) -> speeding.Config:
-    defaults = dict(runs=2, warmup=1, e2e_runs=1, calib_images=4, out=str(tmp_path / "speed"))
+    defaults = dict(
+        runs=2, warmup=1, e2e_runs=1, calib_images=4, out=str(tmp_path / "speed"), isolation="none"
+    )
     defaults.update(kw)
     return speeding.Config(**defaults)
 
@@ -97,7 +99,7 @@ def test_environment_names_machine_and_versions() -> None:
 CPU_BACKENDS = ["torch-fp32", "torch-fp32-cl", "torch-fp32-fused", "ort-fp32", "ort-fp32-noopt"]
 
 
-@pytest.mark.parametrize("backend", [*CPU_BACKENDS, "ort-int8"])
+@pytest.mark.parametrize("backend", [*CPU_BACKENDS, "ort-int8", "ov-fp32", "ov-int8"])
 def test_backend_matches_eager(backend: str, tmp_path, calib_data) -> None:
     subject = tiny_subject()
     cfg = config(tmp_path, data=str(calib_data))
@@ -114,8 +116,9 @@ def test_backend_matches_eager(backend: str, tmp_path, calib_data) -> None:
         ref = subject.model(torch.from_numpy(x)).numpy()
     assert got.shape == ref.shape == (2, 3, SIZE, SIZE)
     agreement = (got.argmax(1) == ref.argmax(1)).mean()
-    if backend == "ort-int8":
+    if backend.endswith("int8"):
         assert runner.precision == "int8"
+        assert runner.notes["calibration"].startswith("4 train photos of")
         assert agreement >= 0.8
         assert np.abs(got - ref).max() <= 0.15 * np.abs(ref).max()
     else:
@@ -163,6 +166,7 @@ def test_json_rows_have_the_fields(tmp_path, monkeypatch, capsys, calib_data) ->
         "--json", "--runs", "2", "--warmup", "1", "--e2e-runs", "1", "--photo", str(photo),
         "--backends", "torch-fp32", "torch-fp32-fused", "torch-fp16", "ort-fp32",
         "--batch", "1", "2", "--out", str(tmp_path / "speed"), "--data", str(calib_data),
+        "--isolation", "none",
     ]  # fmt: skip
     speeding.main(argv)
     rows = json.loads(capsys.readouterr().out)
@@ -206,6 +210,7 @@ def test_checkpoint_accuracy_rows_fp32_vs_int8(tmp_path, monkeypatch, capsys, ca
         "--json", "--checkpoint", str(tmp_path / "tiny.pth"), "--accuracy", "--split", "train",
         "--data", str(calib_data), "--backends", "torch-fp32", "ort-int8", "--runs", "1",
         "--warmup", "0", "--no-e2e", "--out", str(tmp_path / "speed"), "--calib-images", "3",
+        "--isolation", "none",
     ]  # fmt: skip
     rows = json.loads(speeding.main(argv) and capsys.readouterr().out)
     assert [r["backend"] for r in rows] == ["torch-fp32", "ort-int8"]
@@ -213,3 +218,53 @@ def test_checkpoint_accuracy_rows_fp32_vs_int8(tmp_path, monkeypatch, capsys, ca
     assert all(0.0 <= r["miou"] <= 1.0 for r in rows)
     assert rows[1]["precision"] == "int8" and "e2e_fps" not in rows[0]
     assert (tmp_path / "speed" / "miou" / "tiny_seg_tiny" / "ort-int8" / "metrics.json").is_file()
+
+
+def test_int8_without_a_data_set_calibrates_on_generated_oranges(tmp_path) -> None:
+    subject = tiny_subject()
+    cfg = config(tmp_path, data=str(tmp_path / "none"), calib_images=3)
+    ws = speeding.Workspace(cfg, subject, tmp_path)
+    runner = speeding.make_runner("ov-int8", cfg, subject, ws, batch=1)
+    assert runner.precision == "int8"
+    assert runner.notes["calibration"].startswith("3 generated synthetic oranges")
+    assert runner.infer(np.zeros((1, 3, SIZE, SIZE), np.float32)).shape == (1, 3, SIZE, SIZE)
+
+
+def test_auto_row_names_the_backend_it_chose(tmp_path, calib_data) -> None:
+    subject = tiny_subject()
+    cfg = config(tmp_path, data=str(calib_data))
+    runner = speeding.make_runner(
+        "auto", cfg, subject, speeding.Workspace(cfg, subject, tmp_path), 1
+    )
+    chose = runner.notes["auto_chose"]
+    assert chose in ("ov-int8", "ov-fp32") and runner.notes["auto"]["chosen"] == chose
+    assert set(runner.notes["auto"]["median_ms"]) <= {"ov-int8", "ov-fp32"}
+    assert f"auto chose {chose}" in runner.notes["auto_line"]
+    row = {"backend": "auto", "auto_chose": chose}
+    assert speeding._backend_name(row) == f"auto:{chose}"
+
+
+def test_process_isolation_times_each_row_in_its_own_process(tmp_path, repo_root) -> None:
+    """The fair harness: a child per row (and one for the exports), the parent times nothing.
+
+    Run as the script is run, in a fresh interpreter (spawning children from this test process,
+    after the whole suite has loaded Qt, OpenVINO and others into it, crashed it once)."""
+    import subprocess
+    import sys
+
+    argv = [
+        sys.executable, "speeding.py", "--json", "--models", "enet", "--backends", "torch-fp32",
+        "ort-fp32", "--runs", "2", "--warmup", "1", "--no-e2e", "--threads", "1",
+        "--out", str(tmp_path / "speed"),
+    ]  # fmt: skip
+    proc = subprocess.Popen(argv, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    rows = json.loads(out)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    pids = {r["process"] for r in rows}
+    assert len(pids) == 2 and proc.pid not in pids
+    assert rows[1]["argmax_agreement_vs_eager"] >= 0.999  # the ONNX file made in the prep child
+    saved = json.loads(next((tmp_path / "speed").glob("speed_*.json")).read_text())
+    assert saved["environment"]["isolation"].startswith("process: each row")
+    assert "cpu_flags" in saved["environment"]

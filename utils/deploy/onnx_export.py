@@ -25,7 +25,9 @@ preprocessing) that `Predictor.from_onnx` reads.
 
 from __future__ import annotations
 
+import copy
 import json
+import types
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from utils.inference.predictor import ONNX_METADATA_KEY
+from utils.deploy.runtimes import ONNX_METADATA_KEY, OnnxBackend
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
 FP32_RTOL = 1e-4  # max |ort - torch| / max |torch logits|
@@ -94,15 +96,48 @@ class _ExportWrapper(torch.nn.Module):
         return self.model(x).float()  # (B, K, h, w) float32
 
 
-def _clone(model: torch.nn.Module) -> torch.nn.Module:
-    """A CPU float32 eval copy; timm's EfficientFormerV2 caches attention biases computed in an
-    earlier forward (non-leaf tensors deepcopy refuses), so those caches are emptied first."""
-    import copy
+def _frozen_attention_biases(self: torch.nn.Module, device: torch.device) -> torch.Tensor:
+    return self.attention_bias_table  # (heads, N, N), gathered once by freeze_attention_biases
 
+
+def freeze_attention_biases(model: torch.nn.Module) -> int:
+    """Gather EfficientFormerV2's attention biases once, so exports hold them as constants.
+
+    timm's attention computes ``attention_biases[:, attention_bias_idxs]`` (a (heads, N, N)
+    table from (heads, N) learnt biases) in every forward; traced, that is a run-time Gather on
+    a parameter, which the exported graph keeps and NNCF cannot quantise around. The original's
+    export held the table as a constant. Each such module gets the table as a buffer and returns
+    it; the logits do not change. Returns the number of modules frozen (0 for other models).
+    """
+    frozen = 0
+    for m in model.modules():
+        if not all(
+            hasattr(m, a)
+            for a in ("attention_biases", "attention_bias_idxs", "get_attention_biases")
+        ):
+            continue
+        with torch.no_grad():
+            table = m.attention_biases[:, m.attention_bias_idxs].detach().clone()
+        m.register_buffer("attention_bias_table", table, persistent=False)
+        m.get_attention_biases = types.MethodType(_frozen_attention_biases, m)
+        frozen += 1
+    return frozen
+
+
+def export_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A CPU float32 eval copy in the contiguous layout, attention biases frozen.
+
+    timm's EfficientFormerV2 caches attention biases computed in an earlier forward (non-leaf
+    tensors deepcopy refuses), so those caches are emptied first; a model a CPU runtime made
+    channels-last goes back to the contiguous layout the exporters expect.
+    """
     for m in model.modules():
         if isinstance(getattr(m, "attention_bias_cache", None), dict):
             m.attention_bias_cache = {}
-    return copy.deepcopy(model).float().cpu().eval()
+    clone = copy.deepcopy(model).float().cpu().eval()
+    clone = clone.to(memory_format=torch.contiguous_format)
+    freeze_attention_biases(clone)
+    return clone
 
 
 def _export(
@@ -170,8 +205,6 @@ def check_parity(
     Inputs default to uniform noise in [0, 1] (what /255 photos look like to the network).
     A fixed-batch file is run one image at a time.
     """
-    from utils.inference.predictor import OnnxBackend
-
     if inputs is None:
         rng = np.random.default_rng(seed)
         inputs = rng.random((batch, 3, *input_size), dtype=np.float32)
@@ -215,12 +248,12 @@ def export_onnx(
     input_size = (int(input_size[0]), int(input_size[1]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = _clone(model)
+    model = export_copy(model)
     batch = 2 if dynamic_batch else 1
     example = torch.rand(batch, 3, *input_size)
     with torch.inference_mode():
         num_classes = int(model(example[:1]).shape[1])
-    wrapper = _ExportWrapper(_clone(model), half)
+    wrapper = _ExportWrapper(export_copy(model), half)
 
     tried: list[str] = []
     order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]

@@ -20,18 +20,24 @@ accuracy by its caller (speeding.py, tests/test_deploy.py):
   ORT's recommended step), activations are calibrated on real photos of the training split
   (`ImageCalibrationReader`, the shared letterbox/to_tensor preprocessing), weights are
   quantised per output channel. Activations are unsigned 8-bit, weights signed (U8S8, the
-  fast path of x86 VNNI / AVX2 CPUs). By default only Conv/MatMul/Gemm are quantised: on
-  these models quantising everything made PoolFormer's average pools (QLinearAveragePool)
-  and EfficientFormerV2's GELU/resizes slower than in float (onnxruntime profiles in
-  docs/benchmarks.md). `exclude` names node-exclusion policies for accuracy (default: the
-  classifier head stays float). Export at opset >= 20 so GELU is one Gelu node that the
-  quantiser leaves alone; at opset 18 it is five nodes that get split by Q/DQ pairs.
+  fast path of x86 VNNI / AVX2 CPUs), with weights on 7 bits ([-64, 64], `reduce_range`):
+  on x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) ONNX Runtime multiplies U8S8 with
+  VPMADDUBSW, which adds two u8 x s8 products into a saturating int16 (255 * 127 * 2 = 64770 >
+  32767); 7-bit weights keep every pair within range (255 * 64 * 2 = 32640). ONNX Runtime's
+  quantisation guide names reduce_range (or U8U8) as the remedy; VNNI CPUs do not need it, but a
+  file quantised on one may run on the other, so it is on by default. By default only
+  Conv/MatMul/Gemm are quantised: on these models quantising everything made PoolFormer's
+  average pools (QLinearAveragePool) and EfficientFormerV2's GELU/resizes slower than in float
+  (onnxruntime profiles in docs/benchmarks.md). `exclude` names node-exclusion policies for
+  accuracy (default: the classifier head stays float). Export at opset >= 20 so GELU is one
+  Gelu node that the quantiser leaves alone; at opset 18 it is five nodes that get split by
+  Q/DQ pairs.
 """
 
 from __future__ import annotations
 
 import copy
-import random
+import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.deploy.runtimes import ONNX_METADATA_KEY
 from utils.preprocess import LETTERBOX_FILL, letterbox, read_image, to_tensor
 
 FOLD_RTOL = 1e-4  # max |folded - original| / max |original logits| accepted
@@ -49,6 +56,8 @@ EXCLUDE_POLICIES = ("none", "head", "head+stem")
 # Op sets to quantise: "conv" = the matrix-product ops only (where INT8 kernels pay off), leaving
 # GELU, resizes, pools and norms in float; "all" = everything onnxruntime can quantise.
 INT8_OP_SETS = {"conv": ("Conv", "MatMul", "Gemm"), "all": None}
+# QDQ: Q/DQ pairs around float ops, fused by ORT into integer kernels; QOperator: QLinearConv & co
+INT8_FORMATS = ("qdq", "qoperator")
 
 
 # ---------------------------------------------------------------------------- conv + BN folding
@@ -268,8 +277,6 @@ def _copy_metadata(src: Path, dst: Path) -> None:
     """Keep the project's metadata (names, preprocessing) that Predictor.from_onnx reads."""
     import onnx
 
-    from utils.inference.predictor import ONNX_METADATA_KEY
-
     source = onnx.load(str(src), load_external_data=False)
     entries = {p.key: p.value for p in source.metadata_props}
     if ONNX_METADATA_KEY not in entries:
@@ -284,7 +291,6 @@ def _copy_metadata(src: Path, dst: Path) -> None:
 
 def profile_top_ops(profile_json: str | Path, top: int = 8) -> list[tuple[str, float, float]]:
     """(op type, total ms per run, share) of an ONNX Runtime profile, most expensive first."""
-    import json
 
     events = json.loads(Path(profile_json).read_text())
     per_op: dict[str, float] = {}
@@ -300,21 +306,6 @@ def profile_top_ops(profile_json: str | Path, top: int = 8) -> list[tuple[str, f
 
 
 # ---------------------------------------------------------------------------- INT8 calibration
-def calibration_images(
-    data: str | Path, split: str = "train", num: int = 200, seed: int = 0
-) -> list[Path]:
-    """Up to `num` photo paths of a VOC split (a seeded sample when the split is larger)."""
-    from utils.inference.evaluate import split_files
-
-    _, photos, _ = split_files(data, split, num_classes=256, need_masks=False)
-    photos = list(photos)
-    if not photos:
-        raise ValueError(f"no photos in split {split!r} of {data}")
-    if len(photos) > num:
-        photos = random.Random(seed).sample(photos, num)
-    return photos
-
-
 class ImageCalibrationReader:
     """onnxruntime CalibrationDataReader over photos, through the shared preprocessing.
 
@@ -344,6 +335,10 @@ class ImageCalibrationReader:
         image = item if isinstance(item, np.ndarray) else read_image(item)  # (H, W, 3) uint8
         boxed, _ = letterbox(image, self.input_size, fill=self.fill)
         return to_tensor(boxed, self.mean, self.std)[None]  # (1, 3, h, w) float32
+
+    def inputs(self) -> list[np.ndarray]:
+        """Every image as a preprocessed (1, 3, h, w) float32 network input (NNCF's dataset)."""
+        return [self._load(item) for item in self.images]
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._next >= len(self.images):
@@ -406,17 +401,22 @@ def quantize_int8(
     exclude: str = "head",
     preprocess: bool = True,
     ops: str = "conv",
+    reduce_range: bool = True,
+    quant_format: str = "qdq",
 ) -> Path:
     """Static INT8 QDQ quantisation of the float32 ONNX model `src`, written to `dst`.
 
     Activations uint8 (asymmetric), weights int8 (symmetric, per output channel when
     `per_channel`); `method` picks the calibration ("minmax", "entropy", "percentile");
-    `exclude` a policy of `excluded_nodes`; `ops` a key of INT8_OP_SETS. The project metadata
-    is carried over.
+    `exclude` a policy of `excluded_nodes`; `ops` a key of INT8_OP_SETS; `reduce_range` 7-bit
+    weights (no int16 saturation on x86 CPUs without VNNI, see the module docstring);
+    `quant_format` "qdq" (default) or "qoperator". The project metadata is carried over.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    if quant_format not in INT8_FORMATS:
+        raise ValueError(f"unknown INT8 format {quant_format!r}; use one of {INT8_FORMATS}")
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; use {CALIBRATION_METHODS}")
     if ops not in INT8_OP_SETS:
@@ -434,8 +434,9 @@ def quantize_int8(
             str(model_in),
             str(dst),
             _as_calibration_reader(reader),
-            quant_format=QuantFormat.QDQ,
+            quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded_nodes(model_in, exclude),

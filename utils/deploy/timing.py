@@ -10,6 +10,7 @@ noisy the machine was. `environment` records what the numbers were measured on.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 
 @dataclass
@@ -98,7 +100,6 @@ def benchmark(
 
 def cuda_sync(device: Any) -> Callable[[], None] | None:
     """torch.cuda.synchronize for a CUDA device, None for the CPU (nothing to wait for)."""
-    import torch
 
     device = torch.device(device)
     if device.type != "cuda":
@@ -118,12 +119,36 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> list[str]:
+    """The CPU features that decide which kernels run: AVX2, AVX-512 (incl. VNNI/BF16), AMX."""
+    wanted = ("avx2", "avx512", "vnni", "amx", "bf16", "fma")
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    return sorted(f for f in flags if f.startswith(wanted) or "vnni" in f)
+    except OSError:
+        pass
+    return []
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of a distribution (its -gpu build too), without importing it."""
+    for dist in (name, f"{name}-gpu"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def environment(device: str = "cpu") -> dict[str, Any]:
     """Machine, library versions and thread counts, saved next to every benchmark."""
-    import torch
 
     info: dict[str, Any] = {
         "cpu": cpu_name(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -139,12 +164,8 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         info["load_average_1_5_15"] = list(os.getloadavg())
     except OSError:
         info["load_average_1_5_15"] = None
-    for name in ("onnxruntime", "onnx", "timm"):
-        try:
-            module = __import__(name)
-            info[name] = getattr(module, "__version__", "?")
-        except ImportError:
-            info[name] = None
+    for name in ("onnxruntime", "onnx", "timm", "openvino", "nncf"):
+        info[name] = package_version(name)
     try:
         import onnxruntime
 

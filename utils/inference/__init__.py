@@ -1,4 +1,5 @@
-"""Inference: the one predictor, evaluation on a split, drawing results.
+"""Inference: the one predictor (and its backend choice), INT8 calibration photos, evaluation on
+a split, drawing results.
 
 May import: ``utils.deploy``, ``utils.data``, ``utils.preprocess``, ``utils.cli``,
 ``utils.metrics``, ``nets``.

@@ -1,4 +1,4 @@
-"""The one predictor: photo in, class mask out, on PyTorch (CPU/CUDA, fp32/fp16) or ONNX Runtime.
+"""The one predictor: photo in, class mask out, on any runtime of utils.deploy.runtimes.
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) segments
 navel-orange defects at 224x224. Every script that runs a trained model -- get_miou.py,
@@ -17,9 +17,13 @@ original's published weights need `model_name`), `Predictor.from_onnx`, or direc
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,16 +36,30 @@ from nets.checkpoint import (
     read_checkpoint,
 )
 from nets.registry import build_model, model_from_checkpoint
+from utils.deploy.backends import (
+    AUTO,
+    AUTO_CANDIDATES,
+    INT8_BACKENDS,
+    AutoChoice,
+    build_backend,
+    check_backend_name,
+    choose_fastest,
+    runtime_available,
+)
+from utils.deploy.onnx_export import export_copy
+from utils.deploy.optimize import ImageCalibrationReader
+from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend, runtime_versions
+from utils.deploy.timing import cpu_name
+from utils.inference.calibration import calibration_photos
 from utils.preprocess import (
     CLASS_NAMES,
     LETTERBOX_FILL,
     Letterbox,
     letterbox,
+    read_image,
     to_tensor,
     unletterbox,
 )
-
-ONNX_METADATA_KEY = "fastsegformer"  # ONNX metadata_props entry written by utils.deploy.onnx_export
 
 
 def default_class_names(num_classes: int) -> list[str]:
@@ -52,91 +70,19 @@ def default_class_names(num_classes: int) -> list[str]:
 
 
 def _check_fixed_size(model: torch.nn.Module, size: Sequence[int] | int) -> None:
-    """EfficientFormerV2 students only run at their training size (attention biases)."""
+    """ValueError unless `model` can run at `size`: a model with `fixed_input_size` (the
+    EfficientFormerV2 students, whose attention biases are sized for one grid) runs only at its
+    `default_input_size`."""
     if not getattr(model, "fixed_input_size", False):
         return
     want = model.default_input_size
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if (h, w) != (want, want):
         name = getattr(model, "build_config", {}).get("name", type(model).__name__)
-        raise ValueError(f"{name} runs only at {want}x{want} input, not {h}x{w}")
-
-
-class TorchBackend:
-    """Runs an nn.Module on CPU or CUDA, in float32 or float16."""
-
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, device: str = "cpu", half: bool = False) -> None:
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} asked for, but CUDA is not available here")
-        self.dtype = torch.float16 if half else torch.float32
-        self.model = model.to(self.device, self.dtype).eval()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
-        with torch.inference_mode():
-            logits = self.model(x)  # (B, K, h, w)
-        return logits.float().cpu().numpy()
-
-
-class OnnxBackend:
-    """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU)."""
-
-    name = "onnxruntime"
-
-    def __init__(self, path: str | Path, providers: Sequence[str] | None = None) -> None:
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [
-                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
-            ]
-        try:
-            self.session = ort.InferenceSession(str(path), providers=list(providers))
-        except Exception as e:
-            raise ValueError(f"cannot load ONNX model {path}: {e}") from e
-        self.path = path
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.input_shape = list(inp.shape)  # e.g. [1, 3, 224, 224] or ["batch", 3, 224, 224]
-        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        meta = self.session.get_modelmeta().custom_metadata_map.get(ONNX_METADATA_KEY)
-        self.metadata: dict = json.loads(meta) if meta else {}
-
-    @property
-    def static_batch(self) -> int | None:
-        b = self.input_shape[0]
-        return b if isinstance(b, int) else None
-
-    @property
-    def input_size(self) -> tuple[int, int] | None:
-        h, w = self.input_shape[2], self.input_shape[3]
-        return (h, w) if isinstance(h, int) and isinstance(w, int) else None
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if self.input_size is not None and tuple(batch.shape[2:]) != self.input_size:
-            raise ValueError(
-                f"ONNX model {self.path} takes {self.input_size[0]}x{self.input_size[1]} input, "
-                f"got {batch.shape[2]}x{batch.shape[3]}"
-            )
-        x = batch.astype(self.input_dtype, copy=False)
-        if self.static_batch is not None and x.shape[0] != self.static_batch:
-            # A fixed-batch export: run the images one static batch at a time.
-            n = self.static_batch
-            if x.shape[0] % n:
-                raise ValueError(f"ONNX model {self.path} has fixed batch {n}, got {x.shape[0]}")
-            outs = [
-                self.session.run(None, {self.input_name: x[i : i + n]})[0]
-                for i in range(0, x.shape[0], n)
-            ]
-            return np.concatenate(outs).astype(np.float32, copy=False)
-        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+        raise ValueError(
+            f"{name} runs only at {want}x{want} input, not {h}x{w} (a fixed-size model, e.g. "
+            f"EfficientFormerV2's attention biases); use input size {want}"
+        )
 
 
 class Predictor:
@@ -155,7 +101,7 @@ class Predictor:
         half: bool = False,
         class_names: Sequence[str] | None = None,
         fill: int = LETTERBOX_FILL,
-        backend: TorchBackend | OnnxBackend | None = None,
+        backend: Any = None,
         num_classes: int | None = None,
     ) -> None:
         if isinstance(input_size, int):
@@ -164,9 +110,15 @@ class Predictor:
         self.mean = list(mean) if mean is not None else None
         self.std = list(std) if std is not None else None
         self.fill = int(fill)
+        self._model = model
+        self._device, self._half = device, half
+        self.backend_note = ""  # how the backend was chosen (auto), for describe()
+        self.calibration_note = ""  # where INT8 calibration photos came from
+        self.auto_choice: AutoChoice | None = None
         if backend is None:
             if model is None:
                 raise ValueError("Predictor needs a model or a backend")
+            _check_fixed_size(model, self.input_size)
             backend = TorchBackend(model, device, half)
             num_classes = num_classes or int(model.num_classes)
         if num_classes is None:
@@ -269,7 +221,47 @@ class Predictor:
 
         `input_size`, when given, must match a fixed-size ONNX input, else ValueError.
         """
-        backend = OnnxBackend(path, providers)
+        return cls._from_exported(
+            OnnxBackend(path, providers), path, "ONNX", input_size, class_names
+        )
+
+    @classmethod
+    def from_openvino(
+        cls,
+        path: str | Path,
+        input_size: Sequence[int] | int | None = None,
+        class_names: Sequence[str] | None = None,
+        threads: int = 0,
+    ) -> Predictor:
+        """Load an OpenVINO IR (.xml + .bin) written by utils.deploy.openvino_export (fp32 or
+        INT8); its metadata gives names and preprocessing, as for ONNX."""
+        backend = OpenVinoBackend(path, threads=threads)
+        return cls._from_exported(backend, path, "OpenVINO", input_size, class_names)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        input_size: Sequence[int] | int | None = None,
+        threads: int = 0,
+    ) -> Predictor:
+        """An exported model by its suffix: .onnx (ONNX Runtime) or .xml (OpenVINO IR)."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".onnx":
+            return cls.from_onnx(path, input_size=input_size)
+        if suffix == ".xml":
+            return cls.from_openvino(path, input_size=input_size, threads=threads)
+        raise ValueError(f"{path}: expected an exported model, .onnx or OpenVINO .xml")
+
+    @classmethod
+    def _from_exported(
+        cls,
+        backend: OnnxBackend | OpenVinoBackend,
+        path: str | Path,
+        kind: str,
+        input_size: Sequence[int] | int | None,
+        class_names: Sequence[str] | None,
+    ) -> Predictor:
         meta = backend.metadata
         if isinstance(input_size, int):
             input_size = (input_size, input_size)
@@ -278,16 +270,15 @@ class Predictor:
         )
         if input_size is not None and file_size is not None and tuple(input_size) != file_size:
             raise ValueError(
-                f"ONNX model {path} was exported for {file_size[0]}x{file_size[1]} input, but "
+                f"{kind} model {path} was exported for {file_size[0]}x{file_size[1]} input, but "
                 f"{input_size[0]}x{input_size[1]} was asked for; export it again at that size"
             )
         size = input_size or file_size
         if size is None:
-            raise ValueError(f"ONNX model {path} has no fixed input size; pass input_size")
-        out_shape = backend.session.get_outputs()[0].shape
-        k = out_shape[1] if isinstance(out_shape[1], int) else meta.get("num_classes")
+            raise ValueError(f"{kind} model {path} has no fixed input size; pass input_size")
+        k = backend.num_classes
         if k is None:
-            raise ValueError(f"ONNX model {path}: cannot tell the class count from its output")
+            raise ValueError(f"{kind} model {path}: cannot tell the class count from its output")
         pre = meta.get("preprocess") or {}
         return cls(
             None,
@@ -299,6 +290,146 @@ class Predictor:
             backend=backend,
             num_classes=int(k),
         )
+
+    # ------------------------------------------------------------------ choosing the runtime
+    @property
+    def model(self) -> torch.nn.Module | None:
+        """The PyTorch model behind this predictor (None for one loaded from an exported file)."""
+        return self._model
+
+    def metadata(self) -> dict[str, Any]:
+        """What an export writes beside the graph, so the file alone rebuilds this predictor."""
+        model = self._model
+        return {
+            "model": getattr(model, "build_config", None),
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "input_size": list(self.input_size),
+            "preprocess": {"mean": self.mean, "std": self.std, "fill": self.fill},
+        }
+
+    def use_backend(
+        self,
+        name: str,
+        *,
+        calib_data: str | Path | None = None,
+        calib_split: str = "train",
+        calib_images: int = 64,
+        threads: int = 0,
+        exclude: str = "head",
+        cache_dir: str | Path | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> Predictor:
+        """Run this predictor's PyTorch model on backend `name` of utils.deploy.backends.
+
+        INT8 backends (and `auto`) calibrate on up to `calib_images` photos of `calib_split` of
+        `calib_data`, or on generated synthetic oranges when there is none (`calibration_note`
+        says which). `auto` keeps the fastest backend that matches fp32 on held-out photos
+        (`auto_choice` holds the timings). With `cache_dir`, converted models (and auto's
+        choice, per CPU and thread count) are kept in a folder keyed by the weights and
+        settings, and loaded on the next run. Returns self.
+        """
+        check_backend_name(name)
+        say = log or (lambda _text: None)
+        if self._model is None:
+            if name in ("torch", AUTO) or name == getattr(self.backend, "label", None):
+                return self
+            raise ValueError(
+                f"backend {name} needs the PyTorch model (a checkpoint); this predictor runs an "
+                f"exported file ({self.describe()})"
+            )
+        self.backend_note, self.calibration_note, self.auto_choice = "", "", None
+        if name == "torch":
+            self.backend = TorchBackend(self._model, self._device, self._half)
+            return self
+        if name == AUTO and torch.device(self._device).type != "cpu":
+            self.backend = TorchBackend(self._model, self._device, self._half)
+            self.backend_note = f"auto: torch on {self._device} (the other backends are CPU-only)"
+            return self
+        needs_int8 = name in INT8_BACKENDS or name == AUTO
+        reader, held_out = None, []
+        if needs_int8:
+            photos, self.calibration_note = calibration_photos(
+                calib_data, calib_split, calib_images
+            )
+            if name == AUTO:  # keep a quarter (at least 2) out of calibration for the check
+                n_out = max(2, len(photos) // 4)
+                photos, held_out = photos[:-n_out], photos[-n_out:]
+                self.calibration_note += f", {n_out} of them held out to check INT8"
+            reader = ImageCalibrationReader(
+                photos, self.input_size, "images", self.mean, self.std, self.fill
+            )
+        folder = self._cache_folder(cache_dir, exclude) if cache_dir else None
+        common = {
+            "threads": threads,
+            "calibration": reader,
+            "exclude": exclude,
+            "workdir": folder,
+            "metadata": self.metadata(),
+        }
+        if name != AUTO:
+            say(f"preparing backend {name} ...")
+            self.backend = build_backend(name, self._model, self.input_size, **common)
+            return self
+        self.backend, self.auto_choice = self._auto(common, held_out, folder, threads, say)
+        self.backend_note = self.auto_choice.line()
+        return self
+
+    def _auto(
+        self,
+        common: dict[str, Any],
+        held_out: list,
+        folder: Path | None,
+        threads: int,
+        say: Callable[[str], None],
+    ) -> tuple[Any, AutoChoice]:
+        cpu = cpu_name()
+        record = folder / f"auto_{threads}threads.json" if folder is not None else None
+        if record is not None and record.is_file():
+            saved = json.loads(record.read_text())
+            if saved.get("cpu") == cpu:
+                choice = AutoChoice(**saved)
+                backend = build_backend(choice.chosen, self._model, self.input_size, **common)
+                return backend, choice
+        names = [n for n in AUTO_CANDIDATES if runtime_available(n) is None]
+        if "ov-int8" in names:  # OpenVINO there: ONNX Runtime is not tried
+            names = [n for n in names if n.startswith("ov-")]
+        candidates, failed = {}, {}
+        for n in names:
+            say(f"auto: preparing {n} ...")
+            try:
+                candidates[n] = build_backend(n, self._model, self.input_size, **common)
+            except Exception as e:  # noqa: BLE001 - a model a runtime cannot take: next one
+                failed[n] = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        if not candidates:
+            candidates["torch"] = TorchBackend(self._model, "cpu")
+        inputs = np.stack([self.preprocess(_as_image(p))[0] for p in held_out])
+        reference = TorchBackend(export_copy(self._model), "cpu", channels_last=False)(inputs)
+        time.sleep(0.5)  # let PyTorch's worker threads go idle before the runtimes are timed
+        say(f"auto: timing {', '.join(candidates)} ...")
+        choice = choose_fastest(
+            candidates, reference, inputs, self.num_classes, cpu=cpu, threads=threads
+        )
+        choice.rejected.update(failed)
+        if record is not None:
+            atomic_write_text(record, json.dumps(choice.as_dict(), indent=2))
+        return candidates[choice.chosen], choice
+
+    def _cache_folder(self, cache_dir: str | Path, exclude: str) -> Path:
+        """cache_dir/<hash of the weights, input size, preprocessing, settings and versions>."""
+        digest = hashlib.sha1()
+        for key, tensor in self._model.state_dict().items():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        settings = {
+            "meta": self.metadata(),
+            "exclude": exclude,
+            "calibration": self.calibration_note,
+            "versions": runtime_versions(),
+        }
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        name = (getattr(self._model, "build_config", None) or {}).get("name", "model")
+        return Path(cache_dir).expanduser() / f"{name}_{digest.hexdigest()[:16]}"
 
     # ------------------------------------------------------------------ the three steps
     def preprocess(self, image_rgb: np.ndarray) -> tuple[np.ndarray, Letterbox]:
@@ -347,10 +478,25 @@ class Predictor:
 
     def describe(self) -> str:
         """One line naming the backend, device/precision and input size."""
-        b = self.backend
-        if isinstance(b, TorchBackend):
-            where = f"torch {b.device} {'fp16' if b.dtype == torch.float16 else 'fp32'}"
-        else:
-            where = f"onnxruntime {b.session.get_providers()[0]} ({b.path.name})"
+        describe = getattr(self.backend, "describe", None)
+        where = describe() if describe is not None else type(self.backend).__name__
+        int8 = getattr(self.backend, "label", "").endswith("int8")
+        if self.calibration_note and int8:
+            where += f", calibrated on {self.calibration_note}"
+        if self.backend_note:
+            calibrated = f"; INT8 calibrated on {self.calibration_note}" if not int8 else ""
+            where += f" [{self.backend_note}{calibrated if self.calibration_note else ''}]"
         h, w = self.input_size
         return f"{where}, input {h}x{w}, {self.num_classes} classes"
+
+
+def _as_image(item: str | Path | np.ndarray) -> np.ndarray:
+    return item if isinstance(item, np.ndarray) else read_image(item)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -9,6 +9,8 @@ docs/production_line.md.
 
     python -m utils.line.bench --model fastsegformer_p --threads 1 --batch-size 1
     python -m utils.line.bench --onnx model_data/p.onnx --video line.mp4
+    python -m utils.line.bench --checkpoint best.pth --backend ov-int8 --threads 2
+    (--backend auto, the default, runs the fastest backend on this CPU that keeps accuracy)
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 import nets
 from utils.cli import parse_config
+from utils.deploy.backends import BACKEND_CHOICES
 from utils.inference.predictor import Predictor
 from utils.line.conveyor import write_video
 from utils.line.grading import Grader
@@ -37,6 +41,10 @@ class Config:
     model: str = "fastsegformer_p"  # registry name, built with random weights (speed only)
     checkpoint: str | None = None  # or a project checkpoint
     onnx: str | None = None  # or an ONNX file (ONNX Runtime backend)
+    openvino: str | None = None  # or an OpenVINO IR (.xml)
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for model/checkpoint
+    calib_data: str = ""  # INT8: VOC root whose train split calibrates (empty: generated oranges)
+    deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     video: str | None = None  # default: a conveyor video rendered to a temporary folder
     seconds: float = 4.0  # conveyor video length when rendering one
     threads: int = 1  # torch.set_num_threads for the whole process
@@ -56,11 +64,22 @@ def benchmark(cfg: Config) -> dict[str, float]:
     torch.set_num_threads(cfg.threads)
     if cfg.onnx:
         predictor = Predictor.from_onnx(cfg.onnx)
-    elif cfg.checkpoint:
-        predictor = Predictor.from_checkpoint(cfg.checkpoint)
+    elif cfg.openvino:
+        predictor = Predictor.from_openvino(cfg.openvino, threads=cfg.threads)
     else:
-        model = nets.build_model(cfg.model).eval()
-        predictor = Predictor(model, model.default_input_size)
+        if cfg.checkpoint:
+            predictor = Predictor.from_checkpoint(cfg.checkpoint)
+        else:
+            torch.manual_seed(0)
+            model = nets.build_model(cfg.model).eval()
+            predictor = Predictor(model, model.default_input_size)
+        predictor.use_backend(
+            cfg.backend,
+            calib_data=cfg.calib_data or None,
+            threads=cfg.threads,
+            cache_dir=cfg.deploy_cache or None,
+            log=print,
+        )
     tmp = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))
     video = Path(cfg.video) if cfg.video else None
     if video is None:

@@ -2,7 +2,8 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) reports
 45-55 FPS end to end on video with FP16 and multi-threading. This module is that pipeline,
-for any backend the shared `utils.inference.predictor.Predictor` wraps (PyTorch or ONNX Runtime):
+for any backend the shared `utils.inference.predictor.Predictor` wraps (PyTorch, ONNX Runtime,
+OpenVINO; utils.deploy.backends):
 
     source --q--> preprocess --q--> infer (batches) --q--> postprocess/draw --q--> sinks
     (read/decode)  (letterbox)       (the model)           (mask, overlay, grading)  (write/show)

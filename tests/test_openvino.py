@@ -1,0 +1,256 @@
+"""OpenVINO deployment (utils/deploy/openvino_export.py, runtimes, backends) and the scripts'
+backend choice: IR export with metadata, NNCF INT8, `--backend` in predict.py / get_miou.py,
+`auto`, and the fidelity of the CPU runtime on the real FastSegFormer graphs.
+
+Tiny models for the mechanics (seconds); FastSegFormer-P and -E at random weights for the
+fp32 fidelity checks (a conversion each, ~10-20 s). INT8 accuracy on trained checkpoints runs
+when FASTSEGFORMER_TRAINED names a folder holding p.pth / e.pth and the VOC root they were
+trained on (FASTSEGFORMER_TRAINED_DATA); docs/benchmarks.md has the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_predict_helpers import make_tiny, orange_photo, register_tiny, write_project_checkpoint
+
+import get_miou
+import nets
+import predict
+from utils.deploy.backends import AUTO_MIN_MASK_IOU, mask_agreement
+from utils.deploy.onnx_export import export_copy, export_onnx, freeze_attention_biases
+from utils.deploy.openvino_export import (
+    excluded_ov_nodes,
+    export_openvino,
+    quantize_openvino,
+    to_openvino,
+)
+from utils.deploy.runtimes import OpenVinoBackend
+from utils.inference.calibration import calibration_photos
+from utils.inference.predictor import Predictor
+
+SIZE = 32
+
+
+@pytest.fixture
+def ckpt(tmp_path, monkeypatch) -> Path:
+    register_tiny(monkeypatch)
+    return write_project_checkpoint(make_tiny(seed=2), tmp_path / "tiny.pth", input_size=SIZE)
+
+
+def photos(n: int, seed: int = 0) -> list[np.ndarray]:
+    return [orange_photo(40 + 4 * i, 56, seed + i) for i in range(n)]
+
+
+# ------------------------------------------------------------------------------ the IR
+def test_ir_export_carries_metadata_and_matches_torch(tmp_path) -> None:
+    model = make_tiny(seed=1)
+    meta = {"class_names": ["bg", "a", "b", "c"], "preprocess": {"mean": None, "std": None}}
+    report = export_openvino(model, tmp_path / "m.xml", SIZE, metadata=meta)
+    assert report.precision == "fp32" and report.argmax_agreement >= 0.999
+    assert report.max_rel_diff <= 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]  # no temp files
+    predictor = Predictor.from_openvino(tmp_path / "m.xml")
+    assert predictor.class_names == ["bg", "a", "b", "c"] and predictor.input_size == (SIZE, SIZE)
+    reference = Predictor(make_tiny(seed=1), SIZE)
+    for photo in photos(3):
+        assert (predictor.predict(photo) == reference.predict(photo)).mean() >= 0.999
+    assert Predictor.from_file(tmp_path / "m.xml").describe().startswith("ov-fp32: openvino")
+
+
+def test_ir_batches_of_any_size(tmp_path) -> None:
+    export_openvino(make_tiny(seed=1), tmp_path / "m.xml", SIZE)
+    backend = OpenVinoBackend(tmp_path / "m.xml")
+    x = np.random.default_rng(0).random((3, 3, SIZE, SIZE), dtype=np.float32)
+    got = backend(x)
+    assert got.shape == (3, 4, SIZE, SIZE)
+    np.testing.assert_allclose(got[1:2], backend(x[1:2]), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="takes 32x32 input"):
+        backend(np.zeros((1, 3, 64, 64), np.float32))
+
+
+def test_missing_or_foreign_ir_files_say_so(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="OpenVINO IR not found"):
+        OpenVinoBackend(tmp_path / "none.xml")
+    with pytest.raises(ValueError, match=r"\.xml"):
+        OpenVinoBackend(tmp_path / "model.onnx")
+
+
+def test_int8_ir_keeps_the_head_in_float_and_tracks_fp32(tmp_path) -> None:
+    model = make_tiny(seed=1)
+    ov_model = to_openvino(model, SIZE)
+    head = excluded_ov_nodes(ov_model, "head")
+    assert head and excluded_ov_nodes(ov_model, "none") == []
+    reader_inputs = [
+        np.random.default_rng(i).random((1, 3, SIZE, SIZE), np.float32) for i in range(6)
+    ]
+    q = quantize_openvino(ov_model, reader_inputs)
+    types = {op.get_type_name() for op in q.get_ordered_ops()}
+    assert "FakeQuantize" in types
+    report = export_openvino(model, tmp_path / "q.xml", SIZE, calibration=reader_inputs)
+    assert report.precision == "int8" and report.argmax_agreement >= 0.9
+    backend = OpenVinoBackend(tmp_path / "q.xml")
+    assert backend.int8 and backend.label == "ov-int8"
+    assert backend.metadata["precision"] == "int8"
+    with pytest.raises(ValueError, match="exclusion policy"):
+        excluded_ov_nodes(ov_model, "everything")
+
+
+# ------------------------------------------------------------------------------ the scripts
+def test_predict_exports_ir_then_runs_it_without_the_checkpoint(tmp_path, ckpt, capsys) -> None:
+    ir = tmp_path / "tiny_int8.xml"
+    args = ["--mode", "export_openvino", "--checkpoint", str(ckpt), "--ov-out", str(ir)]
+    assert predict.main([*args, "--ov-int8", "--calib-images", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 generated synthetic oranges" in printed and "OpenVINO IR, int8" in printed
+    photo = tmp_path / "a.png"
+    import cv2
+
+    cv2.imwrite(str(photo), orange_photo(40, 56, 0)[..., ::-1])
+    rc = predict.main(["--openvino", str(ir), "--inputs", str(photo), "--out", str(tmp_path)])
+    assert rc == 0
+    assert "ov-int8: openvino" in capsys.readouterr().out
+    assert (tmp_path / "a.png").is_file()
+
+
+def test_predict_backend_flag_runs_and_names_openvino(tmp_path, ckpt, capsys) -> None:
+    photo = tmp_path / "a.png"
+    import cv2
+
+    cv2.imwrite(str(photo), orange_photo(40, 56, 0)[..., ::-1])
+    common = ["--checkpoint", str(ckpt), "--mode", "fps", "--inputs", str(photo)]
+    common += ["--fps-runs", "2", "--fps-warmup", "1", "--deploy-cache", str(tmp_path / "c")]
+    assert predict.main([*common, "--backend", "ov-fp32"]) == 0
+    assert "ov-fp32: openvino CPU" in capsys.readouterr().out
+    assert predict.main([*common, "--backend", "auto", "--calib-images", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "auto chose ov-" in out and "on " in out  # every line naming the model names it
+    assert "6 generated synthetic oranges" in out  # no data set: said so
+
+
+def test_get_miou_scores_a_backend_and_an_ir(tmp_path, ckpt, capsys) -> None:
+    from utils.data.synthetic import generate_dataset
+
+    root = generate_dataset(tmp_path / "voc", num=6, seed=0, size=64, workers=1)
+    common = ["--data", str(root), "--split", "test", "--no-progress"]
+    rc = get_miou.main(
+        ["--checkpoint", str(ckpt), "--backend", "ov-int8", "--calib-images", "4",
+         "--out", str(tmp_path / "m1"), "--deploy-cache", "", *common]
+    )  # fmt: skip
+    assert rc == 0
+    doc = json.loads((tmp_path / "m1" / "metrics.json").read_text())
+    assert doc["backend"].startswith("ov-int8: openvino") and "train photos of" in doc["backend"]
+    export_openvino(make_tiny(seed=2), tmp_path / "t.xml", SIZE, metadata={"num_classes": 4})
+    rc = get_miou.main(
+        ["--openvino", str(tmp_path / "t.xml"), "--out", str(tmp_path / "m2"), *common]
+    )
+    assert rc == 0 and (tmp_path / "m2" / "metrics.json").is_file()
+    assert "ov-fp32" in capsys.readouterr().out
+
+
+def test_auto_is_cached_per_weights_and_cpu(tmp_path) -> None:
+    cache = tmp_path / "cache"
+    first = Predictor(make_tiny(seed=3), SIZE).use_backend("auto", calib_images=6, cache_dir=cache)
+    assert first.auto_choice is not None and first.auto_choice.chosen in ("ov-int8", "ov-fp32")
+    (folder,) = cache.iterdir()
+    record = next(folder.glob("auto_*.json"))
+    stamp = record.stat().st_mtime_ns
+    again = Predictor(make_tiny(seed=3), SIZE).use_backend("auto", calib_images=6, cache_dir=cache)
+    assert again.auto_choice.chosen == first.auto_choice.chosen
+    assert record.stat().st_mtime_ns == stamp  # read, not measured again
+    other = Predictor(make_tiny(seed=4), SIZE).use_backend("ov-fp32", cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2 and other.backend.label == "ov-fp32"
+
+
+def test_exported_predictor_refuses_a_conversion(tmp_path) -> None:
+    export_openvino(make_tiny(seed=1), tmp_path / "m.xml", SIZE)
+    predictor = Predictor.from_openvino(tmp_path / "m.xml")
+    assert predictor.use_backend("auto") is predictor  # already a deployed file: kept
+    with pytest.raises(ValueError, match="needs the PyTorch model"):
+        predictor.use_backend("ov-int8")
+    with pytest.raises(ValueError, match="unknown backend"):
+        predictor.use_backend("tensorrt")
+
+
+def test_calibration_falls_back_to_generated_oranges(tmp_path) -> None:
+    found, note = calibration_photos(tmp_path / "nothing", "train", num=3)
+    assert len(found) == 3 and note.startswith("3 generated synthetic oranges")
+    assert all(p.shape == (512, 512, 3) and p.dtype == np.uint8 for p in found)
+    again, _ = calibration_photos(None, "train", num=3)
+    assert all((a == b).all() for a, b in zip(found, again, strict=True))  # seeded
+
+
+def test_mask_agreement_known_answer() -> None:
+    ref = np.array([[0, 0, 1, 1]])
+    got = np.array([[0, 1, 1, 1]])
+    agree, iou = mask_agreement(got, ref, 4)
+    assert agree == pytest.approx(0.75)
+    assert iou == pytest.approx((1 / 2 + 2 / 3) / 2)  # classes 0 and 1 present
+    assert AUTO_MIN_MASK_IOU > 0.5
+
+
+# ------------------------------------------------------------------------------ real graphs
+@pytest.mark.parametrize("name", ["fastsegformer_p", "fastsegformer_e"])
+def test_openvino_fp32_reproduces_eager_fastsegformer(name: str) -> None:
+    """The CPU runtime's float path on the real graphs: argmax agreement >= 99.9% with eager
+    PyTorch and logits within 1e-4 of their range (random weights, random and photo inputs)."""
+    torch.manual_seed(0)
+    model = nets.build_model(name).eval()
+    backend = OpenVinoBackend(to_openvino(model, 224))
+    x = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
+    ref_model = export_copy(model)
+    with torch.inference_mode():
+        ref = ref_model(torch.from_numpy(x)).numpy()
+    got = backend(x)
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.999
+    assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_efficientformer_attention_biases_export_as_constants(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = nets.build_model("fastsegformer_e").eval()
+    with torch.no_grad():  # non-zero biases, so a wrong table would show in the logits
+        for m in model.modules():
+            if hasattr(m, "attention_biases"):
+                m.attention_biases.normal_(0, 1)
+    clone = export_copy(model)
+    assert freeze_attention_biases(export_copy(model)) == 5  # stages 2-3 attention + downsample
+    x = torch.rand(1, 3, 224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(clone(x), model(x))
+    import onnx
+
+    export_onnx(model, tmp_path / "e.onnx", 224, opset=20)  # checked against PyTorch
+    gathers = [
+        n.name for n in onnx.load(str(tmp_path / "e.onnx")).graph.node if n.op_type == "Gather"
+    ]
+    assert not [g for g in gathers if "token_mixer" in g or "attn" in g], gathers
+
+
+# ------------------------------------------------------------------------------ trained weights
+TRAINED = os.environ.get("FASTSEGFORMER_TRAINED")
+
+
+@pytest.mark.skipif(not TRAINED, reason="set FASTSEGFORMER_TRAINED to a folder with p.pth/e.pth")
+@pytest.mark.parametrize("name", ["p", "e"])
+def test_int8_within_one_point_miou_on_trained_checkpoints(name: str, tmp_path) -> None:
+    """INT8 (OpenVINO/NNCF and ONNX Runtime) within 1 point mIoU of fp32 on the test split."""
+    checkpoint = Path(TRAINED) / f"{name}.pth"
+    data = os.environ.get("FASTSEGFORMER_TRAINED_DATA", "data/synthetic_oranges")
+    scores = {}
+    for backend in ("torch", "ov-fp32", "ov-int8", "ort-int8"):
+        out = tmp_path / backend
+        rc = get_miou.main(
+            ["--checkpoint", str(checkpoint), "--backend", backend, "--data", data,
+             "--split", "test", "--out", str(out), "--no-progress", "--deploy-cache", ""]
+        )  # fmt: skip
+        assert rc == 0
+        scores[backend] = json.loads((out / "metrics.json").read_text())["mIoU"]
+    assert abs(scores["ov-fp32"] - scores["torch"]) <= 0.001, scores
+    assert scores["torch"] - scores["ov-int8"] <= 0.01, scores
+    assert scores["torch"] - scores["ort-int8"] <= 0.01, scores

@@ -1,0 +1,221 @@
+"""The inference backends a trained model can be deployed on, by name, and `auto`: the fastest.
+
+FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) is a
+real-time model; on a sorting line's CPU the runtime matters as much as the network. One list
+of names serves every script (get_miou.py, predict.py, the video pipeline, gui.py; speeding.py
+adds its benchmark variants):
+
+| name | what runs | built from the PyTorch model by |
+|---|---|---|
+| `torch` | eager PyTorch (CPU channels-last, or CUDA fp32/fp16) | nothing |
+| `ort-fp32` | ONNX Runtime, CPU, graph optimised | utils.deploy.onnx_export + optimize |
+| `ort-int8` | ONNX Runtime, CPU, static INT8 QDQ | + utils.deploy.optimize.quantize_int8 |
+| `ov-fp32` | OpenVINO CPU plugin, float32 | utils.deploy.openvino_export.to_openvino |
+| `ov-int8` | OpenVINO CPU plugin, NNCF INT8 | + quantize_openvino |
+| `auto` | the fastest of `AUTO_CANDIDATES` that keeps accuracy, on this CPU | `choose_fastest` |
+
+INT8 backends need calibration photos (an `ImageCalibrationReader`; the caller picks them:
+training-split photos, or generated oranges when there is no data set). `auto` quantises, checks
+each INT8 candidate against float32 PyTorch on held-out photos (argmax agreement and the
+class-wise IoU between the two masks, `AUTO_MIN_AGREEMENT` / `AUTO_MIN_MASK_IOU`), times every
+candidate that passed, interleaved, and keeps the fastest; its choice and the timings go in a
+record (`AutoChoice`) that every output line can name.
+
+Built files (ONNX, OpenVINO IR) go in `workdir`; given a persistent folder (a cache keyed by the
+checkpoint, see utils.inference.predictor), later runs load them instead of converting again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from utils.deploy.onnx_export import export_onnx
+from utils.deploy.openvino_export import quantize_openvino, save_openvino, to_openvino
+from utils.deploy.optimize import (
+    ImageCalibrationReader,
+    optimize_onnx,
+    quantize_int8,
+    session_options,
+)
+from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend
+
+BACKENDS = ("torch", "ort-fp32", "ort-int8", "ov-fp32", "ov-int8")
+AUTO = "auto"
+BACKEND_CHOICES = (AUTO, *BACKENDS)
+INT8_BACKENDS = ("ort-int8", "ov-int8")
+# auto on the CPU: OpenVINO first (the CPU's own runtime), ONNX Runtime where it is missing
+AUTO_CANDIDATES = ("ov-int8", "ov-fp32", "ort-int8", "ort-fp32")
+AUTO_MIN_AGREEMENT = 0.99  # INT8 vs fp32 argmax agreement over held-out photos
+AUTO_MIN_MASK_IOU = 0.90  # mean over classes of IoU(INT8 mask, fp32 mask)
+
+
+def check_backend_name(name: str, allowed: Sequence[str] = BACKEND_CHOICES) -> str:
+    """`name` when it is one of `allowed`, else ValueError listing them."""
+    if name not in allowed:
+        raise ValueError(f"unknown backend {name!r}; valid: {', '.join(allowed)}")
+    return name
+
+
+def runtime_available(name: str) -> str | None:
+    """None when the runtime of backend `name` is installed, else why not."""
+    module = {"ort": "onnxruntime", "ov": "openvino"}.get(name.split("-")[0])
+    if module is None:
+        return None
+    try:
+        __import__(module)
+        if module == "openvino" and name.endswith("int8"):
+            __import__("nncf")
+    except ImportError as e:
+        return f"{name} needs {e.name} (pip install -r requirements.txt)"
+    return None
+
+
+def build_backend(
+    name: str,
+    model: torch.nn.Module,
+    input_size: Sequence[int],
+    *,
+    device: str = "cpu",
+    half: bool = False,
+    threads: int = 0,
+    calibration: ImageCalibrationReader | None = None,
+    exclude: str = "head",
+    workdir: str | Path | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Any:
+    """A runtime callable ((B, 3, h, w) -> (B, K, h, w) float32) of backend `name` for `model`.
+
+    Every backend but `torch` runs on the CPU. Files are written to (and, when present, read
+    from) `workdir` (a temporary folder when None).
+    """
+    check_backend_name(name, BACKENDS)
+    if name == "torch":
+        return TorchBackend(model, device, half)
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"backend {name} runs on the CPU; use --backend torch on {device}")
+    missing = runtime_available(name)
+    if missing:
+        raise ValueError(missing)
+    if name in INT8_BACKENDS and calibration is None:
+        raise ValueError(f"backend {name} needs calibration photos")
+    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="deploy_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    size = (int(input_size[0]), int(input_size[1]))
+    meta = dict(metadata or {})
+    meta.setdefault("input_size", list(size))
+
+    if name.startswith("ov-"):
+        path = folder / f"{name}.xml"
+        if not path.is_file():
+            ov_model = to_openvino(model, size)
+            if name == "ov-int8":
+                ov_model = quantize_openvino(ov_model, calibration.inputs(), exclude=exclude)
+            save_openvino(ov_model, path, {**meta, "precision": name[3:]})
+        return OpenVinoBackend(path, threads=threads, label=name)
+
+    raw = folder / "ort-raw.onnx"
+    path = folder / f"{name}.onnx"
+    if not path.is_file():
+        if not raw.is_file():
+            export_onnx(model, raw, size, opset=20, metadata=meta)
+        if name == "ort-int8":
+            quantize_int8(raw, path, calibration, exclude=exclude)
+        else:
+            optimize_onnx(raw, path)
+    backend = OnnxBackend(path, ["CPUExecutionProvider"], session_options("all", threads))
+    backend.label = name
+    return backend
+
+
+def mask_agreement(got: np.ndarray, ref: np.ndarray, num_classes: int) -> tuple[float, float]:
+    """(pixel agreement, mean over classes present of IoU(got == k, ref == k)) of two masks."""
+    agree = float((got == ref).mean())
+    ious = []
+    for k in range(num_classes):
+        a, b = got == k, ref == k
+        union = np.logical_or(a, b).sum()
+        if union:
+            ious.append(np.logical_and(a, b).sum() / union)
+    return agree, float(np.mean(ious)) if ious else 1.0
+
+
+@dataclass
+class AutoChoice:
+    """What `choose_fastest` measured and chose; `line()` is the text every output names."""
+
+    chosen: str
+    median_ms: dict[str, float] = field(default_factory=dict)
+    agreement: dict[str, float] = field(default_factory=dict)  # vs fp32 PyTorch, held-out photos
+    mask_iou: dict[str, float] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # candidate -> why
+    threads: int = 0
+    cpu: str = ""
+    held_out: int = 0
+
+    def line(self) -> str:
+        timed = ", ".join(f"{k} {v:.1f} ms" for k, v in self.median_ms.items())
+        text = f"auto chose {self.chosen} on {self.cpu} ({timed}"
+        if self.rejected:
+            text += "; not " + ", ".join(f"{k}: {v}" for k, v in self.rejected.items())
+        return text + ")"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_fastest(
+    candidates: dict[str, Any],
+    reference: np.ndarray,
+    inputs: np.ndarray,
+    num_classes: int,
+    rounds: int = 3,
+    runs: int = 7,
+    cpu: str = "",
+    threads: int = 0,
+) -> AutoChoice:
+    """The fastest of `candidates` (name -> runtime) whose masks match fp32 on held-out inputs.
+
+    `inputs` (N, 3, h, w) held-out preprocessed photos and `reference` their fp32 PyTorch
+    logits (N, K, h, w). Float32 candidates are taken as exact (their exports are checked);
+    INT8 ones must reach AUTO_MIN_AGREEMENT pixel agreement and AUTO_MIN_MASK_IOU mean class
+    IoU against the fp32 masks. Timing: batch 1, after a warm-up, `rounds` x `runs` calls per
+    candidate, candidates interleaved round by round so a drifting machine hurts all alike.
+    """
+    choice = AutoChoice(chosen="", threads=threads, cpu=cpu, held_out=len(inputs))
+    ref_mask = reference.argmax(1)
+    passed: dict[str, Any] = {}
+    for name, backend in candidates.items():
+        got = np.concatenate([backend(inputs[i : i + 1]) for i in range(len(inputs))])
+        agree, iou = mask_agreement(got.argmax(1), ref_mask, num_classes)
+        choice.agreement[name], choice.mask_iou[name] = agree, iou
+        if name in INT8_BACKENDS and (agree < AUTO_MIN_AGREEMENT or iou < AUTO_MIN_MASK_IOU):
+            choice.rejected[name] = (
+                f"agreement {100 * agree:.2f}%, mask IoU {100 * iou:.1f}% vs fp32 (need "
+                f"{100 * AUTO_MIN_AGREEMENT:.0f}% / {100 * AUTO_MIN_MASK_IOU:.0f}%)"
+            )
+            continue
+        passed[name] = backend
+    if not passed:
+        raise RuntimeError(f"no backend kept accuracy: {choice.rejected}")
+    x = np.ascontiguousarray(inputs[:1])
+    times: dict[str, list[float]] = {name: [] for name in passed}
+    for backend in passed.values():  # warm-up
+        for _ in range(3):
+            backend(x)
+    for _ in range(rounds):
+        for name, backend in passed.items():
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                backend(x)
+                times[name].append(time.perf_counter() - t0)
+    choice.median_ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+    choice.chosen = min(choice.median_ms, key=choice.median_ms.get)
+    return choice
