@@ -400,3 +400,16 @@ def test_distillation_step_compiles() -> None:
     assert {k: float(v.detach()) for k, v in terms.items()} == pytest.approx(
         {k: float(v) for k, v in eager.items()}, rel=1e-5
     )
+
+
+def test_seg_loss_resizes_low_resolution_logits_once(monkeypatch) -> None:
+    loss = build_seg_loss("ce", dice=True)
+    logits = torch.randn(2, NUM_CLASSES, 8, 8, requires_grad=True)  # a 1/4-resolution model
+    labels = torch.randint(0, NUM_CLASSES, (2, 32, 32))
+    expected = loss.terms(logits, labels)
+    calls = []
+    real = F.interpolate
+    monkeypatch.setattr(F, "interpolate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    terms = loss.terms(logits, labels)
+    assert len(calls) == 1
+    assert {k: float(v) for k, v in terms.items()} == {k: float(v) for k, v in expected.items()}
