@@ -64,7 +64,7 @@ class Config(TrainConfig):
     dice: bool = False  # add the dice loss
     class_weights: tuple[float, ...] = ()  # CE weight per class (empty: all 1)
     # running
-    amp: bool = False  # mixed precision on CUDA
+    amp: bool = True  # mixed precision where the device computes it natively (see --amp-dtype)
     eval_period: int = 5  # evaluate val mIoU every N epochs
     save_period: int = 5  # write epNNN.pth every N epochs
     save_dir: str = "logs"  # where run folders go

@@ -98,6 +98,7 @@ def train(cfg: Config) -> TrainResult:
             kd_weight=cfg.kd_weight,
             nfd_weight=cfg.nfd_weight,
             feature_pairs=parse_pairs(cfg.kd_pairs) or None,
+            teacher_memory_format=cfg.teacher_memory_format,
         )
 
     # the loader yields the teacher's size; the task resizes for the student

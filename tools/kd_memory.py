@@ -3,7 +3,7 @@
 FastSegFormer's distillation (Computers and Electronics in Agriculture 217, 108604, 2024) runs
 the Swin-T-Att-UNet teacher at 512x512 beside the student at 224x224. The original code runs
 the teacher with autograd on, so every teacher activation is kept for backward (11.8 GB on its
-GPU at batch 6). `utils.training.distillation.DistillationTask` runs it under ``torch.no_grad()``.
+GPU at batch 6). `utils.training.distillation.DistillationTask` runs it in inference mode.
 
 This tool measures one training step (zero_grad, forward, backward, Adam step) of both, each in
 a fresh subprocess so the peaks do not mix:
@@ -46,6 +46,7 @@ import torch  # noqa: E402
 import nets  # noqa: E402
 from utils.cli import parse_config  # noqa: E402
 from utils.training.distillation import KD_MODES, DistillationTask  # noqa: E402
+from utils.training.kd_losses import resize_to  # noqa: E402
 from utils.training.losses import build_seg_loss  # noqa: E402
 
 VARIANTS = ("no_grad", "graph_kept")
@@ -73,11 +74,15 @@ class TeacherGraphKeptTask(DistillationTask):
         self.teacher.requires_grad_(True)  # the original never freezes the teacher
         self.kept: list = []
 
-    def run_teacher(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def run_teacher(
+        self, images: torch.Tensor, logits_size: Sequence[int] | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         if self.kd == "logits":
             features, logits = [], self.teacher(images)
         else:
             features, logits = self.teacher(images, return_features=True)
+        if logits_size is not None:
+            logits = resize_to(logits, logits_size)
         self.kept.append((features, logits))  # the graph lives as long as these outputs
         return list(features), logits
 

@@ -23,6 +23,7 @@ import torch
 from utils.training.losses import LOSSES
 from utils.training.optimizers import OPTIMIZERS
 from utils.training.schedulers import SCHEDULES
+from utils.training.speed import AMP_DTYPES, MEMORY_FORMATS
 
 
 class ConfigError(ValueError):
@@ -61,7 +62,12 @@ class TrainConfig:
     dice: bool = False  # add the dice loss
     class_weights: tuple[float, ...] = ()  # per-class CE weights (empty: all 1)
     grad_clip: float = 0.0  # clip the gradient norm to this value (0: off)
-    amp: bool = False  # mixed precision (float16 autocast + GradScaler) on CUDA
+    # mixed precision in the device's native low precision: float16 + GradScaler on CUDA,
+    # bfloat16 on a CPU with native bfloat16 (AVX512-BF16/AMX), float32 on other CPUs (noted)
+    amp: bool = True  # autocast in the device's low precision where it computes it natively
+    amp_dtype: Literal[AMP_DTYPES] = "auto"  # auto: per device; bf16 forced; fp16 (CUDA only)
+    memory_format: Literal[MEMORY_FORMATS] = "auto"  # auto: the measured default of the model
+    compile: bool = False  # torch.compile the training step (compiles for minutes first)
     eval_period: int = 5  # evaluate val mIoU every N epochs (and at the last epoch)
     save_period: int = 5  # write ep{N}.pth every N epochs
     save_dir: str = "logs"  # folder that holds the run folders
@@ -137,11 +143,18 @@ def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
         fail("max_steps", "must be >= 0 (0: whole epochs)")
     if cfg.overlays < 0:
         fail("overlays", "must be >= 0")
+    if cfg.amp_dtype not in AMP_DTYPES:
+        fail("amp_dtype", f"expected one of {', '.join(AMP_DTYPES)}")
+    if cfg.memory_format not in MEMORY_FORMATS:
+        fail("memory_format", f"expected one of {', '.join(MEMORY_FORMATS)}")
     dev = cfg.device.strip().lower()
     if dev not in ("auto", "cpu", "cuda") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
         fail("device", "expected auto, cpu, cuda or cuda:N")
     if dev.startswith("cuda") and not torch.cuda.is_available():
         fail("device", "CUDA is not available on this machine; use --device cpu or auto")
+    on_cpu = dev == "cpu" or (dev == "auto" and not torch.cuda.is_available())
+    if cfg.amp and cfg.amp_dtype == "fp16" and on_cpu:
+        fail("amp_dtype", "float16 training needs CUDA; on the CPU use bf16 or auto")
     if cfg.pretrained and cfg.pretrained != "imagenet" and not Path(cfg.pretrained).is_file():
         fail("pretrained", "file not found (give a weights file or 'imagenet')")
     if cfg.resume and not Path(cfg.resume).is_file():

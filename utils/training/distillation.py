@@ -12,8 +12,11 @@ losses are the pure functions of `utils/training/kd_losses.py`; this module hold
 - `DistillationTask`: the task `utils/training/trainer.py` drives (contract in
   `utils/training/task.py`). Its
   ``.model`` is the student, the network that is evaluated and saved. The teacher is frozen,
-  kept in eval mode and run under ``torch.no_grad()`` so none of its activations are kept for
-  backward (the original runs it with autograd on: the main cost of its 11.8 GB at batch 6).
+  kept in eval mode and run under ``torch.inference_mode()`` so none of its activations are
+  kept for backward (the original runs it with autograd on: the main cost of its 11.8 GB at
+  batch 6). It runs inside the loop's autocast, so in the run's precision, and in the memory
+  format measured for its own family (``--teacher-memory-format``, see
+  `utils/training/speed.py`). Its logits are resized to the student's once per batch.
 - `Connectors`: one learned 1x1 conv per feature pair, student channels -> teacher channels.
   They are trained with the student and saved under the checkpoint's ``"extra"`` (via
   ``extra_state()``); the exported student does not contain them.
@@ -43,6 +46,7 @@ from nets.profile import count_params
 from nets.registry import build_model, model_from_checkpoint
 from utils.training.config import ConfigError, TrainConfig, flag
 from utils.training.kd_losses import nfd_loss, pkl_loss, resize_to
+from utils.training.speed import MEMORY_FORMATS, SpeedPlan, as_memory_format, to_memory_format
 from utils.training.task import SegLossFn
 
 # KD1 (the paper's P&KL on the logits) and KD2 (P&KL + NFD on the features); `--kd` offers these
@@ -183,6 +187,8 @@ class DistillationTask(nn.Module):
         kd_weight, nfd_weight: weights of P&KL and NFD in the total (paper 0.5 and 5).
         feature_pairs: (student_index, teacher_index) into the two feature lists; None pairs
             them by index, as the original: (0, 0), (1, 1), ... up to the shorter list.
+        teacher_memory_format: the teacher's layout under ``set_memory_format``: auto (the
+            measured default of its family), channels_last or nchw.
     """
 
     def __init__(
@@ -199,10 +205,19 @@ class DistillationTask(nn.Module):
         kd_weight: float = 0.5,
         nfd_weight: float = 5.0,
         feature_pairs: Sequence[tuple[int, int]] | None = None,
+        teacher_memory_format: str = "auto",
     ) -> None:
         super().__init__()
         if kd not in KD_MODES:
             raise ValueError(f"unknown kd mode {kd!r}: expected one of {KD_MODES}")
+        if teacher_memory_format not in MEMORY_FORMATS:
+            raise ValueError(
+                f"unknown teacher memory format {teacher_memory_format!r}: expected one of "
+                f"{MEMORY_FORMATS}"
+            )
+        self.teacher_memory_choice = teacher_memory_format
+        self.memory_format = "nchw"  # of the student, connectors and student inputs
+        self.teacher_memory_format = "nchw"  # of the teacher and its inputs
         self.model = student
         self.seg_loss = seg_loss
         self.student_size = (int(student_size[0]), int(student_size[-1]))
@@ -268,23 +283,50 @@ class DistillationTask(nn.Module):
         self.teacher.eval()
         return self
 
-    def run_teacher(self, images: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Teacher features and logits for (B, 3, Ht, Wt) images, without an autograd graph."""
-        with torch.no_grad():
+    def set_memory_format(self, plan: SpeedPlan) -> dict[str, str]:
+        """Student and connectors in the plan's format for the student, the teacher in its own
+        (``teacher_memory_format``; auto: its family's measured default)."""
+        self.memory_format = plan.memory_format_of(self.model)
+        self.teacher_memory_format = plan.memory_format_of(self.teacher, self.teacher_memory_choice)
+        to_memory_format(self.model, self.memory_format)
+        to_memory_format(self.connectors, self.memory_format)
+        to_memory_format(self.teacher, self.teacher_memory_format)
+        return {
+            "memory_format": self.memory_format,
+            "teacher_memory_format": self.teacher_memory_format,
+        }
+
+    def run_teacher(
+        self, images: Tensor, logits_size: Sequence[int] | None = None
+    ) -> tuple[list[Tensor], Tensor]:
+        """Teacher features and logits for (B, 3, Ht, Wt) images, without an autograd graph.
+
+        The teacher runs in inference mode (no graph, no version counters) and its logits are
+        resized there to `logits_size` (the student's logits) when given, once per batch.
+        What is returned are ordinary tensors (inference-mode tensors cannot be saved for the
+        student's backward): copies where nothing else made new ones.
+        """
+        images = as_memory_format(images, self.teacher_memory_format)
+        with torch.inference_mode():
             if self.kd == "logits":
-                return [], self.teacher(images)
-            features, logits = self.teacher(images, return_features=True)
-        return list(features), logits
+                features, logits = [], self.teacher(images)
+            else:
+                features, logits = self.teacher(images, return_features=True)
+            if logits_size is not None:
+                logits = resize_to(logits, logits_size)  # (B, K, *logits_size)
+        return [f.clone() for f in features], logits.clone()
 
     def forward(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
-        teacher_features, teacher_logits = self.run_teacher(images)  # logits (B, K, Ht, Wt)
-
+        # images (B, 3, Ht, Wt) at the teacher's size, labels (B, Ht, Wt)
         student_images = resize_to(images, self.student_size)  # (B, 3, Hs, Ws)
+        student_images = as_memory_format(student_images, self.memory_format)
         student_labels = resize_labels(labels, self.student_size)  # (B, Hs, Ws)
         if self.kd == "logits":
             student_features, student_logits = [], self.model(student_images)
         else:
             student_features, student_logits = self.model(student_images, return_features=True)
+        # teacher logits come back at the student's logit size (B, K, hs, ws)
+        teacher_features, teacher_logits = self.run_teacher(images, student_logits.shape[-2:])
 
         if hasattr(self.seg_loss, "terms"):
             terms = dict(self.seg_loss.terms(student_logits, student_labels))
@@ -353,6 +395,7 @@ class DistillConfig(TrainConfig):
     kd_weight: float = 0.5  # weight of P&KL in the total loss
     nfd_weight: float = 5.0  # weight of NFD in the total loss (KD2)
     kd_pairs: tuple[str, ...] = ()  # NFD feature pairs student:teacher, e.g. 5:5 (empty: i:i)
+    teacher_memory_format: Literal[MEMORY_FORMATS] = "auto"  # teacher layout (auto: measured)
     freeze_epochs: int = 0  # first epochs with the student's backbone frozen (0: never)
     batch_size: int = 6  # global batch size (the original's distillation batch)
     freeze_batch_size: int = 6  # global batch size while frozen

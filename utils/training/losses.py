@@ -161,6 +161,8 @@ class SegLoss:
 
     def terms(self, logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each named loss term (unweighted sum = the total)."""
+        _check(logits, target)
+        logits = resize_to_target(logits, target)  # once for every term (low-res models)
         main = LOSSES[self.name](logits, target, self.class_weights, self.ignore_index)
         out = {self.name: main}
         if self.dice:

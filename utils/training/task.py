@@ -6,7 +6,11 @@ The loop in `utils/training/trainer.py` drives a *task*, an `nn.Module` with thi
   ``"loss"`` (the only one back-propagated; the others are logged);
 - ``task.model``: the network that is evaluated, frozen/unfrozen and saved;
 - ``task.extra_state() -> dict`` / ``task.load_extra_state(dict)``: extra trainable modules
-  (e.g. knowledge-distillation connectors) saved under the checkpoint's ``"extra"``.
+  (e.g. knowledge-distillation connectors) saved under the checkpoint's ``"extra"``;
+- ``task.set_memory_format(plan) -> dict`` (optional): lay each network out in the memory
+  format the run's `utils.training.speed.SpeedPlan` picks for it, convert the inputs to match
+  in ``forward``, and return the config fields that record the formats chosen. A task
+  without it trains in the layout its model has.
 
 `SegmentationTask` is supervised training (FastSegFormer, the teacher, comparison models);
 `utils/training/distillation.py` holds the distillation task built on the same contract.
@@ -18,6 +22,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from utils.training.speed import SpeedPlan, as_memory_format, to_memory_format
 
 SegLossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -35,9 +41,17 @@ class SegmentationTask(nn.Module):
         super().__init__()
         self.model = model
         self.seg_loss = seg_loss
+        self.memory_format = "nchw"  # of the model and its inputs (set_memory_format)
+
+    def set_memory_format(self, plan: SpeedPlan) -> dict[str, str]:
+        """The model (and each batch) in the plan's memory format for it."""
+        self.memory_format = plan.memory_format_of(self.model)
+        to_memory_format(self.model, self.memory_format)
+        return {"memory_format": self.memory_format}
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         # images (B, 3, H, W) float, labels (B, H, W) long with 255 = ignore
+        images = as_memory_format(images, self.memory_format)
         aux = None
         if hasattr(self.model, "aux_losses"):
             logits, aux = self.model(images, return_aux=True)

@@ -24,19 +24,21 @@ The configuration is ``utils.training.config.TrainConfig`` (checked by ``validat
     history.json, TensorBoard events, loss.png and miou.png into the run folder. Resumes from
     cfg.resume exactly (epoch, lr, optimizer/scaler state, freeze phase, data order).
     Ctrl-C writes interrupted.pth (resumable) and raises KeyboardInterrupt; a NaN/inf loss
-    raises ``NonFiniteLossError`` without touching the last good checkpoint.
+    raises ``NonFiniteLossError`` without touching the last good checkpoint. Each step runs
+    as ``utils.training.speed`` plans it from --amp, --amp-dtype, --memory-format and
+    --compile; ``Trainer.cfg`` (saved in config.yaml and checkpoints) records what ran.
 ``evaluate_model(model, dataset, num_classes, ...) -> dict``  mIoU etc. from one confusion
     matrix over the whole split (utils.metrics.segmentation_metrics keys, plus "loss").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 import math
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +65,16 @@ from utils.training.logger import TrainingLogger, denormalize, overlay_panel
 from utils.training.losses import resize_to_target
 from utils.training.optimizers import build_optimizer
 from utils.training.schedulers import EpochLR, build_epoch_lr
+from utils.training.speed import (
+    TORCH_DTYPES,
+    SpeedPlan,
+    TrainStep,
+    as_memory_format,
+    compile_module,
+    match_optimizer_layout,
+    resolve_speed,
+    to_memory_format,
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -115,7 +127,8 @@ def evaluate_model(
     workers: int = 0,
     info: DistInfo | None = None,
     eval_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-    amp: bool = False,
+    precision: str = "fp32",
+    memory_format: str = "nchw",
     overlays: int = 0,
     preprocess: dict | None = None,
     ignore_index: int = 255,
@@ -123,6 +136,8 @@ def evaluate_model(
 ) -> dict:
     """Scores of `model` on every image of `dataset` from one accumulated confusion matrix.
 
+    `precision` (fp32, bf16, fp16) is the autocast dtype of the forward, `memory_format`
+    (nchw, channels_last) the layout of the batches; scores are computed in float32.
     Under torchrun each process takes every N-th image and the matrices are summed. Returns
     utils.metrics.segmentation_metrics(cm) plus "loss" (mean eval_loss per image, or None),
     "confusion_matrix" (list of lists) and "overlays" (rank 0: up to `overlays` panels).
@@ -144,12 +159,13 @@ def evaluate_model(
     panels = []
     mean = (preprocess or {}).get("mean")
     std = (preprocess or {}).get("std")
-    use_amp = amp and device.type == "cuda"
+    autocast_dtype = TORCH_DTYPES[precision]
+    use_amp = precision != "fp32"
     for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
         images = images.to(device, non_blocking=True)  # (B, 3, H, W)
         labels = labels.to(device, non_blocking=True).long()  # (B, H, W)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-            logits = model(images)  # (B, K, h, w)
+        with torch.autocast(device_type=device.type, dtype=autocast_dtype, enabled=use_amp):
+            logits = model(as_memory_format(images, memory_format))  # (B, K, h, w)
         logits = resize_to_target(logits.float(), labels)
         pred = logits.argmax(dim=1)  # (B, H, W)
         cm.update(pred, labels)
@@ -220,15 +236,15 @@ class Trainer:
             elif self.info.is_main:
                 print("note: --sync-bn needs CUDA (PyTorch's SyncBatchNorm); plain BN on the CPU")
         self.task = task
-        self.amp = bool(cfg.amp and self.device.type == "cuda")
-        if cfg.amp and not self.amp:
-            warnings.warn("--amp needs CUDA; training in float32 on the CPU", stacklevel=2)
+        self.plan = self._plan_speed(cfg)
+        self.amp = self.plan.precision != "fp32"
         # every parameter that may train (backbone included: it is frozen later, per phase)
         self.params = [p for p in task.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(
             cfg.optimizer, self.params, cfg.lr, cfg.momentum, cfg.weight_decay
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.step = TrainStep(self.optimizer, self.params, self.plan, cfg.grad_clip)
+        self.scaler = self.step.scaler
         self.has_backbone = getattr(task.model, "backbone", None) is not None
         if cfg.freeze_epochs and not self.has_backbone and self.info.is_main:
             print(f"note: {cfg.model} has no .backbone; --freeze-epochs only sets the batch size")
@@ -240,7 +256,7 @@ class Trainer:
         self._lr_rule: EpochLR | None = None
         self._loader: DataLoader | None = None
         self._sampler: DistributedSampler | None = None
-        self._engine: nn.Module = task
+        self._engine: nn.Module = compile_module(task) if self.plan.compile else task
         self.logger = (
             TrainingLogger(self.run_dir, self.class_names, cfg.tensorboard)
             if self.info.is_main
@@ -248,6 +264,37 @@ class Trainer:
         )
         if cfg.resume:
             self._load_resume(cfg.resume)
+
+    # ---------------------------------------------------------------- speed
+    def _plan_speed(self, cfg: TrainConfig) -> SpeedPlan:
+        """Resolve --amp / --amp-dtype / --memory-format / --compile for this device, lay the
+        task out accordingly, and make self.cfg record what runs."""
+        plan = resolve_speed(cfg.amp, cfg.amp_dtype, cfg.memory_format, cfg.compile, self.device)
+        set_format = getattr(self.task, "set_memory_format", None)
+        if set_format is not None:
+            formats = set_format(plan)
+        else:
+            formats = {"memory_format": plan.memory_format_of(self.task.model)}
+            to_memory_format(self.task.model, formats["memory_format"])
+        ran = {"amp": plan.precision != "fp32", "compile": plan.compile, **formats}
+        if ran["amp"]:
+            ran["amp_dtype"] = plan.precision
+        names = {f.name for f in dataclasses.fields(cfg)}
+        self.cfg = dataclasses.replace(cfg, **{k: v for k, v in ran.items() if k in names})
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest
+        if self.info.is_main:
+            for note in plan.notes:
+                print(f"note: {note}")
+            # {"memory_format": "channels_last", "teacher_memory_format": "nchw"} ->
+            # "model channels_last, teacher nchw"
+            layout = ", ".join(
+                f"{k.removesuffix('memory_format').rstrip('_') or 'model'} {v}"
+                for k, v in formats.items()
+            )
+            compiled = ", torch.compile" if plan.compile else ""
+            print(f"training step: {plan.precision}, {layout}{compiled}", flush=True)
+        return plan
 
     # ---------------------------------------------------------------- phases and data
     def frozen_at(self, epoch: int) -> bool:
@@ -286,6 +333,8 @@ class Trainer:
                 device_ids=[self.device] if cuda else None,
                 find_unused_parameters=self.cfg.ddp_find_unused,
             )
+            if self.plan.compile:
+                self._engine = compile_module(self._engine)
         if self.info.is_main:
             phase = "frozen backbone" if frozen else "whole network"
             print(
@@ -357,7 +406,8 @@ class Trainer:
         self.task.model.load_state_dict(ckpt["state_dict"])
         self.task.load_extra_state(ckpt.get("extra") or {})
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        if ckpt.get("scaler") and self.amp:
+        match_optimizer_layout(self.optimizer)
+        if ckpt.get("scaler") and self.plan.uses_scaler:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch = self.epoch = int(ckpt["epoch"])
         self.best_metric = ckpt.get("best_metric")
@@ -397,21 +447,14 @@ class Trainer:
                 break
             images = images.to(self.device, non_blocking=True)  # (B, 3, H, W)
             labels = labels.to(self.device, non_blocking=True).long()  # (B, H, W)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                terms = self._engine(images, labels)
+            terms = self.step.forward(self._engine, images, labels)
             loss = terms["loss"]
             finite = bool(torch.isfinite(loss.detach()).all())
             if self.info.distributed:
                 finite = distributed.all_true(finite, self.device)
             if not finite:
                 self._stop_non_finite(epoch, step, terms)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if self.cfg.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            self.step.update(loss)
 
             b = images.shape[0]
             seen += b
@@ -467,7 +510,8 @@ class Trainer:
             workers=self.cfg.workers,
             info=self.info,
             eval_loss=self.eval_loss,
-            amp=self.amp,
+            precision=self.plan.precision,
+            memory_format=self.cfg.memory_format,
             overlays=overlays,
             preprocess=self.preprocess,
         )
