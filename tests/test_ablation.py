@@ -20,7 +20,7 @@ GRID = {
         {"name": "test", "data": "DATA", "split": "test"},
         {"name": "real", "data": "REAL", "split": "all", "optional": True},
     ],
-    "prepare": {"teacher": {"script": "train.py", "args": {"model": "fastsegformer_p"}}},
+    "prepare": {"teacher": {"script": "train.py", "args": {"model": "fastsegformer_p", "seed": 0}}},
     "baseline": "plain",
     "configs": {
         "plain": {"script": "train.py", "label": "no KD", "args": {"model": "fastsegformer_p"}},
@@ -45,8 +45,8 @@ def test_flag_tokens() -> None:
         {"input_size": 256, "amp": False, "dice": True, "kd-pairs": ["5:5", "6:6"]}, "x"
     )
     assert tokens == ["--input-size", "256", "--no-amp", "--dice", "--kd-pairs", "5:5", "6:6"]
-    with pytest.raises(ablation.GridError, match="--seed is set by the runner"):
-        ablation.flag_tokens({"seed": 3}, "x")
+    with pytest.raises(ablation.GridError, match="--run-name is set by the runner"):
+        ablation.flag_tokens({"run_name": "x"}, "x")
 
 
 def test_plan_orders_runs_and_substitutes_prepared_folders(tmp_path) -> None:
@@ -56,6 +56,8 @@ def test_plan_orders_runs_and_substitutes_prepared_folders(tmp_path) -> None:
     assert [r.label for r in runs] == ["plain/seed1", "plain/seed2", "dist/seed1", "dist/seed2"]
     out = tmp_path / "out"
     assert prepared[0].folder == out / "prepare" / "teacher"
+    teacher = prepared[0].command("python")
+    assert teacher[teacher.index("--seed") + 1] == "0"  # a prepared run sets its own seed
     dist = runs[2].command("python")
     assert dist[:2] == ["python", "train_distillation.py"]
     assert dist[dist.index("--teacher-checkpoint") + 1] == f"{out}/prepare/teacher/best.pth"
@@ -76,6 +78,8 @@ def test_plan_orders_runs_and_substitutes_prepared_folders(tmp_path) -> None:
         ({"colour": 1}, "unknown key(s) ['colour']"),
         ({"configs": {"a": {"script": "predict.py"}}}, "expected one of train.py"),
         ({"configs": {"a": {"script": "train.py", "args": {"run-name": "x"}}}}, "set by the"),
+        ({"configs": {"a": {"script": "train.py", "args": {"seed": 4}}}}, "--seed is set by"),
+        ({"common": {"seed": 4}}, "--seed is set by"),
     ],
 )
 def test_bad_grid_files_name_the_problem(tmp_path, changes: dict, message: str) -> None:
