@@ -14,8 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.training.distillation import (
+    KD_TERMS,
     DistillationTask,
     feature_channels,
+    parse_kd,
     parse_pairs,
     resize_labels,
 )
@@ -132,6 +134,49 @@ def test_logits_mode_adds_no_connectors() -> None:
     assert set(terms) == {"ce", "pkl", "loss"}
     assert len(task.connectors) == 0 and task.extra_state() == {}
     assert {id(p) for p in task.parameters()} == {id(p) for p in task.model.parameters()}
+
+
+def test_parse_kd_terms_in_any_order() -> None:
+    assert parse_kd("logits") == ("logits",)
+    assert parse_kd("logits+nfd") == parse_kd("nfd+logits") == ("logits", "nfd")
+    assert parse_kd(" CWD + dist ") == ("dist", "cwd")
+    assert parse_kd("cwd+nfd+dist+logits") == KD_TERMS
+    for bad, message in [
+        ("features", "unknown kd term"),
+        ("logits+", "-joined list"),
+        ("", "-joined list"),
+        ("dist+dist", "twice"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_kd(bad)
+
+
+@pytest.mark.parametrize(("kd", "name"), [("dist", "dist"), ("cwd", "cwd")])
+def test_logit_only_modes_run_the_teacher_without_features(kd: str, name: str) -> None:
+    task = _task(kd=kd, dist_weight=2.0, cwd_weight=3.0)
+    seen = []
+    task.teacher.register_forward_hook(lambda m, i, out: seen.append(type(out)))
+    terms = task(*_batch())
+    assert set(terms) == {"ce", name, "loss"} and seen == [torch.Tensor]
+    weight = 2.0 if kd == "dist" else 3.0
+    torch.testing.assert_close(terms["loss"], terms["ce"] + weight * terms[name])
+    assert len(task.connectors) == 0 and task.extra_state() == {}
+    assert f"kd {kd}: loss = seg + " in task.describe()
+
+
+def test_all_terms_combine_with_their_weights() -> None:
+    weights = {"kd_weight": 0.5, "nfd_weight": 5.0, "dist_weight": 2.0, "cwd_weight": 3.0}
+    task = _task(kd="cwd+dist+nfd+logits", dist_tau=2.0, cwd_tau=1.0, **weights)
+    assert task.kd == "logits+nfd+dist+cwd" and len(task.connectors) == 2
+    terms = task(*_batch())
+    assert set(terms) == {"ce", "pkl", "nfd", "dist", "cwd", "loss"}
+    expected = (
+        terms["ce"] + 0.5 * terms["pkl"] + 5.0 * terms["nfd"] + 2.0 * terms["dist"]
+        + 3.0 * terms["cwd"]
+    )  # fmt: skip
+    torch.testing.assert_close(terms["loss"], expected)
+    with pytest.raises(ValueError, match="--kd logits"):  # no connectors to take them
+        _task(kd="dist").load_extra_state(task.extra_state())
 
 
 def test_state_dicts_hold_no_teacher_and_student_holds_no_connectors() -> None:

@@ -101,6 +101,13 @@ def test_teacher_checkpoint_not_found(tmp_path, capsys) -> None:
     [
         (["--kd-pairs", "1-2"], "student_index:teacher_index"),
         (["--kd", "logits", "--kd-pairs", "0:0"], "need --kd logits+nfd"),
+        (["--kd", "dist", "--kd-pairs", "0:0"], "need --kd logits+nfd"),
+        (["--kd", "features"], "valid terms: logits, nfd, dist, cwd"),
+        (["--kd", "dist+dist"], "names a term twice"),
+        (["--dist-tau", "0"], "--dist-tau=0.0: must be > 0"),
+        (["--cwd-tau", "-1"], "--cwd-tau=-1.0: must be > 0"),
+        (["--cwd-weight", "-1"], "--cwd-weight=-1.0: must be >= 0"),
+        (["--dist-gamma", "-0.5"], "--dist-gamma=-0.5: must be >= 0"),
         (["--kd-k1", "1.5"], "--kd-k1=1.5"),
         (["--teacher-input-size", "500"], "multiples of 32"),
         (["--student", "unet"], "--student='unet': unknown model; valid names:"),
@@ -152,3 +159,37 @@ def test_script_kd1_run_saves_student_without_connectors(tmp_path, capsys) -> No
     assert resumed["config"]["teacher_input_size"] == [64, 64]
     assert resumed["config"]["model"] == resumed["config"]["student"] == "fastsegformer_p"
     assert "distilling from teacher fastsegformer_p" in capsys.readouterr().out
+
+
+def test_script_dist_and_cwd_runs_save_plain_students(tmp_path, capsys) -> None:
+    """--kd dist and --kd cwd (+ logits, any order) train and write plain student checkpoints."""
+    import nets
+    from utils.data.synthetic import generate_dataset
+
+    torch.manual_seed(0)
+    teacher_path = tmp_path / "teacher.pth"
+    teacher = nets.build_model("fastsegformer_p", NUM_CLASSES + 1)
+    ckpt = build_checkpoint(teacher, input_size=(64, 64), class_names=["a", "b", "c", "d"])
+    save_checkpoint(ckpt, teacher_path)
+    data = generate_dataset(tmp_path / "syn", num=6, seed=0, size=64)
+    for kd, name, canonical in [("dist", "dist", "dist"), ("cwd+logits", "cwd", "logits+cwd")]:
+        code = train_distillation.main(
+            ["--teacher", "fastsegformer_p", "--teacher-checkpoint", str(teacher_path),
+             "--teacher-input-size", "64", "--input-size", "32", "--kd", kd,
+             "--dist-tau", "2", "--cwd-weight", "1.5",
+             "--data", str(data), "--epochs", "1", "--batch-size", "2", "--max-steps", "1",
+             "--workers", "0", "--save-dir", str(tmp_path / "logs"), "--run-name", name,
+             "--no-tensorboard", "--overlays", "0"]
+        )  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        saved = torch.load(tmp_path / "logs" / name / "last.pth", weights_only=True)
+        assert saved["model"]["name"] == "fastsegformer_p" and saved["extra"] == {}
+        assert not any("connector" in k for k in saved["state_dict"])
+        config = saved["config"]
+        assert config["kd"] == canonical
+        assert (config["dist_tau"], config["cwd_weight"], config["cwd_tau"]) == (2.0, 1.5, 4.0)
+        history = json.loads((tmp_path / "logs" / name / "history.json").read_text())["train"]
+        assert name in history[0]  # the term is logged
+    out = capsys.readouterr().out
+    assert "kd dist: loss = seg + 1 DIST (tau 2, beta 1, gamma 1)" in out
+    assert "kd logits+cwd: loss = seg + 0.5 P&KL (t 2, k1 0.5) + 1.5 CWD (T 4)" in out

@@ -6,8 +6,11 @@ bilinearly resized to 224x224:
 
     loss = CE(student) + nfd_weight * NFD + kd_weight * P&KL     (paper: 5 and 0.5)
 
-``--kd logits`` (the paper's KD1) uses CE + P&KL; ``--kd logits+nfd`` (KD2) adds NFD. The
-losses are the pure functions of `utils/training/kd_losses.py`; this module holds what has state:
+``--kd`` names the distillation terms, joined by "+" in any order (`KD_TERMS`): ``logits``
+(P&KL), ``nfd`` (NFD), ``dist`` (DIST, Huang et al., NeurIPS 2022) and ``cwd`` (CWD, Shu et
+al., ICCV 2021). ``--kd logits`` is the paper's KD1, ``--kd logits+nfd`` its KD2; ``--kd
+dist``, ``--kd logits+cwd`` etc. combine them, each term with its own weight. The losses are
+the pure functions of `utils/training/kd_losses.py`; this module holds what has state:
 
 - `DistillationTask`: the task `utils/training/trainer.py` drives (contract in
   `utils/training/task.py`). Its
@@ -31,6 +34,7 @@ still moves it (see `DistillationTask._apply`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +49,38 @@ from nets.checkpoint import is_project_checkpoint, load_checkpoint, read_checkpo
 from nets.profile import count_params
 from nets.registry import build_model, model_from_checkpoint
 from utils.training.config import ConfigError, TrainConfig, flag
-from utils.training.kd_losses import nfd_loss, pkl_loss, resize_to
+from utils.training.kd_losses import cwd_loss, dist_loss, nfd_loss, pkl_loss, resize_to
 from utils.training.speed import MEMORY_FORMATS, SpeedPlan, as_memory_format, to_memory_format
 from utils.training.task import SegLossFn
 
-# KD1 (the paper's P&KL on the logits) and KD2 (P&KL + NFD on the features); `--kd` offers these
+# The distillation terms `--kd` combines with "+", each the name of its logged loss term too:
+# logits: the paper's P&KL (logged "pkl"); nfd: its NFD on paired feature maps; dist: DIST on
+# the logits; cwd: CWD on the logits.
+KD_TERMS = ("logits", "nfd", "dist", "cwd")
+# the paper's KD1 (P&KL) and KD2 (P&KL + NFD)
 KD_MODES = ("logits", "logits+nfd")
+
+
+def parse_kd(kd: str) -> tuple[str, ...]:
+    """The terms of a ``--kd`` value, in `KD_TERMS` order: "nfd+logits" -> ("logits", "nfd").
+
+    ValueError naming the unknown or repeated term, or an empty value.
+    """
+    terms = [t.strip().lower() for t in str(kd).split("+")]
+    if not all(terms):
+        raise ValueError(
+            f"{kd!r} is not a '+'-joined list of terms; valid terms: {', '.join(KD_TERMS)} "
+            "(e.g. logits+nfd or dist)"
+        )
+    unknown = [t for t in terms if t not in KD_TERMS]
+    if unknown:
+        raise ValueError(
+            f"unknown kd term(s) {', '.join(map(repr, unknown))} in {kd!r}; valid terms: "
+            f"{', '.join(KD_TERMS)}, joined by '+' (e.g. logits+nfd or dist)"
+        )
+    if len(set(terms)) != len(terms):
+        raise ValueError(f"{kd!r} names a term twice")
+    return tuple(t for t in KD_TERMS if t in terms)
 
 
 def parse_pairs(specs: Sequence[str]) -> list[tuple[int, int]]:
@@ -167,13 +197,14 @@ class Connectors(nn.ModuleList):
 
 
 class DistillationTask(nn.Module):
-    """Student trained by CE + nfd_weight * NFD + kd_weight * P&KL against a frozen teacher.
+    """Student trained by CE + the weighted distillation terms of `kd` against a frozen teacher.
 
     ``forward(images, labels)`` takes the loader's batch at the teacher's size: images
     (B, 3, Ht, Wt) float, labels (B, Ht, Wt) long (255 = ignore). The teacher sees the images
     as they are; the student sees them bilinearly resized to `student_size` and is trained
     against the labels nearest-resized to that size. Returns the named terms of `seg_loss`
-    (``"ce"`` etc.), ``"pkl"``, ``"nfd"`` (KD2 only) and the weighted total ``"loss"``.
+    (``"ce"`` etc.), one unweighted term per distillation term of `kd` (``"pkl"`` for logits,
+    ``"nfd"``, ``"dist"``, ``"cwd"``) and the weighted total ``"loss"``.
 
     Args:
         student: trainable model honouring ``model(x, return_features=True) -> (features,
@@ -182,9 +213,14 @@ class DistillationTask(nn.Module):
         seg_loss: (logits, labels) -> scalar, optionally with ``.terms()`` (utils.training.losses).
         student_size: (h, w) the student runs at (224, 224 in the paper).
         teacher_size: (h, w) the teacher runs at; used to probe its channels (512, 512).
-        kd: "logits" (KD1: P&KL) or "logits+nfd" (KD2: P&KL + NFD).
+        kd: the terms, "+"-joined (`parse_kd`): "logits" (KD1: P&KL), "logits+nfd" (KD2),
+            "dist", "cwd", or any other combination of `KD_TERMS`.
         temperature, k1: P&KL's t and k1 (paper 2 and 0.5).
         kd_weight, nfd_weight: weights of P&KL and NFD in the total (paper 0.5 and 5).
+        dist_weight, dist_tau, dist_beta, dist_gamma: DIST's weight in the total, temperature
+            and inter-/intra-class weights (the reference segmentation code: 1, 1, 1, 1).
+        cwd_weight, cwd_tau: CWD's weight in the total and temperature (the reference
+            segmentation code on logits: 3 and 4).
         feature_pairs: (student_index, teacher_index) into the two feature lists; None pairs
             them by index, as the original: (0, 0), (1, 1), ... up to the shorter list.
         teacher_memory_format: the teacher's layout under ``set_memory_format``: auto (the
@@ -204,12 +240,20 @@ class DistillationTask(nn.Module):
         k1: float = 0.5,
         kd_weight: float = 0.5,
         nfd_weight: float = 5.0,
+        dist_weight: float = 1.0,
+        dist_tau: float = 1.0,
+        dist_beta: float = 1.0,
+        dist_gamma: float = 1.0,
+        cwd_weight: float = 3.0,
+        cwd_tau: float = 4.0,
         feature_pairs: Sequence[tuple[int, int]] | None = None,
         teacher_memory_format: str = "auto",
     ) -> None:
         super().__init__()
-        if kd not in KD_MODES:
-            raise ValueError(f"unknown kd mode {kd!r}: expected one of {KD_MODES}")
+        try:
+            self.terms = parse_kd(kd)
+        except ValueError as exc:
+            raise ValueError(f"unknown kd mode: {exc}") from None
         if teacher_memory_format not in MEMORY_FORMATS:
             raise ValueError(
                 f"unknown teacher memory format {teacher_memory_format!r}: expected one of "
@@ -222,11 +266,18 @@ class DistillationTask(nn.Module):
         self.seg_loss = seg_loss
         self.student_size = (int(student_size[0]), int(student_size[-1]))
         self.teacher_size = (int(teacher_size[0]), int(teacher_size[-1]))
-        self.kd = kd
+        self.kd = "+".join(self.terms)
         self.temperature = float(temperature)
         self.k1 = float(k1)
         self.kd_weight = float(kd_weight)
         self.nfd_weight = float(nfd_weight)
+        self.dist_weight = float(dist_weight)
+        self.dist_tau = float(dist_tau)
+        self.dist_beta = float(dist_beta)
+        self.dist_gamma = float(dist_gamma)
+        self.cwd_weight = float(cwd_weight)
+        self.cwd_tau = float(cwd_tau)
+        self.uses_features = "nfd" in self.terms
 
         teacher.requires_grad_(False)
         teacher.eval()
@@ -235,14 +286,14 @@ class DistillationTask(nn.Module):
 
         self.feature_pairs: list[tuple[int, int]] = []
         self.connectors = Connectors([], [])
-        if kd == "logits+nfd":
+        if self.uses_features:
             student_ch = feature_channels(student, self.student_size)
             teacher_ch = feature_channels(teacher, self.teacher_size)
             if feature_pairs is None:
                 feature_pairs = [(i, i) for i in range(min(len(student_ch), len(teacher_ch)))]
             self.feature_pairs = [(int(s), int(t)) for s, t in feature_pairs]
             if not self.feature_pairs:
-                raise ValueError("kd='logits+nfd' needs at least one feature pair")
+                raise ValueError(f"kd={self.kd!r} (NFD) needs at least one feature pair")
             for s, t in self.feature_pairs:
                 if not (-len(student_ch) <= s < len(student_ch)) or not (
                     -len(teacher_ch) <= t < len(teacher_ch)
@@ -258,7 +309,7 @@ class DistillationTask(nn.Module):
             )
 
     def describe(self) -> str:
-        """One line for the run's log: the teacher, the mode and the NFD pairs."""
+        """One line for the run's log: the teacher, the terms with their weights, NFD pairs."""
         name = getattr(self.teacher, "build_config", {}).get("name", type(self.teacher).__name__)
         millions = count_params(self.teacher) / 1e6
         pairs = ", ".join(
@@ -266,9 +317,19 @@ class DistillationTask(nn.Module):
             for (s, t), c in zip(self.feature_pairs, self.connectors, strict=True)
         )
         h, w = self.teacher_size
+        weights = {
+            "logits": f"{self.kd_weight:g} P&KL (t {self.temperature:g}, k1 {self.k1:g})",
+            "nfd": f"{self.nfd_weight:g} NFD",
+            "dist": (
+                f"{self.dist_weight:g} DIST (tau {self.dist_tau:g}, beta {self.dist_beta:g}, "
+                f"gamma {self.dist_gamma:g})"
+            ),
+            "cwd": f"{self.cwd_weight:g} CWD (T {self.cwd_tau:g})",
+        }
+        loss = " + ".join(weights[t] for t in self.terms)
         return (
-            f"distilling from teacher {name} ({millions:.2f}M) at {h}x{w} | kd {self.kd} | "
-            f"NFD pairs: {pairs or 'none'}"
+            f"distilling from teacher {name} ({millions:.2f}M) at {h}x{w} | kd {self.kd}: "
+            f"loss = seg + {loss} | NFD pairs: {pairs or 'none'}"
         )
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> DistillationTask:
@@ -308,7 +369,7 @@ class DistillationTask(nn.Module):
         """
         images = as_memory_format(images, self.teacher_memory_format)
         with torch.inference_mode():
-            if self.kd == "logits":
+            if not self.uses_features:
                 features, logits = [], self.teacher(images)
             else:
                 features, logits = self.teacher(images, return_features=True)
@@ -321,7 +382,7 @@ class DistillationTask(nn.Module):
         student_images = resize_to(images, self.student_size)  # (B, 3, Hs, Ws)
         student_images = as_memory_format(student_images, self.memory_format)
         student_labels = resize_labels(labels, self.student_size)  # (B, Hs, Ws)
-        if self.kd == "logits":
+        if not self.uses_features:
             student_features, student_logits = [], self.model(student_images)
         else:
             student_features, student_logits = self.model(student_images, return_features=True)
@@ -334,9 +395,18 @@ class DistillationTask(nn.Module):
             terms = {"ce": self.seg_loss(student_logits, student_labels)}
         loss = sum(terms.values())
 
-        terms["pkl"] = pkl_loss(student_logits, teacher_logits, self.temperature, self.k1)
-        loss = loss + self.kd_weight * terms["pkl"]
-        if self.kd == "logits+nfd":
+        if "logits" in self.terms:
+            terms["pkl"] = pkl_loss(student_logits, teacher_logits, self.temperature, self.k1)
+            loss = loss + self.kd_weight * terms["pkl"]
+        if "dist" in self.terms:
+            terms["dist"] = dist_loss(
+                student_logits, teacher_logits, self.dist_tau, self.dist_beta, self.dist_gamma
+            )
+            loss = loss + self.dist_weight * terms["dist"]
+        if "cwd" in self.terms:
+            terms["cwd"] = cwd_loss(student_logits, teacher_logits, self.cwd_tau)
+            loss = loss + self.cwd_weight * terms["cwd"]
+        if self.uses_features:
             terms["nfd"] = nfd_loss(
                 [student_features[s] for s, _ in self.feature_pairs],
                 [teacher_features[t] for _, t in self.feature_pairs],
@@ -361,8 +431,8 @@ class DistillationTask(nn.Module):
             return
         if not self.feature_pairs:
             raise ValueError(
-                "the checkpoint holds NFD connectors (a --kd logits+nfd run) but this run has "
-                "none (--kd logits); resume it with --kd logits+nfd"
+                "the checkpoint holds NFD connectors (a run with the nfd term, e.g. --kd "
+                f"logits+nfd) but this run (--kd {self.kd}) has none; resume it with its --kd"
             )
         saved_pairs = [tuple(p) for p in state.get("kd_feature_pairs", [])]
         if saved_pairs and saved_pairs != self.feature_pairs:
@@ -389,11 +459,17 @@ class DistillConfig(TrainConfig):
     teacher_input_size: tuple[int, ...] = (512, 512)  # teacher (and loader) input h w
     student: str = "fastsegformer_p"  # student model name (nets.MODELS)
     student_checkpoint: str = ""  # student weights to start from: a file or 'imagenet'
-    kd: Literal[KD_MODES] = "logits+nfd"  # KD1 'logits' (P&KL) or KD2 'logits+nfd' (+ NFD)
+    kd: str = "logits+nfd"  # KD terms joined by '+': logits (P&KL), nfd, dist, cwd
     kd_temperature: float = 2.0  # P&KL temperature t
     kd_k1: float = 0.5  # P&KL weight k1 of the KL part (1 - k1 for the MSE part)
     kd_weight: float = 0.5  # weight of P&KL in the total loss
     nfd_weight: float = 5.0  # weight of NFD in the total loss (KD2)
+    dist_weight: float = 1.0  # weight of DIST in the total loss
+    dist_tau: float = 1.0  # DIST temperature tau
+    dist_beta: float = 1.0  # DIST weight beta of the inter-class relation
+    dist_gamma: float = 1.0  # DIST weight gamma of the intra-class relation
+    cwd_weight: float = 3.0  # weight of CWD in the total loss
+    cwd_tau: float = 4.0  # CWD temperature T
     kd_pairs: tuple[str, ...] = ()  # NFD feature pairs student:teacher, e.g. 5:5 (empty: i:i)
     teacher_memory_format: Literal[MEMORY_FORMATS] = "auto"  # teacher layout (auto: measured)
     freeze_epochs: int = 0  # first epochs with the student's backbone frozen (0: never)
@@ -403,6 +479,10 @@ class DistillConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.model, self.pretrained = self.student, self.student_checkpoint
+        # canonical order, so "nfd+logits" and "logits+nfd" save and name runs alike; an
+        # invalid value is left as given for validate_distill_config to report under --kd
+        with contextlib.suppress(ValueError):
+            self.kd = "+".join(parse_kd(self.kd))
         if len(self.teacher_input_size) == 1:
             self.teacher_input_size = (int(self.teacher_input_size[0]),) * 2
         self.teacher_input_size = tuple(int(s) for s in self.teacher_input_size)
@@ -423,14 +503,17 @@ def validate_distill_config(cfg: DistillConfig) -> None:
     weights = cfg.student_checkpoint
     if weights and weights != "imagenet" and not Path(weights).is_file():
         raise ConfigError(f"--student-checkpoint={weights!r}: file not found")
-    if cfg.kd not in KD_MODES:
-        raise ConfigError(f"--kd={cfg.kd!r}: expected one of {', '.join(KD_MODES)}")
-    if not cfg.kd_temperature > 0:
-        raise ConfigError(f"--kd-temperature={cfg.kd_temperature}: must be > 0")
+    try:
+        terms = parse_kd(cfg.kd)
+    except ValueError as exc:
+        raise ConfigError(f"--kd={cfg.kd!r}: {exc}") from None
+    for name in ("kd_temperature", "dist_tau", "cwd_tau"):
+        if not getattr(cfg, name) > 0:
+            raise ConfigError(f"{flag(name)}={getattr(cfg, name)}: must be > 0")
     if not 0 <= cfg.kd_k1 <= 1:
         raise ConfigError(f"--kd-k1={cfg.kd_k1}: must be in [0, 1]")
-    for name in ("kd_weight", "nfd_weight"):
-        if getattr(cfg, name) < 0:
+    for name in ("kd_weight", "nfd_weight", "dist_weight", "dist_beta", "dist_gamma", "cwd_weight"):
+        if not getattr(cfg, name) >= 0:
             raise ConfigError(f"{flag(name)}={getattr(cfg, name)}: must be >= 0")
     size = cfg.teacher_input_size
     if len(size) != 2 or any(s < 32 or s % 32 for s in size):
@@ -441,6 +524,9 @@ def validate_distill_config(cfg: DistillConfig) -> None:
         parse_pairs(cfg.kd_pairs)
     except ValueError as exc:
         raise ConfigError(f"--kd-pairs={list(cfg.kd_pairs)}: {exc}") from None
-    if cfg.kd_pairs and cfg.kd == "logits":
-        raise ConfigError("--kd-pairs: feature pairs need --kd logits+nfd (KD1 uses no features)")
+    if cfg.kd_pairs and "nfd" not in terms:
+        raise ConfigError(
+            f"--kd-pairs: feature pairs need --kd logits+nfd or another --kd with the nfd term "
+            f"(--kd {cfg.kd} uses no features)"
+        )
     teacher_path(cfg.teacher, cfg.teacher_checkpoint)

@@ -1,4 +1,4 @@
-"""Knowledge-distillation losses of FastSegFormer: P&KL (logits) and NFD (features).
+"""Knowledge-distillation losses: FastSegFormer's P&KL (logits) and NFD (features), DIST and CWD.
 
 Paper: "FastSegFormer: A knowledge distillation-based method for real-time semantic
 segmentation of surface defects in navel oranges", Computers and Electronics in Agriculture
@@ -32,6 +32,32 @@ How this module resolves what the formulas leave open (docs/distillation.md has 
 - ||.||_2 is the Frobenius norm over (C, H, W) of one image (not squared), then averaged over B.
 - Teacher tensors are targets: they are detached here, so no gradient ever reaches the teacher.
 - Resizing is bilinear with align_corners=True, as the original code resizes teacher maps.
+
+Two logit losses published since, offered beside the paper's (docs/distillation.md):
+
+DIST (Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022), with
+Y = softmax(logits / tau) over the classes and d_p(u, v) = 1 - Pearson(u, v):
+
+    L_dist = tau^2 * ( beta * L_inter + gamma * L_intra )
+    L_inter = mean over pixels i of d_p(Y_s[:, i], Y_t[:, i])       (across the K classes)
+    L_intra = mean over classes k of d_p(Y_s[k, :], Y_t[k, :])      (across the pixels)
+
+CWD (Shu et al., "Channel-wise Knowledge Distillation for Dense Prediction", ICCV 2021), with
+phi(y)_c = softmax over the H*W positions of channel c of y / T:
+
+    L_cwd = T^2 / C * sum_c KL( phi(y_t)_c || phi(y_s)_c )
+
+How this module resolves what those formulas leave open:
+
+- Teacher logits are resized to the student's size and detached, as for P&KL.
+- DIST's pixels: each pixel is an instance (the reference segmentation code flattens the
+  pixels). The intra-class Pearson runs over the pixels of ONE image, then classes and images
+  are averaged, so the loss does not depend on the batch size or on the split over DDP ranks;
+  the reference code pools the pixels of its whole local batch (the same for one image).
+- Pearson(u, v) = <u - mean u, v - mean v> / (||u - mean u|| ||v - mean v|| + eps), eps 1e-8
+  as the reference code, so a constant vector has correlation 0 (distance 1), not NaN.
+- CWD: KL(teacher || student) per channel, summed over the channels, divided by C, times T^2,
+  averaged over the batch (the reference code divides the batch sum by N*C).
 """
 
 from __future__ import annotations
@@ -206,3 +232,90 @@ def nfd_loss(
         for s, t, c in zip(student_features, teacher_features, connectors, strict=True)
     ]
     return torch.stack(terms).sum()
+
+
+def pearson_distance(x: Tensor, y: Tensor, dim: int, eps: float = 1e-8) -> Tensor:
+    """d_p(x, y) = 1 - Pearson correlation of x and y along `dim` (DIST's distance).
+
+    Args:
+        x, y: tensors of the same shape.
+        dim: the dimension the correlation runs along (removed from the result).
+        eps: added to the product of the norms, so a constant vector gives distance 1.
+
+    Returns:
+        1 - r, in [0, 2]; invariant to x -> a x + b, y -> c y + d for a, c > 0.
+    """
+    xc = x - x.mean(dim=dim, keepdim=True)
+    yc = y - y.mean(dim=dim, keepdim=True)
+    r = (xc * yc).sum(dim=dim) / (xc.norm(dim=dim) * yc.norm(dim=dim) + eps)
+    return 1.0 - r
+
+
+def dist_terms(
+    student_logits: Tensor, teacher_logits: Tensor, tau: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """DIST's two relations (without tau^2 or weights): (L_inter, L_intra).
+
+    Args:
+        student_logits: (B, K, Hs, Ws).
+        teacher_logits: (B, K, Ht, Wt); bilinearly resized to (Hs, Ws), detached.
+        tau: temperature of Y = softmax(logits / tau) over the K classes.
+
+    Returns:
+        L_inter: mean over the B*Hs*Ws pixels of 1 - Pearson across the K classes.
+        L_intra: mean over the B images and K classes of 1 - Pearson across the Hs*Ws pixels.
+    """
+    _check_logits(student_logits, teacher_logits)
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    teacher_logits = resize_to(teacher_logits.detach(), student_logits.shape[-2:])
+    y_s = F.softmax(student_logits / tau, dim=1).flatten(2)  # (B, K, Hs*Ws)
+    y_t = F.softmax(teacher_logits / tau, dim=1).flatten(2)  # (B, K, Hs*Ws)
+    inter = pearson_distance(y_s, y_t, dim=1)  # (B, Hs*Ws): per pixel, across classes
+    intra = pearson_distance(y_s, y_t, dim=2)  # (B, K): per class, across the image's pixels
+    return inter.mean(), intra.mean()
+
+
+def dist_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    tau: float = 1.0,
+    beta: float = 1.0,
+    gamma: float = 1.0,
+) -> Tensor:
+    """DIST: tau^2 * (beta * L_inter + gamma * L_intra) (see `dist_terms`).
+
+    Args:
+        student_logits: (B, K, Hs, Ws).
+        teacher_logits: (B, K, Ht, Wt); resized to the student's size, detached.
+        tau, beta, gamma: temperature and the weights of the inter- and intra-class relations
+            (the reference segmentation code: 1, 1, 1).
+
+    Returns:
+        scalar tensor; 0 when the student's class probabilities are a positive affine function
+        of the teacher's, in particular when the logits agree.
+    """
+    inter, intra = dist_terms(student_logits, teacher_logits, tau)
+    return tau**2 * (beta * inter + gamma * intra)
+
+
+def cwd_loss(student_logits: Tensor, teacher_logits: Tensor, tau: float = 4.0) -> Tensor:
+    """CWD: T^2 / C * sum_c KL(phi_t_c || phi_s_c), phi = softmax over positions of map / T.
+
+    Args:
+        student_logits: (B, C, Hs, Ws) (C = the classes when distilling logits).
+        teacher_logits: (B, C, Ht, Wt); bilinearly resized to (Hs, Ws), detached.
+        tau: the temperature T (the reference segmentation runs on logits: 4).
+
+    Returns:
+        scalar: mean over the B images of T^2 / C * sum over channels of the KL divergence of
+        the student's spatial distribution from the teacher's.
+    """
+    _check_logits(student_logits, teacher_logits)
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    teacher_logits = resize_to(teacher_logits.detach(), student_logits.shape[-2:])
+    log_phi_s = F.log_softmax(student_logits.flatten(2) / tau, dim=2)  # (B, C, Hs*Ws)
+    log_phi_t = F.log_softmax(teacher_logits.flatten(2) / tau, dim=2)  # (B, C, Hs*Ws)
+    kl = (log_phi_t.exp() * (log_phi_t - log_phi_s)).sum(dim=2)  # (B, C) per channel
+    return tau**2 * kl.mean(dim=1).mean()  # sum over C / C, then the batch mean
