@@ -25,6 +25,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import socket
 import time
 import zlib
@@ -201,7 +202,8 @@ def _is_stale(path: Path, now: float) -> bool:
 
 
 def stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
-    """Temporary files in `folder` (and below, if `recursive`) whose writer is gone.
+    """Temporary files (and folders built under a temporary name) in `folder` (and below, if
+    `recursive`) whose writer is gone.
 
     A file named by this module is stale when its process no longer runs on this machine (one
     of another machine: when untouched for a day); one of an earlier version's names when
@@ -212,17 +214,20 @@ def stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Pat
         return []
     now = time.time()
     candidates = folder.rglob(".*") if recursive else folder.glob(".*")
-    return sorted(
-        p for p in candidates if p.is_file() and is_temp_name(p.name) and _is_stale(p, now)
-    )
+    return sorted(p for p in candidates if is_temp_name(p.name) and _is_stale(p, now))
 
 
 def remove_stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:
     """Delete `stale_temp_files(folder)`; returns what was deleted (for the caller to report)."""
     removed = []
     for path in stale_temp_files(folder, recursive=recursive):
+        if any(parent in removed for parent in path.parents):
+            continue  # inside a folder removed already
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
             removed.append(path)
     return removed
 
@@ -232,3 +237,21 @@ def describe_removed(removed: list[Path]) -> str:
     shown = ", ".join(str(p) for p in removed[:5])
     more = f" and {len(removed) - 5} more" if len(removed) > 5 else ""
     return f"removed {len(removed)} temporary file(s) left by an interrupted write: {shown}{more}"
+
+
+# -------------------------------------------------------------------------- file names
+
+
+def is_utf8_name(name: str | Path) -> bool:
+    """False for a name whose bytes on disk are not UTF-8 (Python holds them as surrogates):
+    it cannot be written into a UTF-8 text file such as a split file."""
+    try:
+        str(name).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def display_path(path: str | Path) -> str:
+    """`path` as printable text: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")

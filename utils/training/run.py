@@ -16,6 +16,7 @@ The config travels one way, from the script down into this module and on into th
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,8 +85,7 @@ def main(
     try:
         train_fn(parse_train_config(config_cls, argv, description))
     except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {user_message(exc)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
         print(f"{prog}: stopped: {exc}", file=sys.stderr)
@@ -93,6 +93,27 @@ def main(
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+# "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent ...):"
+_WORKER_ERROR = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\s*\nOriginal Traceback")
+_EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def user_message(exc: BaseException) -> str:
+    """The message of a user-facing error, the same whether it was raised in this process or
+    in a DataLoader worker (torch re-raises those with the worker's whole traceback in the
+    message: only the original message is kept)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if _WORKER_ERROR.match(text):
+        lines = text.rstrip("\n").splitlines()
+        # the traceback's frames and code lines are indented; the exception follows the last
+        last_indented = max((i for i, ln in enumerate(lines) if ln[:1].isspace()), default=0)
+        text = "\n".join(lines[last_indented + 1 :]) or text
+        text = _EXCEPTION_PREFIX.sub("", text, count=1)
+        if isinstance(exc, KeyError) and len(text) > 1 and text[0] == text[-1] in "'\"":
+            text = text[1:-1]  # a KeyError's message is printed as its repr
+    return text
 
 
 def resolve_data(data: str, is_main: bool = True) -> Path:
@@ -151,12 +172,22 @@ def load_initial_weights(model: nn.Module, cfg: TrainConfig, is_main: bool) -> N
     if cfg.pretrained == "imagenet":
         model.load_pretrained()  # from model_data/ (clear error naming the file if absent)
     elif cfg.pretrained and not cfg.resume:
-        report = nets.load_checkpoint(model, cfg.pretrained, trust=cfg.trust_checkpoint)
+        report = nets.load_checkpoint(
+            model,
+            cfg.pretrained,
+            trust=cfg.trust_checkpoint,
+            drop_classifier=cfg.drop_classifier,
+        )
         if is_main:
+            dropped = (
+                f", {len(report.dropped)} classifier tensors re-initialised (--drop-classifier)"
+                if report.dropped
+                else ""
+            )
             print(
                 f"loaded {cfg.pretrained} ({report.layout} layout): {len(report.loaded)} "
                 f"tensors, {len(report.missing)} model keys kept random, "
-                f"{len(report.skipped)} file keys unused",
+                f"{len(report.skipped)} file keys unused{dropped}",
                 flush=True,
             )
 
