@@ -13,8 +13,8 @@ bar charts and a confusion-matrix heat map; a table is printed. See docs/inferen
     # an exported ONNX model
     python get_miou.py --onnx model_data/fastsegformer_p.onnx --data data/Orange_Navel_1.5k
     # predict only / score existing PNGs only (like the original's miou_mode 1 / 2)
-    python get_miou.py --mode predict --checkpoint logs/run/best.pth --out miou_out
-    python get_miou.py --mode score --pred-dir miou_out/predictions --num-classes 4
+    python get_miou.py --mode predict --checkpoint logs/run/best.pth --out logs/miou_out
+    python get_miou.py --mode score --pred-dir logs/miou_out/predictions --num-classes 4
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Config:
     class_names: tuple[str, ...] = ()  # class names (empty: the checkpoint's)
     # --- what to do and where
     mode: Literal[MODES] = "all"  # all: predict and score; predict: PNGs only; score: PNGs only
-    out: str = "miou_out"  # output folder
+    out: str = "logs/miou_out"  # output folder
     pred_dir: str | None = None  # prediction PNG folder (None: OUT/predictions)
     # --- how to run the model
     device: str = "cpu"  # cpu, cuda or cuda:N
