@@ -18,12 +18,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from torch import nn
+from torch.utils.data import dataloader as torch_dataloader
+from tqdm import tqdm
 
 import nets
 from nets.checkpoint import CheckpointError, read_project_checkpoint
@@ -84,15 +87,17 @@ def main(
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         train_fn(parse_train_config(config_cls, argv, description))
+        return 0
     except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"{prog}: error: {user_message(exc)}", file=sys.stderr)
-        return 2
+        status, message = 2, f"{prog}: error: {user_message(exc)}"
+        release_failed_run(exc)
     except NonFiniteLossError as exc:
-        print(f"{prog}: stopped: {exc}", file=sys.stderr)
-        return 1
+        status, message = 1, f"{prog}: stopped: {exc}"
+        release_failed_run(exc)
     except KeyboardInterrupt:
         return 130
-    return 0
+    print(message, file=sys.stderr)
+    return status
 
 
 # "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent ...):"
@@ -114,6 +119,22 @@ def user_message(exc: BaseException) -> str:
         if isinstance(exc, KeyError) and len(text) > 1 and text[0] == text[-1] in "'\"":
             text = text[1:-1]  # a KeyError's message is printed as its repr
     return text
+
+
+def release_failed_run(exc: BaseException) -> None:
+    """Close the progress bars and stop the DataLoader workers that the frames of `exc`'s
+    traceback still hold, so that the error message is the last line of the output and the
+    process ends at once. (Left to the garbage collector, a loader iterator caught in the
+    exception's reference cycle is finalised after its queues and waits 5 s per worker.)"""
+    loader_iter = getattr(torch_dataloader, "_MultiProcessingDataLoaderIter", ())
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, tqdm):
+                value.close()
+            elif loader_iter and isinstance(value, loader_iter):
+                shutdown = getattr(value, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
 
 
 def resolve_data(data: str, is_main: bool = True) -> Path:
