@@ -11,8 +11,11 @@ problem found. Masks with problems are left out of the splits.
     python voc_annotation.py --data DIR --convert-colour               # RGB masks -> index PNGs
     python voc_annotation.py --data DIR --binary-to-index 1            # 0/255 masks: 255 -> 1
 
-Existing split files are never overwritten without --force. Converted masks are rewritten in
-place as palette PNGs; the originals are moved to SegmentationClass_original/ first.
+Existing split files are never overwritten without --force; kept ones are checked (every id
+has a usable photo and mask, is listed once, and in one split only). Files are written
+atomically and the split files as one change: a failed run leaves them as they were. Photos or
+masks whose names are not UTF-8 are reported and left out. Converted masks are rewritten in
+place as palette PNGs; the originals are copied to SegmentationClass_original/ first.
 
 Bring your own data: one source is first converted into OUT_ROOT/VOC2007/{JPEGImages,
 SegmentationClass} (palette PNG index masks named after the photos), then checked and split
