@@ -246,6 +246,26 @@ def test_a_failed_split_write_leaves_every_split_file_as_it_was(tmp_path, monkey
     assert _split_bytes(voc) == before and not _temps(voc)
 
 
+def test_converting_a_source_with_a_non_utf8_name_stops_naming_it(tmp_path, capsys):
+    masks, images = tmp_path / "masks", tmp_path / "images"
+    masks.mkdir()
+    images.mkdir()
+    mask = np.zeros((H, W), np.uint8)
+    mask[3:9, 3:9] = 1
+    for folder, name, data in (
+        (masks, b"b\xe4d.png", cv2.imencode(".png", mask)[1].tobytes()),
+        (images, b"b\xe4d.jpg", cv2.imencode(".jpg", orange_photo(H, W, 1))[1].tobytes()),
+    ):
+        with open(os.path.join(os.fsencode(folder), name), "wb") as f:
+            f.write(data)
+    out = tmp_path / "voc"
+    flags = ["--data", str(out), "--classes", "background", "sunburn"]
+    rc = voc_annotation.main(["--from-masks", str(masks), "--images", str(images), *flags])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "b\\xe4d.png: the photo's name is not valid UTF-8" in err and "convmv" in err
+
+
 def test_a_non_utf8_line_in_a_split_file_names_the_file_and_line(tmp_path, monkeypatch, capsys):
     register_tiny(monkeypatch)
     voc = _voc(tmp_path)
@@ -339,6 +359,16 @@ def test_voc_annotation_reports_the_cut_photo_and_leaves_it_out(tmp_path, capsys
     assert "p04.jpg: truncated JPEG" in out
     train_ids = _split_bytes(voc)["train.txt"].decode().split()
     assert "p04" not in train_ids + _split_bytes(voc)["val.txt"].decode().split()
+
+
+def test_get_miou_stops_on_a_cut_photo_naming_it(tmp_path, tiny_ckpt, capsys):
+    voc = _voc(tmp_path)
+    _splits(voc, test="p00\np01\n")
+    (voc / "JPEGImages" / "p01.jpg").write_bytes(_photo_bytes(seed=1, h=H, w=W)[:600])
+    rc = get_miou.main(["--checkpoint", str(tiny_ckpt), "--data", str(tmp_path),
+                        "--out", str(tmp_path / "miou"), "--no-progress"])  # fmt: skip
+    assert rc == 2
+    assert "p01.jpg: truncated JPEG" in capsys.readouterr().err
 
 
 def test_worker_errors_reach_the_user_as_the_same_one_line(tmp_path, monkeypatch, capsys):

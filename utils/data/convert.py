@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from utils.data.labels import save_index_mask
-from utils.fileio import write_bytes
+from utils.fileio import display_path, is_utf8_name, write_bytes
 from utils.preprocess import IGNORE_INDEX
 
 IGNORE_LABEL = "__ignore__"  # label-map target that marks pixels as ignore (255)
@@ -224,6 +225,13 @@ class VocWriter:
         """Write `<stem><photo.suffix>` and `<stem>.png`; `mask` is (H, W) class ids."""
         if not stem or stem.startswith(".") or "/" in stem or "\\" in stem:
             raise ConversionError(f"{source}: cannot name a photo {stem!r}")
+        if not is_utf8_name(stem):
+            raise ConversionError(
+                f"{display_path(source)}: the photo's name is not valid UTF-8 (bytes "
+                f"{os.fsencode(stem)!r}); split files are UTF-8 text and could not list it. "
+                "Rename the source files (e.g. convmv -f latin1 -t utf-8 --notest DIR, without "
+                "--notest to apply)"
+            )
         if stem in self.sources:
             raise ConversionError(
                 f"{source}: photo name {stem!r} is already taken by {self.sources[stem]}; "
