@@ -29,7 +29,7 @@ import shutil
 import socket
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -129,13 +129,6 @@ def write_text(path: str | Path, text: str, *, encoding: str = "utf-8", fsync: b
     raises UnicodeEncodeError with `path` untouched.
     """
     return write_bytes(path, text.encode(encoding), fsync=fsync)
-
-
-def write_with(path: str | Path, write: Callable[[IO[bytes]], Any], *, fsync: bool = True) -> Path:
-    """Call `write(f)` on a binary file object that becomes `path` atomically on success."""
-    with atomic_open(path, "wb", fsync=fsync) as f:
-        write(f)
-    return Path(path)
 
 
 def write_all(files: Mapping[str | Path, bytes], *, fsync: bool = True) -> list[Path]:
