@@ -17,8 +17,8 @@ bar charts and a confusion-matrix heat map; a table is printed. See docs/inferen
     python get_miou.py --checkpoint logs/run/best.pth --backend ov-int8
     python get_miou.py --checkpoint logs/run/best.pth --backend auto   # the fastest that keeps it
     # predict only / score existing PNGs only (like the original's miou_mode 1 / 2)
-    python get_miou.py --mode predict --checkpoint logs/run/best.pth --out miou_out
-    python get_miou.py --mode score --pred-dir miou_out/predictions --num-classes 4
+    python get_miou.py --mode predict --checkpoint logs/run/best.pth --out logs/miou_out
+    python get_miou.py --mode score --pred-dir logs/miou_out/predictions --num-classes 4
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Config:
     class_names: tuple[str, ...] = ()  # class names (empty: the checkpoint's)
     # --- what to do and where
     mode: Literal[MODES] = "all"  # all: predict and score; predict: PNGs only; score: PNGs only
-    out: str = "miou_out"  # output folder
+    out: str = "logs/miou_out"  # output folder
     pred_dir: str | None = None  # prediction PNG folder (None: OUT/predictions)
     # --- how to run the model
     device: str = "cpu"  # cpu, cuda or cuda:N

@@ -6,9 +6,11 @@ from its checkpoint alone, or the original's published weights with --model, or 
 ONNX file) and, for every photo or frame, prints and writes to CSV the pixel count and area
 share of each defect class, of the whole image and of the fruit. See docs/inference.md.
 
-    # one or more photos -> img_out/<name>.png overlays + img_out/defect_areas.csv
+    # one or more photos -> logs/img_out/<name>.png overlays (with a colour legend) +
+    # logs/img_out/defect_areas.csv
     python predict.py --checkpoint logs/run/best.pth --inputs a.jpg b.jpg
-    # a folder in, a folder out (unreadable files are reported and skipped; exit status 1)
+    # a folder in, a folder out (unreadable files are reported and skipped; exit status 1);
+    # a folder among --inputs in image mode is read the same way
     python predict.py --mode folder --checkpoint logs/run/best.pth --inputs photos/ --out out/
     # output style like the original's mix_type: blend | mask | cutout
     python predict.py --checkpoint best.pth --inputs a.jpg --style cutout
@@ -52,6 +54,7 @@ from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.onnx_export import EXPORTERS, export_onnx
 from utils.deploy.openvino_export import export_openvino
 from utils.deploy.optimize import ImageCalibrationReader
+from utils.fileio import atomic_path, describe_removed, remove_stale_temp_files
 from utils.inference.calibration import calibration_photos
 from utils.inference.predictor import Predictor
 from utils.inference.visualize import (
@@ -80,7 +83,7 @@ class Config:
     # --- what to do (MODES at the end of the file: one function per mode)
     mode: Literal[tuple(MODES)] = "image"  # one of MODES (image ... export_openvino)
     inputs: tuple[str, ...] = ()  # photo paths, a folder, or a video file
-    out: str = "img_out"  # output folder
+    out: str = "logs/img_out"  # output folder
     # --- the model: a project checkpoint rebuilds itself; original weights need --model
     checkpoint: str | None = None  # project checkpoint (.pth) or original weights
     model: str | None = None  # registry model name (nets.MODELS), for the original's weights
@@ -100,6 +103,7 @@ class Config:
     # --- drawing and the defect-area report
     style: Literal[OVERLAY_MODES] = "blend"  # blend into the photo, colour mask, or cutout
     alpha: float = 0.5  # colour weight of the blend style
+    legend: bool = True  # draw the class colours and names on the overlays (--no-legend)
     save_masks: bool = False  # also write class-id PNGs to OUT/masks/
     areas_csv: str = "defect_areas.csv"  # defect-area CSV name inside OUT
     fruit_min_saturation: int = 60  # HSV saturation (0-255) above which a pixel is peel
@@ -176,14 +180,19 @@ class ImageReporter:
         self.predictor = predictor
         self.out = Path(cfg.out)
         self.rows: list[dict] = []
+        removed = remove_stale_temp_files(self.out) + remove_stale_temp_files(self.out / "masks")
+        if removed:  # left by a run that was killed while writing
+            print(describe_removed(removed))
 
     def areas(self, image: np.ndarray, mask: np.ndarray) -> dict:
         fruit = fruit_mask(image, mask, min_saturation=self.cfg.fruit_min_saturation)
         return defect_areas(mask, self.predictor.num_classes, fruit, self.predictor.class_names)
 
     def handle(self, name: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Overlay in the chosen style, area report row; returns the drawn RGB image."""
-        drawn = overlay(image, mask, self.cfg.style, self.cfg.alpha)
+        """Overlay in the chosen style (with the legend), area report row; returns the drawn
+        RGB image."""
+        names = self.predictor.class_names if self.cfg.legend else None
+        drawn = overlay(image, mask, self.cfg.style, self.cfg.alpha, class_names=names)
         areas = self.areas(image, mask)
         self.rows.append(area_row(name, areas))
         if not self.cfg.quiet:
@@ -191,10 +200,10 @@ class ImageReporter:
         return drawn
 
     def save(self, stem: str, drawn: np.ndarray, mask: np.ndarray) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"{stem}.png"
-        if not cv2.imwrite(str(path), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"cannot write {path}")
         if self.cfg.save_masks:
             save_index_mask(self.out / "masks" / f"{stem}.png", mask)
 
@@ -205,12 +214,29 @@ class ImageReporter:
 
 
 def list_folder(folder: Path) -> list[Path]:
+    if folder.is_file():
+        raise ValueError(f"{folder} is a file, not a folder: photos go with --mode image")
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"no photos ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return files
+
+
+def expand_inputs(inputs: Sequence[str]) -> list[Path]:
+    """--inputs of image mode as photo paths: a folder stands for the photos in it (as with
+    --mode folder); a path that does not exist stays, to be reported as not found."""
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            photos = list_folder(path)
+            print(f"{path} is a folder: predicting its {len(photos)} photo(s) (as --mode folder)")
+            paths += photos
+        else:
+            paths.append(path)
+    return paths
 
 
 # ---------------------------------------------------------------------------- modes
@@ -384,7 +410,7 @@ def export_ir(cfg: Config, predictor: Predictor) -> int:
 def run_image(cfg: Config, predictor: Predictor) -> int:
     if not cfg.inputs:
         raise ValueError("image mode needs --inputs PATH [PATH ...]")
-    return 1 if predict_images(cfg, predictor, [Path(p) for p in cfg.inputs]) else 0
+    return 1 if predict_images(cfg, predictor, expand_inputs(cfg.inputs)) else 0
 
 
 def run_folder(cfg: Config, predictor: Predictor) -> int:

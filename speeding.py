@@ -85,6 +85,7 @@ from utils.deploy.optimize import (
 )
 from utils.deploy.runtimes import OpenVinoBackend
 from utils.deploy.timing import benchmark, cpu_name, cuda_sync, environment
+from utils.fileio import atomic_open, write_text
 from utils.inference.calibration import calibration_photos
 from utils.inference.evaluate import evaluate
 from utils.inference.predictor import Predictor, default_class_names
@@ -772,11 +773,11 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path, csv_path = out / f"speed_{stamp}.json", out / f"speed_{stamp}.csv"
     doc = {"environment": env, "config": config_to_dict(cfg), "rows": rows}
-    json_path.write_text(json.dumps(doc, indent=2))
+    write_text(json_path, json.dumps(doc, indent=2))
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys and k != "top_ops"]
-    with csv_path.open("w", newline="") as f:
+    with atomic_open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(
             f, fieldnames=keys + ["threads", "cpu", "gpu"], extrasaction="ignore"
         )

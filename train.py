@@ -10,13 +10,15 @@ defaults below; edit them here or override any of them on the command line.
     python train.py --model fastsegformer_e --epochs 300 --freeze-epochs 0 --loss focal --dice
     python train.py --model swin_t_att_unet --input-size 512 --batch-size 8
     python train.py --resume logs/fastsegformer_p_20240101-120000/last.pth   # continue a run
+    python train.py --num-classes 3 --pretrained other_classes.pth --drop-classifier
     torchrun --nproc_per_node=2 train.py --sync-bn        # DDP: NCCL on GPUs, gloo on CPU
 
 Without --data, the real set at data/Orange_Navel_1.5k is used if present, otherwise the
 synthetic oranges at data/synthetic_oranges (generated on first use). Every run writes to
-logs/<model>_<date-time>/: config.yaml, best.pth / last.pth / epNNN.pth (self-describing:
-get_miou.py and predict.py rebuild the model from them), history.json, loss.png, miou.png
-and TensorBoard events (tensorboard --logdir logs). See docs/training.md.
+logs/<model>_<date-time>/: config.yaml, best.pth (weights + config) / last.pth / epNNN.pth
+(full training state, --keep N limits the epNNN.pth files; all self-describing: get_miou.py
+and predict.py rebuild the model from them), history.json, loss.png, miou.png and
+TensorBoard events (tensorboard --logdir logs). See docs/training.md.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Config(TrainConfig):
     amp: bool = True  # mixed precision where the device computes it natively (see --amp-dtype)
     eval_period: int = 5  # evaluate val mIoU every N epochs
     save_period: int = 5  # write epNNN.pth every N epochs
+    keep: int = 0  # keep only the newest N epNNN.pth files (0: all)
     save_dir: str = "logs"  # where run folders go
     workers: int = 2  # data-loading workers per process
     seed: int = 11  # random seed

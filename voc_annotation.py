@@ -11,8 +11,11 @@ problem found. Masks with problems are left out of the splits.
     python voc_annotation.py --data DIR --convert-colour               # RGB masks -> index PNGs
     python voc_annotation.py --data DIR --binary-to-index 1            # 0/255 masks: 255 -> 1
 
-Existing split files are never overwritten without --force. Converted masks are rewritten in
-place as palette PNGs; the originals are moved to SegmentationClass_original/ first.
+Existing split files are never overwritten without --force; kept ones are checked (every id
+has a usable photo and mask, is listed once, and in one split only). Files are written
+atomically and the split files as one change: a failed run leaves them as they were. Photos or
+masks whose names are not UTF-8 are reported and left out. Converted masks are rewritten in
+place as palette PNGs; the originals are copied to SegmentationClass_original/ first.
 
 Bring your own data: one source is first converted into OUT_ROOT/VOC2007/{JPEGImages,
 SegmentationClass} (palette PNG index masks named after the photos), then checked and split
@@ -53,7 +56,7 @@ from utils.data.convert import (
     VocWriter,
     load_label_map,
 )
-from utils.data.dataset import PHOTO_SUFFIXES, resolve_voc_root
+from utils.data.dataset import PHOTO_SUFFIXES, read_split_lines, resolve_voc_root
 from utils.data.labelme import convert_labelme_folder
 from utils.data.labels import (
     MaskError,
@@ -65,6 +68,15 @@ from utils.data.labels import (
 )
 from utils.data.mask_folder import convert_mask_folder
 from utils.data.report import build_report, format_report, write_report
+from utils.fileio import (
+    describe_removed,
+    display_path,
+    is_utf8_name,
+    remove_stale_temp_files,
+    stale_temp_files,
+    write_all,
+    write_bytes,
+)
 from utils.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
 
 SPLITS = ("train", "val", "test")
@@ -94,35 +106,71 @@ class Config:
     report: bool = True  # write VOC2007/dataset_report.json and dataset_report.png
 
 
-def _photo_index(folder: Path) -> dict[str, Path]:
+def _undecodable(name: str, folder: Path) -> str:
+    return (
+        f"{display_path(folder / name)}: the file name is not valid UTF-8 (bytes "
+        f"{os.fsencode(name)!r}); split files are UTF-8 text and cannot list it. Rename it "
+        "(e.g. `convmv -f latin1 -t utf-8 --notrash --notest DIR`, without --notest to apply); "
+        "left out of the splits"
+    )
+
+
+def _photo_index(folder: Path, problems: list[str]) -> dict[str, Path]:
+    """stem -> photo path; names that are not UTF-8 are left out with a problem each."""
     found: dict[str, Path] = {}
     if folder.is_dir():
         for name in sorted(os.listdir(folder), key=lambda n: n.lower()):
             stem, ext = os.path.splitext(name)
-            if ext.lower() in PHOTO_SUFFIXES and stem not in found:
+            if ext.lower() not in PHOTO_SUFFIXES:
+                continue
+            if not is_utf8_name(name):
+                problems.append(_undecodable(name, folder))
+            elif stem not in found:
                 found[stem] = folder / name
+    return found
+
+
+def _mask_index(folder: Path, problems: list[str]) -> dict[str, Path]:
+    """stem -> mask PNG path; names that are not UTF-8 are left out with a problem each."""
+    found: dict[str, Path] = {}
+    if folder.is_dir():
+        for name in sorted(os.listdir(folder)):
+            if not name.lower().endswith(".png"):
+                continue
+            if not is_utf8_name(name):
+                problems.append(_undecodable(name, folder))
+            else:
+                found[Path(name).stem] = folder / name
     return found
 
 
 def _backup(mask_path: Path) -> None:
     backup_dir = mask_path.parent.parent / "SegmentationClass_original"
-    backup_dir.mkdir(exist_ok=True)
     target = backup_dir / mask_path.name
     if not target.exists():
-        shutil.copy2(mask_path, target)
+        write_bytes(target, mask_path.read_bytes())
+        shutil.copystat(mask_path, target)
 
 
-def check_dataset(cfg: Config) -> tuple[list[str], list[str], np.ndarray, int]:
-    """Check every photo/mask pair; convert masks on request.
+@dataclass
+class CheckResult:
+    """What `check_dataset` found."""
 
-    Returns (good ids, problems, histogram (num_classes + 1,) with ignored last, conversions).
-    """
+    good: list[str]  # ids whose photo and mask passed every check
+    problems: list[str]  # one line each, naming the file; "(warning; kept)" ones are kept
+    hist: np.ndarray  # (num_classes + 1,) pixels per class, ignored (>= num_classes) last
+    converted: int  # masks rewritten (--convert-colour, --binary-to-index)
+    photos: set[str]  # ids with a photo
+    masks: set[str]  # ids with a mask
+
+
+def check_dataset(cfg: Config) -> CheckResult:
+    """Check every photo/mask pair; convert masks on request."""
     voc = resolve_voc_root(cfg.data)
-    photos = _photo_index(voc / "JPEGImages")
-    mask_dir = voc / "SegmentationClass"
-    masks = {Path(n).stem: mask_dir / n for n in os.listdir(mask_dir)} if mask_dir.is_dir() else {}
-    masks = {k: v for k, v in masks.items() if v.suffix.lower() == ".png"}
     problems: list[str] = []
+    photos = _photo_index(voc / "JPEGImages", problems)
+    mask_dir = voc / "SegmentationClass"
+    masks = _mask_index(mask_dir, problems)
     for stem in sorted(set(photos) - set(masks)):
         problems.append(f"{photos[stem]}: photo has no mask (expected {mask_dir / stem}.png)")
     for stem in sorted(set(masks) - set(photos)):
@@ -161,7 +209,7 @@ def check_dataset(cfg: Config) -> tuple[list[str], list[str], np.ndarray, int]:
                     _backup(mask_path)
                     save_index_mask(mask_path, mask)
                     converted += 1
-        except (MaskError, ValueError, FileNotFoundError) as err:
+        except (MaskError, ValueError, OSError) as err:  # FileNotFoundError, PIL's OSErrors
             problems.append(str(err))
             continue
         h = class_histogram(mask, cfg.num_classes)
@@ -173,20 +221,32 @@ def check_dataset(cfg: Config) -> tuple[list[str], list[str], np.ndarray, int]:
             )
         hist += h
         good.append(stem)
-    return good, problems, hist, converted
+    return CheckResult(good, problems, hist, converted, set(photos), set(masks))
+
+
+def check_ratios(ratios: tuple[float, ...]) -> None:
+    """ValueError naming --ratios unless they are three non-negative numbers with a positive sum."""
+    if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
+        raise ValueError(f"--ratios {ratios}: expected three non-negative numbers, e.g. 6 2 2")
+
+
+def existing_split_files(voc: Path) -> list[Path]:
+    """The split files (train, val, test, trainval) present in ImageSets/Segmentation/."""
+    folder = voc / "ImageSets" / "Segmentation"
+    return [folder / f"{s}.txt" for s in (*SPLITS, "trainval") if (folder / f"{s}.txt").is_file()]
 
 
 def write_splits(cfg: Config, ids: list[str]) -> dict[str, list[str]] | None:
-    """Shuffle `ids` with the seed and write the split files; None if they exist (no --force)."""
+    """Shuffle `ids` with the seed and write the split files; None if they exist (no --force).
+
+    The four files are written as one change (``utils.fileio.write_all``): every file is
+    encoded and staged first, so a failure leaves the old split files as they were.
+    """
     voc = resolve_voc_root(cfg.data)
     folder = voc / "ImageSets" / "Segmentation"
-    existing = [
-        folder / f"{s}.txt" for s in (*SPLITS, "trainval") if (folder / f"{s}.txt").exists()
-    ]
-    if existing and not cfg.force:
+    if existing_split_files(voc) and not cfg.force:
         return None
-    if len(cfg.ratios) != 3 or min(cfg.ratios) < 0 or sum(cfg.ratios) <= 0:
-        raise ValueError(f"--ratios {cfg.ratios}: expected three non-negative numbers, e.g. 6 2 2")
+    check_ratios(cfg.ratios)
     total = float(sum(cfg.ratios))
     order = np.random.default_rng(cfg.seed).permutation(len(ids))
     n_train = int(round(cfg.ratios[0] / total * len(ids)))
@@ -197,13 +257,71 @@ def write_splits(cfg: Config, ids: list[str]) -> dict[str, list[str]] | None:
         "test": order[n_train + n_val :],
     }
     picks["trainval"] = order[: n_train + n_val]
-    folder.mkdir(parents=True, exist_ok=True)
-    result = {}
-    for split, idx in picks.items():
-        names = sorted(ids[i] for i in idx)
-        (folder / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-        result[split] = names
+    result = {split: sorted(ids[i] for i in idx) for split, idx in picks.items()}
+    files = {}
+    for split, names in result.items():
+        text = "".join(f"{n}\n" for n in names)
+        try:
+            files[folder / f"{split}.txt"] = text.encode("utf-8")
+        except UnicodeEncodeError:
+            bad = [display_path(n) for n in names if not is_utf8_name(n)]
+            raise ValueError(
+                f"ids {bad[:5]} are not UTF-8 text and cannot be written to {folder}; "
+                "rename those files (nothing was written)"
+            ) from None
+    write_all(files)
     return result
+
+
+def check_split_files(voc: Path, photos: set[str], masks: set[str], usable: set[str]) -> list[str]:
+    """Problems of the split files already in ImageSets/Segmentation/ (none written here).
+
+    Every listed id needs a photo, a mask and no problem of its own (`usable`); an id is listed
+    once per file and in one of train, val and test only; trainval is train + val.
+    """
+    problems: list[str] = []
+    listed: dict[str, dict[str, int]] = {}  # split -> id -> first line
+    for split_file in existing_split_files(voc):
+        split = split_file.stem
+        try:
+            entries = read_split_lines(split_file)
+        except ValueError as err:
+            problems.append(str(err))
+            continue
+        seen: dict[str, int] = {}
+        for line, i in entries:
+            where = f"{split_file}, line {line}: {i}"
+            if i in seen:
+                problems.append(f"{where} is listed twice (first on line {seen[i]})")
+                continue
+            seen[i] = line
+            if i not in photos:
+                problems.append(f"{where} has no photo in {voc / 'JPEGImages'}")
+            elif i not in masks:
+                problems.append(f"{where} has no mask {voc / 'SegmentationClass' / i}.png")
+            elif i not in usable:
+                problems.append(f"{where} has a problem of its own (listed above)")
+        if not entries:
+            problems.append(f"{split_file} lists no images")
+        listed[split] = seen
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        both = sorted(set(listed.get(a, ())) & set(listed.get(b, ())))
+        if both:
+            more = f", ... ({len(both)} in all)" if len(both) > 5 else ""
+            problems.append(
+                f"{len(both)} ids are in both {a}.txt and {b}.txt: {', '.join(both[:5])}{more}; "
+                "a photo belongs to one split (rewrite them with --force)"
+            )
+    if "trainval" in listed and "train" in listed and "val" in listed:
+        expected = set(listed["train"]) | set(listed["val"])
+        if set(listed["trainval"]) != expected:
+            extra = sorted(set(listed["trainval"]) - expected)
+            lacking = sorted(expected - set(listed["trainval"]))
+            problems.append(
+                f"trainval.txt is not train.txt + val.txt: {len(extra)} ids only in trainval "
+                f"{extra[:5]}, {len(lacking)} missing from it {lacking[:5]} (warning; kept)"
+            )
+    return problems
 
 
 def format_histogram(hist: np.ndarray, class_names: list[str]) -> str:
@@ -291,26 +409,46 @@ def convert_source(cfg: Config, names: list[str]) -> ConversionResult | None:
     return result
 
 
+def _temp_files(voc: Path, check_only: bool) -> None:
+    """Remove (report, with --check-only) temporary files an interrupted run left in `voc`."""
+    if check_only:
+        stale = stale_temp_files(voc, recursive=True)
+        if stale:
+            shown = ", ".join(display_path(p) for p in stale[:5])
+            print(
+                f"{len(stale)} temporary file(s) left by an interrupted write (removed by the "
+                f"next run without --check-only): {shown}"
+            )
+        return
+    removed = remove_stale_temp_files(voc, recursive=True)
+    if removed:
+        print(describe_removed([Path(display_path(p)) for p in removed]))
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(Config, argv, description=__doc__)
     try:
         cfg, names = resolve_classes(cfg)
+        check_ratios(cfg.ratios)
         conversion = convert_source(cfg, names)
         voc = resolve_voc_root(cfg.data)
     except ValueError as err:  # ConversionError included: it names the file and the fix
         print(f"error: {err}", file=sys.stderr)
         return 2
+    _temp_files(voc, cfg.check_only)
     if conversion is not None:
         print(conversion.summary())
         print(f"class ids: {', '.join(f'{k} {n}' for k, n in enumerate(names))}\n")
-    good, problems, hist, converted = check_dataset(cfg)
+    check = check_dataset(cfg)
+    good, problems = check.good, check.problems
     print(f"data set: {voc}")
     print(f"{len(good)} photo/mask pairs passed the checks")
-    if converted:
+    if check.converted:
         print(
-            f"converted {converted} masks to index PNGs (originals in SegmentationClass_original/)"
+            f"converted {check.converted} masks to index PNGs (originals in "
+            "SegmentationClass_original/)"
         )
-    print(format_histogram(hist, names))
+    print(format_histogram(check.hist, names))
     if problems:
         print(f"\n{len(problems)} problems:")
         for p in problems:
@@ -318,13 +456,30 @@ def main(argv: list[str] | None = None) -> int:
     errors = [p for p in problems if "(warning; kept)" not in p]
     if errors and len(good) > 0:
         print(f"\n{len(errors)} files are left out of the splits until fixed.")
+    # split files that stay as they are are checked too
+    kept = existing_split_files(voc) if (cfg.check_only or not cfg.force) else []
+    split_problems = check_split_files(voc, check.photos, check.masks, set(good)) if kept else []
+    split_errors = [p for p in split_problems if "(warning; kept)" not in p]
+    if split_problems:
+        print(f"\n{len(split_problems)} problems in the split files {[p.name for p in kept]}:")
+        for p in split_problems:
+            print(f"  - {p}")
+    elif kept:
+        print(f"\nsplit files {[p.name for p in kept]}: every listed id is usable")
     if cfg.check_only:
-        return 1 if errors else 0
+        return 1 if errors or split_errors else 0
     if not good:
         print("error: no usable photo/mask pairs; no split files written", file=sys.stderr)
         return 1
-    splits = write_splits(cfg, good)
     folder = voc / "ImageSets" / "Segmentation"
+    try:
+        splits = write_splits(cfg, good)
+    except (OSError, ValueError) as err:
+        print(
+            f"error: writing the split files in {folder} failed ({err}); they are as they were",
+            file=sys.stderr,
+        )
+        return 2
     if splits is None:
         print(f"\nsplit files already exist in {folder}; not overwritten (use --force to replace)")
     else:
@@ -337,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{format_report(report)}\nreport: {json_path}, {png_path}")
     if conversion is not None:
         print(f"\nnext: python train.py --data {cfg.data} --num-classes {len(names)}")
-    return 1 if errors else 0
+    return 1 if errors or split_errors else 0
 
 
 if __name__ == "__main__":

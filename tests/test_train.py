@@ -18,6 +18,7 @@ from nets.checkpoint import (
     read_project_checkpoint,
     save_checkpoint,
 )
+from utils.fileio import is_temp_name
 from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.losses import build_seg_loss
 from utils.training.run import parse_train_config
@@ -52,7 +53,7 @@ def test_two_epoch_run_writes_checkpoints_logs_and_plots(tmp_path):
         assert (run / name).is_file(), name
     assert (run / "miou.png").is_file()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert not list(run.glob(".*.tmp")), "temporary checkpoint files left behind"
+    assert not [p for p in run.iterdir() if is_temp_name(p.name)], "temporary files left behind"
 
     last = read_project_checkpoint(run / "last.pth")
     assert last["format"] == CHECKPOINT_FORMAT

@@ -55,7 +55,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -71,6 +70,7 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/ablation.py`
     sys.path.insert(0, str(ROOT))
 
 from utils.cli import parse_config  # noqa: E402
+from utils.fileio import write_bytes, write_text  # noqa: E402
 
 SCRIPTS = ("train.py", "train_distillation.py")
 RESERVED = ("save-dir", "run-name", "resume")  # flags the runner sets itself (and grid seeds)
@@ -293,21 +293,6 @@ def plan(grid: Grid) -> tuple[list[Run], list[Run]]:
 # ----------------------------------------------------------------------------- running
 
 
-def write_atomic(path: Path, text: str | bytes) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder, then replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode() if isinstance(text, str) else text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -420,10 +405,10 @@ def execute(run: Run, grid: Grid, python: str, lock: str) -> dict:
             command = [python, run.script, "--resume", str(run.folder / "last.pth")]
         folder.mkdir(parents=True, exist_ok=True)
         state.update(command=run.command(python)[1:], attempts=state["attempts"] + 1)
-        write_atomic(folder / STATE, json.dumps(state, indent=2))
+        write_text(folder / STATE, json.dumps(state, indent=2))
         code, seconds = run_logged(command, folder / "train.log")
         state["train_seconds"] += seconds
-        write_atomic(folder / STATE, json.dumps(state, indent=2))
+        write_text(folder / STATE, json.dumps(state, indent=2))
         if code:
             raise RuntimeError(
                 f"{run.label}: {run.script} exited with status {code}:\n"
@@ -448,7 +433,7 @@ def execute(run: Run, grid: Grid, python: str, lock: str) -> dict:
         "load_average_after": load_after,
         "metrics": metrics,
     }
-    write_atomic(folder / RESULT, json.dumps(record, indent=2))
+    write_text(folder / RESULT, json.dumps(record, indent=2))
     return record
 
 
@@ -543,7 +528,7 @@ def summarise(grid: Grid, prepared: list[Run], runs: list[Run]) -> dict[str, Pat
             cells.append(f"{rec['train_seconds'] / 60:.1f}")
             md.write("| " + " | ".join(cells) + " |\n")
     md.write(f"\nWall time of all finished runs (training + evaluation): {total / 60:.1f} min.\n")
-    paths = {"md": write_atomic(out / "summary.md", md.getvalue())}
+    paths = {"md": write_text(out / "summary.md", md.getvalue())}
 
     # CSV: one row per configuration, and one per run
     def csv_text(header: list[str], lines: list[list]) -> str:
@@ -557,7 +542,7 @@ def summarise(grid: Grid, prepared: list[Run], runs: list[Run]) -> dict[str, Pat
         return "" if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
     header = [k for k in rows[0] if not k.endswith("_values")] if rows else []
-    paths["csv"] = write_atomic(
+    paths["csv"] = write_text(
         out / "summary.csv", csv_text(header, [[num(r[k]) for k in header] for r in rows])
     )
     run_header = ["config", "seed", "train_seconds", "eval_seconds", "best_val_mIoU"]
@@ -573,7 +558,7 @@ def summarise(grid: Grid, prepared: list[Run], runs: list[Run]) -> dict[str, Pat
         line += [num(value(rec, ev)) for ev in [head, *others]]
         line += [num(value(rec, head, "IoU", i)) for i in range(len(class_names))]
         lines.append(line)
-    paths["runs"] = write_atomic(out / "runs.csv", csv_text(run_header, lines))
+    paths["runs"] = write_text(out / "runs.csv", csv_text(run_header, lines))
 
     # plot: mean ± std bars with each seed's value, one panel per evaluation
     evs = [head, *others]
@@ -596,7 +581,7 @@ def summarise(grid: Grid, prepared: list[Run], runs: list[Run]) -> dict[str, Pat
         ax.grid(axis="x", alpha=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    paths["png"] = write_atomic(out / "summary.png", buf.getvalue())
+    paths["png"] = write_bytes(out / "summary.png", buf.getvalue())
     return paths
 
 

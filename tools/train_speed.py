@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from utils.cli import config_to_dict, parse_config  # noqa: E402
 from utils.data.dataset import VOCSegmentation  # noqa: E402
 from utils.data.synthetic import generate_dataset  # noqa: E402
 from utils.deploy.timing import cuda_sync, environment  # noqa: E402
+from utils.fileio import write_text  # noqa: E402
 from utils.training.distillation import DistillationTask  # noqa: E402
 from utils.training.losses import LOSSES, build_seg_loss  # noqa: E402
 from utils.training.optimizers import OPTIMIZERS, build_optimizer  # noqa: E402
@@ -373,11 +373,7 @@ def run(cfg: Config) -> list[dict[str, Any]]:
         print(table)
     if cfg.out:
         doc = {"environment": environment(str(device)), "config": config_to_dict(cfg), "rows": rows}
-        path = Path(cfg.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(doc, indent=2))
-        os.replace(tmp, path)
+        path = write_text(cfg.out, json.dumps(doc, indent=2))
         log(f"wrote {path}")
     return rows
 

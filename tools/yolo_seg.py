@@ -64,6 +64,7 @@ from utils.data.dataset import resolve_voc_root  # noqa: E402
 from utils.data.labels import map_ignore, read_mask, save_index_mask  # noqa: E402
 from utils.deploy.optimize import ort_session  # noqa: E402
 from utils.deploy.timing import benchmark, environment  # noqa: E402
+from utils.fileio import write_text  # noqa: E402
 from utils.inference.evaluate import (  # noqa: E402
     format_table,
     metrics_document,
@@ -306,12 +307,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def prepare(cfg: PrepareConfig) -> dict:
     """Write the YOLO-seg data set; returns {split: photos, ..., "instances": n, "yaml": path}."""
     voc = resolve_voc_root(cfg.data)
@@ -337,7 +332,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             mask = map_ignore(read_mask(mask_path, cfg.num_classes), cfg.num_classes)
             lines = label_lines(mask, cfg.num_classes)
             _link_or_copy(photo, out / "images" / split / photo.name)
-            _write_text(out / "labels" / split / f"{i}.txt", "".join(f"{ln}\n" for ln in lines))
+            write_text(out / "labels" / split / f"{i}.txt", "".join(f"{ln}\n" for ln in lines))
             summary["instances"] += len(lines)
         summary[split] = len(ids)
     doc = {
@@ -347,7 +342,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         "voc_root": str(voc.resolve()),
         "voc_class_names": names,
     }
-    _write_text(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False))
+    write_text(out / "data.yaml", yaml.safe_dump(doc, sort_keys=False))
     summary["yaml"] = str(out / "data.yaml")
     return summary
 
@@ -528,7 +523,7 @@ def profile(cfg: ProfileConfig) -> dict:
         result["environment"] = environment("cpu")
     if cfg.out:
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
-        _write_text(Path(cfg.out) / "profile.json", json.dumps(result, indent=2))
+        write_text(Path(cfg.out) / "profile.json", json.dumps(result, indent=2))
     return result
 
 

@@ -2,8 +2,11 @@
 
 Layers, lowest first; a package may import the ones above it in this list, never below:
 
-- ``utils.cli``, ``utils.preprocess``, ``utils.metrics``: plain modules with no project
-  imports (command-line configs; image reading and letterboxing; confusion-matrix scores).
+- ``utils.fileio``: atomic file writes and the stale temporary files of killed writes. Imports
+  nothing of the project; every ``utils`` module may import it.
+- ``utils.cli``, ``utils.preprocess``, ``utils.metrics``: plain modules that import nothing of
+  the project but ``utils.fileio`` (command-line configs; image reading and letterboxing;
+  confusion-matrix scores).
 - ``nets`` (the models and the checkpoint format) sits beside them and never imports ``utils``.
 - ``utils.data``: data sets, masks, augmentation, synthetic oranges, annotation converters.
 - ``utils.training``: the training loop, tasks, losses, distillation, schedules, logging,

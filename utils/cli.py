@@ -18,14 +18,12 @@ says what was expected; each of these prints the message and exits with status 2
 written once, as a ``Literal`` of the registry's keys, so a new schedule, loss or backend is a
 change in its registry only. ``save_config`` writes the resolved values next to a run.
 
-A plain module: imports nothing of the project.
+A plain module: imports nothing of the project but ``utils.fileio`` (atomic writes).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from collections.abc import Sequence
@@ -34,6 +32,8 @@ from typing import Any, TypeVar
 
 import tyro
 import yaml
+
+from utils.fileio import write_text
 
 T = TypeVar("T")
 
@@ -99,15 +99,4 @@ def _is_tuple_type(tp: Any) -> bool:
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write the resolved configuration as YAML (atomically: a temp file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

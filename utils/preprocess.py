@@ -8,6 +8,7 @@ sees the same pixels at training and at deployment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +54,22 @@ class Letterbox:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read a photo as (H, W, 3) uint8 RGB; raise a clear error if it cannot be decoded."""
+    """Read a photo as (H, W, 3) uint8 RGB; raise a clear error if it cannot be decoded.
+
+    A truncated or structurally broken file is an error naming it (``file_problem``): decoders
+    fill a JPEG's missing end with grey and only print a warning, and a model trained or scored
+    on such a photo learns from pixels nobody took.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
+    problem = file_problem(data.tobytes()) if data.size else None
+    if problem is not None:
+        raise ValueError(
+            f"cannot decode image {path}: {problem} ({data.size} bytes); expected a complete "
+            "photo: copy or export it again, or leave it out of the split files"
+        )
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise ValueError(
@@ -65,6 +77,80 @@ def read_image(path: str | Path) -> np.ndarray:
             f"({data.size} bytes found)"
         )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+_TRUNCATED = "truncated {kind}: the file ends before its end marker"
+# the next marker after entropy-coded JPEG data: 0xFF not followed by a stuffed 0x00 or a
+# restart marker (0xD0-0xD7), fill bytes (0xFF) allowed before it
+_JPEG_NEXT_MARKER = re.compile(rb"\xff+[^\x00\xd0-\xd7\xff]")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def file_problem(data: bytes) -> str | None:
+    """What is structurally wrong with an encoded JPEG, PNG or BMP file, or None.
+
+    JPEG: the marker segments are walked (their lengths), the entropy-coded data of each scan
+    is skipped to the next marker, and the file must reach its end-of-image marker. PNG: the
+    chunks are walked to IEND. BMP: the file must be as long as its header says. Other formats
+    give None (the decoder alone judges them). Corruption inside compressed data that keeps
+    the structure intact is not found here (OpenCV's decoder only prints a warning for it).
+    """
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_problem(data)
+    if data[:8] == _PNG_SIGNATURE:
+        return _png_problem(data)
+    if data[:2] == b"BM" and len(data) >= 6:
+        declared = int.from_bytes(data[2:6], "little")
+        if declared > len(data):
+            return f"truncated BMP: the header says {declared} bytes"
+    return None
+
+
+def _jpeg_problem(data: bytes) -> str | None:
+    n, pos = len(data), 2
+    truncated = _TRUNCATED.format(kind="JPEG")
+    while True:
+        if pos >= n:
+            return truncated
+        if data[pos] != 0xFF:
+            return f"corrupt JPEG: no marker at byte {pos}"
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            return truncated
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:  # end of image
+            return None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, restart: no length
+            continue
+        if pos + 2 > n:
+            return truncated
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2:
+            return f"corrupt JPEG: segment 0xFF{marker:02X} at byte {pos - 2} has length {length}"
+        pos += length
+        if pos > n:
+            return truncated
+        if marker == 0xDA:  # start of scan: entropy-coded data up to the next marker
+            found = _JPEG_NEXT_MARKER.search(data, pos)
+            if found is None:
+                return truncated
+            pos = found.start()
+
+
+def _png_problem(data: bytes) -> str | None:
+    n, pos = len(data), 8
+    while True:
+        if pos + 8 > n:
+            return _TRUNCATED.format(kind="PNG")
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        pos += 12 + length  # length, type, data, CRC
+        if pos > n:
+            return _TRUNCATED.format(kind="PNG")
+        if kind == b"IEND":
+            return None
 
 
 def letterbox_geometry(orig_h: int, orig_w: int, size: Sequence[int]) -> Letterbox:

@@ -22,7 +22,8 @@ one-time conversion that itself runs no code from the file (``convert_checkpoint
 
 **Writing is atomic** (``save_checkpoint``): a temporary file in the same folder, flushed to
 disk, then ``os.replace``d over the target, so a kill during a save leaves the previous file
-intact. ``.safetensors`` targets take a flat dict of tensors.
+intact. The temporary file is named as ``utils.fileio`` names them, so the next run finds and
+removes one that a killed save left behind. ``.safetensors`` targets take a flat dict of tensors.
 
 **Loading into a model** (``load_checkpoint(model, path_or_state_dict)``) recognises:
 
@@ -37,10 +38,11 @@ intact. ``.safetensors`` targets take a flat dict of tensors.
   report lists what was loaded and skipped (classifier heads, final norms).
 
 A tensor whose shape does not fit raises a ``CheckpointError`` naming the model, the key and
-both shapes. ``drop_classifier=True`` leaves out the class-count-dependent tensors instead
-(those whose first dimension is ``model.num_classes`` in the model), to fine-tune on another
-set of classes. Rebuilding the model a project checkpoint records is
-``nets.registry.model_from_checkpoint`` (it needs the registry, which imports the models).
+both shapes. ``drop_classifier=True`` (``--drop-classifier`` in the training scripts) leaves
+out the class-count-dependent tensors instead (those whose first dimension is
+``model.num_classes`` in the model), to fine-tune on another set of classes. Rebuilding the
+model a project checkpoint records is ``nets.registry.model_from_checkpoint`` (it needs the
+registry, which imports the models).
 
 This module imports nothing from ``nets``: the models import it to read their ImageNet files.
 """
@@ -51,8 +53,10 @@ import argparse
 import os
 import pickle
 import re
+import secrets
+import socket
 import sys
-import tempfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -288,18 +292,27 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
+def _temp_path(path: Path) -> Path:
+    """The temporary name ``utils.fileio.temp_path_for`` gives (``nets`` cannot import it):
+    ``.<name>.<pid>-<host>-<random>.tmp<suffix>``, so that the next run finds what a killed
+    save left behind (``utils.fileio.stale_temp_files``)."""
+    host = zlib.crc32(socket.gethostname().encode("utf-8", "replace")) & 0xFFFFFF
+    token = secrets.token_hex(4)
+    return path.with_name(f".{path.name}.{os.getpid()}-{host:06x}-{token}.tmp{path.suffix}")
+
+
 def _write_atomically(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = _temp_path(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:  # noqa: PTH123
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp, path)
     except BaseException:
         # a failed or interrupted save must not leave a stray temp file; the target is untouched
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -529,9 +542,12 @@ def _check_shapes(
                 dropped.append(key)
                 continue
             hint = (
-                " (a different number of classes? pass drop_classifier=True to leave the "
-                "classifier out)"
-                if target.ndim >= 1 and target.shape[0] == num_classes
+                f" (a different number of classes: {value.shape[0]} in the file, {num_classes} "
+                "in the model? To predict or evaluate, give the file's number of classes "
+                f"(--num-classes {value.shape[0]}); to fine-tune it on {num_classes} classes, "
+                "train with --pretrained FILE --drop-classifier, which re-initialises the "
+                "classifier (drop_classifier=True in Python))"
+                if target.ndim >= 1 and target.shape[0] == num_classes and value.ndim >= 1
                 else ""
             )
             raise CheckpointError(

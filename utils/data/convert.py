@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from utils.data.labels import save_index_mask
+from utils.fileio import display_path, is_utf8_name, write_bytes
 from utils.preprocess import IGNORE_INDEX
 
 IGNORE_LABEL = "__ignore__"  # label-map target that marks pixels as ignore (255)
@@ -199,34 +199,6 @@ def decode_photo(
 # ------------------------------------------------------------------------------ writing
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def save_mask_atomic(path: Path, mask: np.ndarray) -> Path:
-    """`save_index_mask` (VOC palette PNG) through a temporary file and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        save_index_mask(tmp, mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 class VocWriter:
     """Writes converted pairs into ``ROOT/VOC2007/{JPEGImages,SegmentationClass}``.
 
@@ -253,6 +225,13 @@ class VocWriter:
         """Write `<stem><photo.suffix>` and `<stem>.png`; `mask` is (H, W) class ids."""
         if not stem or stem.startswith(".") or "/" in stem or "\\" in stem:
             raise ConversionError(f"{source}: cannot name a photo {stem!r}")
+        if not is_utf8_name(stem):
+            raise ConversionError(
+                f"{display_path(source)}: the photo's name is not valid UTF-8 (bytes "
+                f"{os.fsencode(stem)!r}); split files are UTF-8 text and could not list it. "
+                "Rename the source files (e.g. convmv -f latin1 -t utf-8 --notest DIR, without "
+                "--notest to apply)"
+            )
         if stem in self.sources:
             raise ConversionError(
                 f"{source}: photo name {stem!r} is already taken by {self.sources[stem]}; "
@@ -267,8 +246,8 @@ class VocWriter:
         for other in self.photo_dir.glob(f"{stem}.*") if self.photo_dir.is_dir() else []:
             if other.suffix.lower() != photo.suffix and other.stem == stem:
                 other.unlink()  # a stale photo of another format would shadow the new one
-        write_atomic(self.photo_dir / f"{stem}{photo.suffix}", photo.data)
-        save_mask_atomic(self.mask_dir / f"{stem}.png", mask.astype(np.uint8, copy=False))
+        write_bytes(self.photo_dir / f"{stem}{photo.suffix}", photo.data)
+        save_index_mask(self.mask_dir / f"{stem}.png", mask.astype(np.uint8, copy=False))
         if photo.note:
             self.notes.append(f"{source}: {photo.note}")
         values, counts = np.unique(mask, return_counts=True)
@@ -276,7 +255,7 @@ class VocWriter:
 
     def write_class_names(self, classes: Sequence[str]) -> Path:
         """VOC2007/class_names.txt: one class name per line, in index order."""
-        return write_atomic(
+        return write_bytes(
             self.voc / "class_names.txt", "".join(f"{n}\n" for n in classes).encode("utf-8")
         )
 

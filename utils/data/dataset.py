@@ -54,18 +54,38 @@ def read_split(voc: Path, split: str) -> tuple[Path, list[str]]:
     if not split_file.is_file():
         raise ValueError(
             f"split file not found: {split_file}; expected one image id per line. "
-            "Write the split files with `python voc_annotation.py --root ...`"
+            "Write the split files with `python voc_annotation.py --data ...`"
         )
-    ids = []
-    for line in split_file.read_text().splitlines():
+    ids = [name for _, name in read_split_lines(split_file)]
+    if not ids:
+        raise ValueError(f"split file {split_file} lists no images; expected one id per line")
+    return split_file, ids
+
+
+def read_split_lines(split_file: Path) -> list[tuple[int, str]]:
+    """(line number, id) of every non-blank line of a split file (UTF-8; a photo extension
+    after the id is dropped). A line that is not UTF-8 text is a ValueError naming the file,
+    the line and its bytes."""
+    entries = []
+    data = split_file.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (some Windows editors)
+        data = data[3:]
+    for number, raw in enumerate(data.splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"{split_file}, line {number}: not UTF-8 text ({raw[:80]!r}: {err.reason} at "
+                f"byte {err.start}); expected one image id per line in UTF-8. A photo whose "
+                "name is not UTF-8 cannot be listed: rename it, then rewrite the split files "
+                "(python voc_annotation.py --data ... --force)"
+            ) from None
         name = line.strip().split()[0] if line.strip() else ""
         if not name:
             continue
         stem, ext = os.path.splitext(name)
-        ids.append(stem if ext.lower() in PHOTO_SUFFIXES else name)
-    if not ids:
-        raise ValueError(f"split file {split_file} lists no images; expected one id per line")
-    return split_file, ids
+        entries.append((number, stem if ext.lower() in PHOTO_SUFFIXES else name))
+    return entries
 
 
 def _index_photos(folder: Path) -> dict[str, str]:

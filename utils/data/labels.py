@@ -18,6 +18,7 @@ those cases are the ignore index (255), as the original code treats them.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from utils.fileio import write_bytes
 from utils.preprocess import IGNORE_INDEX, VOC_PALETTE
 
 # A 0/255 mask is "binary" (not a VOC mask with a thin 255 border) when its 255 pixels contain
@@ -227,15 +229,17 @@ def map_ignore(mask: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def save_index_mask(path: str | Path, mask: np.ndarray) -> Path:
-    """Write (H, W) class ids as an 8-bit palette PNG with the VOC palette (VOC convention)."""
+    """Write (H, W) class ids as an 8-bit palette PNG with the VOC palette (VOC convention),
+    atomically (a temporary file, then a replace: a mask rewritten in place is never half
+    written)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if mask.ndim != 2:
         raise ValueError(f"mask for {path} has shape {mask.shape}; expected (H, W)")
     image = Image.fromarray(mask.astype(np.uint8), mode="P")
     image.putpalette(VOC_PALETTE.reshape(-1).tolist())
-    image.save(path, optimize=False)
-    return path
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return write_bytes(path, buf.getvalue())
 
 
 def check_sizes(

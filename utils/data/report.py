@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from utils.data.labels import read_mask
+from utils.fileio import atomic_path, write_text
 
 SPLITS = ("train", "val", "test")
 SMALL_SIDE = 224  # the paper's network input: photos smaller than this are upscaled
@@ -195,19 +196,15 @@ def plot_report(report: dict, path: str | Path) -> Path:
     ax_images.invert_yaxis()
     ax_images.set_xlim(0, max(counts + [1]) * 1.2)
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path
 
 
 def write_report(report: dict, voc: str | Path) -> tuple[Path, Path]:
     """VOC2007/dataset_report.json and dataset_report.png, written atomically."""
     voc = Path(voc)
-    json_path = voc / "dataset_report.json"
-    tmp = voc / ".dataset_report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(json_path)
+    json_path = write_text(voc / "dataset_report.json", json.dumps(report, indent=2))
     return json_path, plot_report(report, voc / "dataset_report.png")
 
 

@@ -40,6 +40,14 @@ import numpy as np
 
 from utils.cli import parse_config
 from utils.data.labels import read_mask, save_index_mask
+from utils.fileio import (
+    atomic_path,
+    remove_stale_temp_files,
+    temp_path_for,
+    write_all,
+    write_bytes,
+    write_text,
+)
 from utils.preprocess import CLASS_NAMES
 
 SUNBURN, ULCER, WIND = 1, 2, 3
@@ -631,13 +639,10 @@ def _render_and_save(job: tuple[int, np.random.SeedSequence, int, str]) -> np.nd
     sample = render_orange(np.random.default_rng(seq), size)
     name = f"synth_{i:05d}"
     bgr = cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR)
-    ok = cv2.imwrite(
-        str(Path(voc) / "JPEGImages" / f"{name}.jpg"),
-        bgr,
-        [cv2.IMWRITE_JPEG_QUALITY, sample.jpeg_quality],
-    )
+    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, sample.jpeg_quality])
     if not ok:
-        raise OSError(f"could not write {voc}/JPEGImages/{name}.jpg")
+        raise OSError(f"could not encode {voc}/JPEGImages/{name}.jpg")
+    write_bytes(Path(voc) / "JPEGImages" / f"{name}.jpg", jpeg.tobytes())
     save_index_mask(Path(voc) / "SegmentationClass" / f"{name}.png", sample.mask)
     return np.bincount(sample.mask.ravel(), minlength=len(CLASS_NAMES))[: len(CLASS_NAMES)]
 
@@ -659,13 +664,34 @@ def generate_dataset(
     if num < 3:
         raise ValueError(f"num={num}: need at least 3 images for train/val/test splits")
     out = Path(out)
-    voc = out / "VOC2007"
-    if voc.exists():
+    final = out / "VOC2007"
+    if final.exists():
         if not overwrite:
             raise FileExistsError(
-                f"{voc} already exists; pass overwrite=True (--overwrite) to replace it"
+                f"{final} already exists; pass overwrite=True (--overwrite) to replace it"
             )
-        shutil.rmtree(voc)
+        shutil.rmtree(final)
+    remove_stale_temp_files(out)  # the half-built folder of a generation that was killed
+    # built under a temporary name and renamed when complete: an interrupted generation never
+    # leaves a VOC2007/ that looks usable
+    voc = temp_path_for(final)
+    try:
+        _generate_into(voc, num, seed, size, workers, ratios)
+        os.replace(voc, final)
+    except BaseException:
+        shutil.rmtree(voc, ignore_errors=True)
+        raise
+    return out
+
+
+def _generate_into(
+    voc: Path,
+    num: int,
+    seed: int,
+    size: int,
+    workers: int | None,
+    ratios: tuple[float, float, float],
+) -> None:
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
 
@@ -689,11 +715,14 @@ def generate_dataset(
         "val": order[n_train : n_train + n_val],
         "test": order[n_train + n_val :],
     }
-    for split, idx in splits.items():
-        lines = "".join(f"{names[i]}\n" for i in sorted(idx))
-        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(lines)
-    (voc / "ImageSets" / "Segmentation" / "trainval.txt").write_text(
-        "".join(f"{names[i]}\n" for i in sorted(np.concatenate([splits["train"], splits["val"]])))
+    splits["trainval"] = np.concatenate([splits["train"], splits["val"]])
+    write_all(
+        {
+            voc / "ImageSets" / "Segmentation" / f"{split}.txt": "".join(
+                f"{names[i]}\n" for i in sorted(idx)
+            ).encode("utf-8")
+            for split, idx in splits.items()
+        }
     )
 
     report = {
@@ -706,8 +735,7 @@ def generate_dataset(
             n: int(sum(int(h[k] > 0) for h in hists)) for k, n in enumerate(CLASS_NAMES)
         },
     }
-    (voc / "class_frequencies.json").write_text(json.dumps(report, indent=2) + "\n")
-    return out
+    write_text(voc / "class_frequencies.json", json.dumps(report, indent=2) + "\n")
 
 
 def format_frequencies(report: dict) -> str:
@@ -740,8 +768,9 @@ def contact_sheet(voc: str | Path, path: str | Path, n: int = 8, thumb: int = 16
         bottoms.append(cv2.resize(over, (thumb, thumb), interpolation=cv2.INTER_AREA))
     sheet = np.vstack([np.hstack(tops), np.hstack(bottoms)])
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
     return path
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from utils.deploy.runtimes import ONNX_METADATA_KEY, OnnxBackend
+from utils.fileio import atomic_path
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
 FP32_RTOL = 1e-4  # max |ort - torch| / max |torch logits|
@@ -239,7 +240,8 @@ def export_onnx(
     """Write `model` as ONNX at `path`; with `verify`, raise RuntimeError unless it matches.
 
     The model is exported in fp32 on the CPU from a copy (the caller's model is not moved).
-    On a failed check the file is removed, so no unverified file is left behind.
+    The file is written under a temporary name beside `path` and moved over it once checked:
+    a failed export or check leaves no unverified file, and an earlier `path` as it was.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; expected one of {EXPORTERS}")
@@ -255,35 +257,39 @@ def export_onnx(
         num_classes = int(model(example[:1]).shape[1])
     wrapper = _ExportWrapper(export_copy(model), half)
 
-    tried: list[str] = []
-    order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
-    used = None
-    for name in order:
-        try:
-            _export(wrapper, example, path, name, opset, dynamic_batch)
-            used = name
-            break
-        except Exception as e:  # exporter failures come in many types
-            tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
-    if used is None:
-        raise RuntimeError(f"ONNX export to {path} failed:\n  " + "\n  ".join(tried))
-    meta = dict(metadata or {})
-    meta.setdefault("input_size", list(input_size))
-    meta.setdefault("num_classes", num_classes)
-    meta.update({"exporter": used, "opset": opset, "half": half, "dynamic_batch": dynamic_batch})
-    _set_metadata(path, meta)
+    # written under a temporary name, checked, then moved over `path`: a failed export or
+    # check (or a kill) leaves an earlier file at `path` as it was
+    with atomic_path(path) as tmp:
+        tried: list[str] = []
+        order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
+        used = None
+        for name in order:
+            try:
+                _export(wrapper, example, tmp, name, opset, dynamic_batch)
+                used = name
+                break
+            except Exception as e:  # exporter failures come in many types
+                tried.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0][:300]}")
+        if used is None:
+            raise RuntimeError(f"ONNX export to {path} failed:\n  " + "\n  ".join(tried))
+        meta = dict(metadata or {})
+        meta.setdefault("input_size", list(input_size))
+        meta.setdefault("num_classes", num_classes)
+        meta.update(
+            {"exporter": used, "opset": opset, "half": half, "dynamic_batch": dynamic_batch}
+        )
+        _set_metadata(tmp, meta)
 
-    parity = None
-    if verify:
-        rtol, agree = (FP16_RTOL, FP16_AGREEMENT) if half else (FP32_RTOL, FP32_AGREEMENT)
-        parity = check_parity(model, path, input_size, batch=2, rtol=rtol, min_agreement=agree)
-        if not parity.passed:
-            path.unlink(missing_ok=True)
-            raise RuntimeError(
-                f"ONNX export of {path} does not reproduce PyTorch: argmax agreement "
-                f"{100 * parity.argmax_agreement:.4f}% (need >= {100 * agree:.2f}%), max rel "
-                f"diff {parity.max_rel_diff:.2e} (need <= {rtol:.0e}); file removed"
-            )
+        parity = None
+        if verify:
+            rtol, agree = (FP16_RTOL, FP16_AGREEMENT) if half else (FP32_RTOL, FP32_AGREEMENT)
+            parity = check_parity(model, tmp, input_size, batch=2, rtol=rtol, min_agreement=agree)
+            if not parity.passed:
+                raise RuntimeError(
+                    f"ONNX export of {path} does not reproduce PyTorch: argmax agreement "
+                    f"{100 * parity.argmax_agreement:.4f}% (need >= {100 * agree:.2f}%), max "
+                    f"rel diff {parity.max_rel_diff:.2e} (need <= {rtol:.0e}); not written"
+                )
     return ExportReport(str(path), used, opset, dynamic_batch, half, input_size, parity)
 
 

@@ -39,6 +39,7 @@ import torch
 
 from utils.deploy.onnx_export import FP32_AGREEMENT, FP32_RTOL, export_copy
 from utils.deploy.runtimes import ONNX_METADATA_KEY, OpenVinoBackend
+from utils.fileio import temp_path_for
 
 OV_EXCLUDE_POLICIES = ("none", "head", "head+stem", "head+depthwise")
 OV_PRESETS = ("performance", "mixed")
@@ -135,7 +136,7 @@ def save_openvino(ov_model: Any, path: str | Path, metadata: dict[str, Any] | No
     path.parent.mkdir(parents=True, exist_ok=True)
     if metadata is not None:
         ov_model.set_rt_info(json.dumps(metadata), [ONNX_METADATA_KEY])
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.xml")
+    tmp = temp_path_for(path)  # .<name>.xml.<writer>.tmp.xml, its weights beside as .tmp.bin
     try:
         ov.save_model(ov_model, str(tmp), compress_to_fp16=False)
         os.replace(tmp.with_suffix(".bin"), path.with_suffix(".bin"))

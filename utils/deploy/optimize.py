@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from utils.deploy.runtimes import ONNX_METADATA_KEY
+from utils.fileio import atomic_path
 from utils.preprocess import LETTERBOX_FILL, letterbox, read_image, to_tensor
 
 FOLD_RTOL = 1e-4  # max |folded - original| / max |original logits| accepted
@@ -265,11 +266,11 @@ def optimize_onnx(src: str | Path, dst: str | Path, level: str = "extended") -> 
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise FileNotFoundError(f"ONNX model not found: {src}")
-    dst.parent.mkdir(parents=True, exist_ok=True)
     opts = session_options(level)
-    opts.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
-    _copy_metadata(src, dst)
+    with atomic_path(dst) as tmp:
+        opts.optimized_model_filepath = str(tmp)
+        ort.InferenceSession(str(src), sess_options=opts, providers=["CPUExecutionProvider"])
+        _copy_metadata(src, tmp)
     return dst
 
 
@@ -430,25 +431,26 @@ def quantize_int8(
         model_in = dst.with_name(dst.stem + "_prep.onnx")
         quant_pre_process(str(src), str(model_in), skip_symbolic_shape=False)
     try:
-        quantize_static(
-            str(model_in),
-            str(dst),
-            _as_calibration_reader(reader),
-            quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded_nodes(model_in, exclude),
-            op_types_to_quantize=list(INT8_OP_SETS[ops] or []) or None,
-            calibrate_method={
-                "minmax": CalibrationMethod.MinMax,
-                "entropy": CalibrationMethod.Entropy,
-                "percentile": CalibrationMethod.Percentile,
-            }[method],
-        )
+        with atomic_path(dst) as tmp:
+            quantize_static(
+                str(model_in),
+                str(tmp),
+                _as_calibration_reader(reader),
+                quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded_nodes(model_in, exclude),
+                op_types_to_quantize=list(INT8_OP_SETS[ops] or []) or None,
+                calibrate_method={
+                    "minmax": CalibrationMethod.MinMax,
+                    "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile,
+                }[method],
+            )
+            _copy_metadata(src, tmp)
     finally:
         if preprocess:
             Path(model_in).unlink(missing_ok=True)
-    _copy_metadata(src, dst)
     return dst

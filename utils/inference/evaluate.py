@@ -28,6 +28,13 @@ from tqdm import tqdm
 
 from utils.data.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
 from utils.data.labels import map_ignore, read_mask, save_index_mask
+from utils.fileio import (
+    atomic_open,
+    atomic_path,
+    describe_removed,
+    remove_stale_temp_files,
+    write_text,
+)
 from utils.metrics import ConfusionMatrix, segmentation_metrics
 from utils.preprocess import IGNORE_INDEX, read_image
 
@@ -177,7 +184,7 @@ def metrics_document(cm: np.ndarray, class_names: Sequence[str], **extra) -> dic
 
 def write_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: str | Path) -> Path:
     path = Path(path)
-    with path.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["gt \\ pred", *class_names])
         for name, row in zip(class_names, np.asarray(cm).tolist(), strict=True):
@@ -205,7 +212,8 @@ def _bar_chart(
     ax.set_xlabel(f"{title} (%)")
     ax.invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def _heat_map(cm: np.ndarray, names: Sequence[str], path: Path) -> None:
@@ -235,7 +243,8 @@ def _heat_map(cm: np.ndarray, names: Sequence[str], path: Path) -> None:
             )
     ax.set_title("confusion matrix (rows sum to 100%)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def write_report(doc: dict, cm: np.ndarray, out_dir: str | Path) -> dict[str, Path]:
@@ -244,7 +253,7 @@ def write_report(doc: dict, cm: np.ndarray, out_dir: str | Path) -> dict[str, Pa
     out.mkdir(parents=True, exist_ok=True)
     names = doc["class_names"]
     paths = {"metrics": out / "metrics.json", "confusion_csv": out / "confusion_matrix.csv"}
-    paths["metrics"].write_text(json.dumps(doc, indent=2))
+    write_text(paths["metrics"], json.dumps(doc, indent=2))
     write_confusion_csv(cm, names, paths["confusion_csv"])
     for key, title in (("IoU", "IoU"), ("Recall", "Recall"), ("Precision", "Precision")):
         paths[key] = out / f"{key}.png"
@@ -296,6 +305,9 @@ def evaluate(
     out = Path(out_dir)
     pred_dir = Path(pred_dir) if pred_dir is not None else out / "predictions"
     ids, photos, masks = split_files(data, split, num_classes, need_masks=mode != "predict")
+    removed = remove_stale_temp_files(out) + remove_stale_temp_files(pred_dir)
+    if removed:
+        print(describe_removed(removed))
     if mode in ("all", "predict"):
         if predictor is None:
             raise ValueError(f"mode {mode!r} needs a model (a checkpoint or an ONNX file)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +49,7 @@ from utils.deploy.onnx_export import export_copy
 from utils.deploy.optimize import ImageCalibrationReader
 from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend, runtime_versions
 from utils.deploy.timing import cpu_name
+from utils.fileio import write_text
 from utils.inference.calibration import calibration_photos
 from utils.preprocess import (
     CLASS_NAMES,
@@ -412,7 +412,7 @@ class Predictor:
         )
         choice.rejected.update(failed)
         if record is not None:
-            atomic_write_text(record, json.dumps(choice.as_dict(), indent=2))
+            write_text(record, json.dumps(choice.as_dict(), indent=2))
         return candidates[choice.chosen], choice
 
     def _cache_folder(self, cache_dir: str | Path, exclude: str) -> Path:
@@ -492,11 +492,3 @@ class Predictor:
 
 def _as_image(item: str | Path | np.ndarray) -> np.ndarray:
     return item if isinstance(item, np.ndarray) else read_image(item)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -5,7 +5,9 @@ segments four classes: 0 background, 1 sunburn, 2 ulcer, 3 wind scarring. This m
 class mask into pictures and numbers:
 
 - `overlay`: the original predict.py's three `mix_type` styles -- "blend" (photo mixed with the
-  colour mask), "mask" (colour mask only), "cutout" (photo pixels of the defects on black).
+  colour mask), "mask" (colour mask only), "cutout" (photo pixels of the defects on black),
+  with a colour legend (`draw_legend`: each defect class's colour and name) when given the
+  class names.
 - `fruit_mask`: which pixels belong to the fruit, from colour thresholding (see its docstring).
 - `defect_areas`: pixel count and share of each defect class, of the image and of the fruit.
 """
@@ -14,19 +16,25 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from utils.data.labels import index_to_colour
+from utils.fileio import atomic_open
 from utils.preprocess import CLASS_NAMES
 
 OVERLAY_MODES = ("blend", "mask", "cutout")
 
 
 def overlay(
-    image: np.ndarray, mask: np.ndarray, mode: str = "blend", alpha: float = 0.5
+    image: np.ndarray,
+    mask: np.ndarray,
+    mode: str = "blend",
+    alpha: float = 0.5,
+    class_names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Draw a class mask on an (H, W, 3) uint8 RGB photo; returns a new RGB image.
 
@@ -34,6 +42,8 @@ def overlay(
     pixels keep the photo (the original blended the whole frame with black, darkening the fruit;
     keeping the photo makes small defects easier to see). "mask": the colour mask alone.
     "cutout": the photo where a defect was found, black elsewhere (the original's mix_type 2).
+    With `class_names` (index order, background first) a colour legend is drawn
+    (`draw_legend`).
     """
     if mode not in OVERLAY_MODES:
         raise ValueError(f"unknown overlay mode {mode!r}; expected one of {OVERLAY_MODES}")
@@ -42,11 +52,75 @@ def overlay(
     colour = index_to_colour(mask)
     defect = (mask != 0)[..., None]  # (H, W, 1)
     if mode == "mask":
-        return colour
-    if mode == "cutout":
-        return np.where(defect, image, 0).astype(np.uint8)
-    mixed = cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0)
-    return np.where(defect, mixed, image).astype(np.uint8)
+        drawn = colour
+    elif mode == "cutout":
+        drawn = np.where(defect, image, 0).astype(np.uint8)
+    else:
+        mixed = cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0)
+        drawn = np.where(defect, mixed, image).astype(np.uint8)
+    if class_names is not None:
+        draw_legend(drawn, class_names)
+    return drawn
+
+
+@dataclass(frozen=True)
+class LegendLayout:
+    """Where `draw_legend` draws: the panel (x0, y0, x1, y1) in the bottom-left corner and one
+    row per defect class: (class id, name, swatch box (x0, y0, x1, y1), text origin (x, y))."""
+
+    panel: tuple[int, int, int, int]
+    rows: list[tuple[int, str, tuple[int, int, int, int], tuple[int, int]]]
+    scale: float  # OpenCV font scale
+    thickness: int
+
+
+def legend_layout(image_hw: Sequence[int], class_names: Sequence[str]) -> LegendLayout | None:
+    """The legend of every class but 0 (background) on an image of size `image_hw`, or None
+    when it would cover more than half of the image's width or height (small images are left
+    as they are)."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    names = list(class_names)[1:]
+    if not names:
+        return None
+    scale = max(0.35, h / 900)  # about 14 px letters on a 1080-line frame
+    thickness = 1 if scale < 0.8 else 2
+    sizes = [cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)[0] for n in names]
+    text_h = max(th for _, th in sizes)
+    pad = max(3, text_h // 2)
+    row_h = text_h + pad
+    panel_w = 3 * pad + text_h + max(tw for tw, _ in sizes) + pad
+    panel_h = row_h * len(names) + pad
+    if panel_w > w // 2 or panel_h > h // 2:
+        return None
+    top = h - panel_h
+    rows = []
+    for k, name in enumerate(names):
+        y0 = top + pad + k * row_h
+        swatch = (pad, y0, pad + text_h, y0 + text_h)
+        rows.append((k + 1, name, swatch, (2 * pad + text_h, y0 + text_h)))
+    return LegendLayout((0, top, panel_w, h), rows, scale, thickness)
+
+
+def draw_legend(image: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """Draw the colour legend of the defect classes in the bottom-left corner, in place.
+
+    One row per class but background (class 0): a swatch in the class's VOC palette colour
+    (the colours of `overlay` and of the data set's masks) and the class name, white on a
+    darkened panel. Left out when it would cover more than half of the image's width or
+    height (`legend_layout`). Returns `image`.
+    """
+    layout = legend_layout(image.shape[:2], class_names)
+    if layout is None:
+        return image
+    x0, y0, x1, y1 = layout.panel
+    image[y0:y1, x0:x1] = (image[y0:y1, x0:x1] * 0.3).astype(np.uint8)  # dark under the text
+    for k, name, (sx0, sy0, sx1, sy1), origin in layout.rows:
+        image[sy0:sy1, sx0:sx1] = index_to_colour(np.array([[k]]))[0, 0]
+        cv2.putText(
+            image, name, origin, cv2.FONT_HERSHEY_SIMPLEX, layout.scale, (255, 255, 255),
+            layout.thickness, cv2.LINE_AA,
+        )  # fmt: skip
+    return image
 
 
 def fruit_mask(
@@ -162,10 +236,9 @@ def area_row(name: str, areas: dict) -> dict[str, object]:
 
 
 def write_area_csv(rows: Sequence[dict[str, object]], path: str | Path) -> Path:
-    """Write `area_row` rows to a CSV file (columns from the first row)."""
+    """Write `area_row` rows to a CSV file (columns from the first row), atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         if rows:
             writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
             writer.writeheader()

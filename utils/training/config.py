@@ -45,6 +45,7 @@ class TrainConfig:
     num_classes: int = 4  # classes including background
     input_size: tuple[int, ...] = (224, 224)  # network input h w (one value: square)
     pretrained: str = ""  # weights to start from: a file (any layout) or 'imagenet'
+    drop_classifier: bool = False  # --pretrained FILE of other classes: new classifier
     resume: str = ""  # project checkpoint to continue training from (e.g. logs/run/last.pth)
     trust_checkpoint: bool = False  # unpickle weight files in full: trusted files only
     epochs: int = 1000  # total epochs (the original's UnFreeze_Epoch)
@@ -70,6 +71,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step (compiles for minutes first)
     eval_period: int = 5  # evaluate val mIoU every N epochs (and at the last epoch)
     save_period: int = 5  # write ep{N}.pth every N epochs
+    keep: int = 0  # keep only the newest N ep{N}.pth files (0: keep all)
     save_dir: str = "logs"  # folder that holds the run folders
     run_name: str = ""  # run folder name (empty: <model>_<date-time>)
     workers: int = 2  # data-loading worker processes per training process
@@ -137,6 +139,14 @@ def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
     for name in ("eval_period", "save_period"):
         if getattr(cfg, name) < 1:
             fail(name, "must be >= 1")
+    if cfg.keep < 0:
+        fail("keep", "must be >= 0 (0 keeps every periodic checkpoint)")
+    if cfg.drop_classifier and (not cfg.pretrained or cfg.pretrained == "imagenet"):
+        fail(
+            "drop_classifier",
+            "re-initialises the classifier of a --pretrained FILE; give --pretrained FILE "
+            "(ImageNet backbone weights have no classifier to drop)",
+        )
     if cfg.workers < 0:
         fail("workers", "must be >= 0")
     if cfg.max_steps < 0:

@@ -19,6 +19,7 @@ import torch
 from matplotlib.figure import Figure
 
 from utils.data.labels import index_to_colour
+from utils.fileio import atomic_path, write_text
 
 
 def denormalize(image: torch.Tensor, mean=None, std=None) -> np.ndarray:  # noqa: ANN001
@@ -108,9 +109,7 @@ class TrainingLogger:
         self._save()
 
     def _save(self) -> None:
-        tmp = self.history_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.history, indent=1, allow_nan=True))
-        tmp.replace(self.history_path)
+        write_text(self.history_path, json.dumps(self.history, indent=1, allow_nan=True))
 
     def plot(self) -> None:
         """Write loss.png (every train term, val loss) and miou.png (val mIoU) to the run.
@@ -133,7 +132,8 @@ class TrainingLogger:
             ax.grid(alpha=0.3)
             ax.legend()
             fig.tight_layout()
-            fig.savefig(self.run_dir / "loss.png", dpi=100)
+            with atomic_path(self.run_dir / "loss.png") as tmp:
+                fig.savefig(tmp, dpi=100)
         evals = self.history["eval"]
         if evals:
             fig = Figure(figsize=(6, 4))
@@ -149,7 +149,8 @@ class TrainingLogger:
             ax.grid(alpha=0.3)
             ax.legend()
             fig.tight_layout()
-            fig.savefig(self.run_dir / "miou.png", dpi=100)
+            with atomic_path(self.run_dir / "miou.png") as tmp:
+                fig.savefig(tmp, dpi=100)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -16,13 +16,17 @@ The config travels one way, from the script down into this module and on into th
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from torch import nn
+from torch.utils.data import dataloader as torch_dataloader
+from tqdm import tqdm
 
 import nets
 from nets.checkpoint import CheckpointError, read_project_checkpoint
@@ -84,16 +88,54 @@ def main(
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         train_fn(parse_train_config(config_cls, argv, description))
+        return 0
     except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
+        status, message = 2, f"{prog}: error: {user_message(exc)}"
+        release_failed_run(exc)
     except NonFiniteLossError as exc:
-        print(f"{prog}: stopped: {exc}", file=sys.stderr)
-        return 1
+        status, message = 1, f"{prog}: stopped: {exc}"
+        release_failed_run(exc)
     except KeyboardInterrupt:
         return 130
-    return 0
+    print(message, file=sys.stderr)
+    return status
+
+
+# "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent ...):"
+_WORKER_ERROR = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\s*\nOriginal Traceback")
+_EXCEPTION_PREFIX = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def user_message(exc: BaseException) -> str:
+    """The message of a user-facing error, the same whether it was raised in this process or
+    in a DataLoader worker (torch re-raises those with the worker's whole traceback in the
+    message: only the original message is kept)."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if _WORKER_ERROR.match(text):
+        lines = text.rstrip("\n").splitlines()
+        # the traceback's frames and code lines are indented; the exception follows the last
+        last_indented = max((i for i, ln in enumerate(lines) if ln[:1].isspace()), default=0)
+        text = "\n".join(lines[last_indented + 1 :]) or text
+        text = _EXCEPTION_PREFIX.sub("", text, count=1)
+        if isinstance(exc, KeyError) and len(text) > 1 and text[0] == text[-1] in "'\"":
+            text = text[1:-1]  # a KeyError's message is printed as its repr
+    return text
+
+
+def release_failed_run(exc: BaseException) -> None:
+    """Close the progress bars and stop the DataLoader workers that the frames of `exc`'s
+    traceback still hold, so that the error message is the last line of the output and the
+    process ends at once. (Left to the garbage collector, a loader iterator caught in the
+    exception's reference cycle is finalised after its queues and waits 5 s per worker.)"""
+    loader_iter = getattr(torch_dataloader, "_MultiProcessingDataLoaderIter", ())
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, tqdm):
+                value.close()
+            elif loader_iter and isinstance(value, loader_iter):
+                shutdown = getattr(value, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
 
 
 def resolve_data(data: str, is_main: bool = True) -> Path:
@@ -152,12 +194,22 @@ def load_initial_weights(model: nn.Module, cfg: TrainConfig, is_main: bool) -> N
     if cfg.pretrained == "imagenet":
         model.load_pretrained()  # from model_data/ (clear error naming the file if absent)
     elif cfg.pretrained and not cfg.resume:
-        report = nets.load_checkpoint(model, cfg.pretrained, trust=cfg.trust_checkpoint)
+        report = nets.load_checkpoint(
+            model,
+            cfg.pretrained,
+            trust=cfg.trust_checkpoint,
+            drop_classifier=cfg.drop_classifier,
+        )
         if is_main:
+            dropped = (
+                f", {len(report.dropped)} classifier tensors re-initialised (--drop-classifier)"
+                if report.dropped
+                else ""
+            )
             print(
                 f"loaded {cfg.pretrained} ({report.layout} layout): {len(report.loaded)} "
                 f"tensors, {len(report.missing)} model keys kept random, "
-                f"{len(report.skipped)} file keys unused",
+                f"{len(report.skipped)} file keys unused{dropped}",
                 flush=True,
             )
 

@@ -20,9 +20,13 @@ The configuration is ``utils.training.config.TrainConfig`` (checked by ``validat
     ``val_set`` at ``eval_input_size`` (default cfg.input_size), the size saved in
     checkpoints. ``eval_loss(logits, labels)`` (optional) adds a val loss curve.
 ``Trainer.fit() -> TrainResult``  trains epochs [start, cfg.epochs); writes last.pth every
-    epoch, best.pth on a better val mIoU, ep{N:03d}.pth every save period, config.yaml,
-    history.json, TensorBoard events, loss.png and miou.png into the run folder. Resumes from
-    cfg.resume exactly (epoch, lr, optimizer/scaler state, freeze phase, data order).
+    epoch, best.pth on a better val mIoU, ep{N:03d}.pth every save period (the newest
+    ``cfg.keep`` kept, 0: all), config.yaml, history.json, TensorBoard events, loss.png and
+    miou.png into the run folder. last.pth, ep{N}.pth and interrupted.pth hold the full
+    training state; best.pth the weights and config only (what evaluation and deployment
+    read; a third of the size with Adam). Resumes from cfg.resume exactly (epoch, lr,
+    optimizer/scaler state, freeze phase, data order); temporary files a killed save left in
+    the run folder are removed then.
     Ctrl-C writes interrupted.pth (resumable) and raises KeyboardInterrupt; a NaN/inf loss
     raises ``NonFiniteLossError`` without touching the last good checkpoint. Each step runs
     as ``utils.training.speed`` plans it from --amp, --amp-dtype, --memory-format and
@@ -38,6 +42,7 @@ import datetime
 import gc
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,6 +62,7 @@ from nets.checkpoint import (
     save_checkpoint,
 )
 from utils.cli import config_to_dict, save_config
+from utils.fileio import describe_removed, remove_stale_temp_files
 from utils.metrics import ConfusionMatrix, segmentation_metrics
 from utils.training import distributed
 from utils.training.config import ConfigError, TrainConfig
@@ -75,6 +81,8 @@ from utils.training.speed import (
     resolve_speed,
     to_memory_format,
 )
+
+PERIODIC_NAME = re.compile(r"ep(\d+)\.pth")  # the periodic checkpoints that --keep prunes
 
 
 class NonFiniteLossError(RuntimeError):
@@ -112,6 +120,9 @@ def prepare_run_dir(cfg: TrainConfig, info: DistInfo | None = None) -> Path:
         )
     if info.is_main:
         path.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temp_files(path)  # a save killed mid-write (kill -9, power cut)
+        if removed:
+            print(describe_removed(removed), flush=True)
     distributed.barrier()
     return path
 
@@ -388,15 +399,44 @@ class Trainer:
             extra=self.task.extra_state(),
         )
 
+    def weights_checkpoint(self, epochs_done: int) -> dict:
+        """best.pth: the weights, input size, classes, preprocessing and config (all that
+        evaluation, prediction and export read), without the optimizer, scheduler and scaler
+        states (with Adam those are twice the weights)."""
+        return build_checkpoint(
+            self.task.model,
+            input_size=self.eval_input_size,
+            class_names=self.class_names,
+            preprocess=self.preprocess,
+            epoch=epochs_done,
+            best_metric=self.best_metric,
+            config=config_to_dict(self.cfg),
+        )
+
     def _save(self, name: str, ckpt: dict) -> Path:
         return save_checkpoint(ckpt, self.run_dir / name)
+
+    def _prune_periodic(self) -> list[Path]:
+        """Delete all but the newest ``cfg.keep`` ep{N}.pth files of the run (0: keep all)."""
+        if self.cfg.keep <= 0:
+            return []
+        periodic = sorted(
+            (int(m[1]), p)
+            for p in self.run_dir.glob("ep*.pth")
+            if (m := PERIODIC_NAME.fullmatch(p.name))
+        )
+        old = [p for _, p in periodic[: -self.cfg.keep]]
+        for path in old:
+            path.unlink(missing_ok=True)
+        return old
 
     def _load_resume(self, path: str | Path) -> None:
         ckpt = read_project_checkpoint(path, map_location="cpu", trust=self.cfg.trust_checkpoint)
         if ckpt.get("optimizer") is None:
             raise ValueError(
-                f"{path} has no optimizer state (an exported checkpoint?): it cannot be "
-                "resumed; start a new run from it with --pretrained instead"
+                f"{path} holds weights only, no training state (best.pth and exported "
+                "checkpoints keep no optimizer state): resume from the run's last.pth or an "
+                f"ep{{N}}.pth, or start a new run from it with --pretrained {path}"
             )
         if ckpt["model"].get("name") != self.task.model.build_config.get("name"):
             raise ValueError(
@@ -541,11 +581,12 @@ class Trainer:
                         self.best_metric = metrics["mIoU"]
                 if main:
                     self._report(done, stats, metrics)
-                    ckpt = self.state_checkpoint(done)
                     if improved:
-                        best_path = self._save("best.pth", ckpt)
+                        best_path = self._save("best.pth", self.weights_checkpoint(done))
+                    ckpt = self.state_checkpoint(done)
                     if done % cfg.save_period == 0:
                         self._save(f"ep{done:03d}.pth", ckpt)
+                        self._prune_periodic()
                     self._save("last.pth", ckpt)
                     del ckpt
                     if self.logger is not None:
