@@ -7,10 +7,14 @@ decision per fruit. Two steps come before any grading, and this module does both
 1. **Regions.** The fruit pixels are the saturated peel colour united with the predicted defects
    (`utils.inference.visualize.fruit_mask`), or a mask / instance map the caller has. Oranges
    that touch or overlap on the belt form one connected blob; `split_touching` separates them
-   with the classic distance transform + watershed: the distance of each fruit pixel to the
-   belt peaks once in the middle of each orange, so blobs whose outline is not convex are
-   checked for several such peaks, each peak seeds a region, and OpenCV's watershed floods the
-   inverted distance map from the seeds, which puts the boundary along the neck between fruit.
+   from the distance transform, as a watershed of the distance map does: the distance of each
+   fruit pixel to the belt peaks once in the middle of each orange (the peak's height is its
+   radius), so blobs whose outline is not convex are searched for several such peaks, and
+   each pixel goes to the orange it lies deepest inside (least distance to the centre minus
+   the radius). For round fruit that boundary is the line through the two contact points, the
+   neck where the distance map's basins meet. (OpenCV's `cv2.watershed` floods by the colour
+   differences between neighbouring pixels, not by the height of a map; on a distance map it
+   cut oranges in the wrong places, hence the explicit assignment.)
 2. **Tracking.** An orange is seen in many consecutive frames as the belt carries it.
    `FruitTracker` gives it one id for all of them: every track's last box is moved by the belt's
    motion (the median displacement of the fruit matched in the previous frame, per frame
@@ -74,8 +78,8 @@ def split_touching(
     of the distance transform at least `min_peak` of the blob's largest distance (an orange's
     radius), taken largest first, each at least the larger radius away from those kept and
     separated from them by a neck (the distance along the segment between them drops below
-    `max_neck` of the smaller radius). Blobs with two or more centres are flooded from them by
-    `cv2.watershed` on the inverted distance map; the others stay one fruit.
+    `max_neck` of the smaller radius). In blobs with two or more centres each pixel goes to the
+    centre it lies deepest inside (least |pixel - centre| - radius); other blobs stay one fruit.
     """
     binary_u8 = np.ascontiguousarray(binary, dtype=np.uint8)
     n, labels = cv2.connectedComponents(binary_u8, connectivity=8, ltype=cv2.CV_32S)

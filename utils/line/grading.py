@@ -303,6 +303,7 @@ class FrameGrades:
     fruit: list[FruitGrade]  # this frame's fruit, left to right
     decided: list[FruitDecision]  # fruit whose final grade was decided at this frame
     regions: np.ndarray  # (H, W) int32 fruit ids of the frame (FruitGrade.region)
+    running: dict[int, tuple[str, float]] = field(default_factory=dict)  # track -> grade so far
 
 
 class Grader:
@@ -353,7 +354,7 @@ class Grader:
                 self._index += 1
         if self.draw and overlay is not None:
             draw_grades(overlay, grades, running)
-        return FrameGrades(grades, decided, labels)
+        return FrameGrades(grades, decided, labels, running or {})
 
     def _decide(self, track: int) -> FruitDecision:
         decision = decide(self._seen.pop(track), self.rules, track)
@@ -481,12 +482,15 @@ class FruitCSVSink:
     def rows(self) -> int:
         return self._csv.rows
 
+    def write(self, decisions: Sequence[FruitDecision]) -> None:
+        self._csv.write_rows([decision_row(d) for d in decisions])
+
     def __call__(self, result: Any) -> None:
         if isinstance(result.extra, FrameGrades):
-            self._csv.write_rows([decision_row(d) for d in result.extra.decided])
+            self.write(result.extra.decided)
 
     def close(self) -> None:
-        self._csv.write_rows([decision_row(d) for d in self.grader.finish()])
+        self.write(self.grader.finish())
         self._csv.close()
 
 
