@@ -28,12 +28,12 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -42,7 +42,8 @@ from utils.cli import parse_config
 from utils.data.labels import index_to_colour
 from utils.deploy.backends import BACKEND_CHOICES, check_backend_name
 from utils.inference.predictor import Predictor
-from utils.line.grading import FruitGrade, GradeCSVSink, GradingRules, draw_grades, grade_frame
+from utils.inference.visualize import save_rgb
+from utils.line.grading import FrameGrades, FruitCSVSink, GradeCSVSink, Grader, GradingRules
 from utils.line.video_pipeline import (
     IMAGE_SUFFIXES,
     CameraSource,
@@ -76,59 +77,68 @@ class Config:
 class FrameReport:
     """What the app shows for a frame besides the pictures (computed in the worker)."""
 
-    grades: list[FruitGrade]
+    grades: FrameGrades  # the frame's fruit (with track ids on video), decisions, grades so far
     class_pixels: dict[str, int]  # defect class -> pixels in the whole image
     image_pixels: int
     fruit_pixels: int  # sum over the graded fruit
 
 
 class Annotator:
-    """Pipeline `annotate` hook: grade each fruit, draw the grades, count class pixels."""
+    """Pipeline `annotate` hook: grade each fruit (following it across frames on video), draw
+    the grades, count class pixels."""
 
-    def __init__(self, class_names: list[str], rules: GradingRules | None = None) -> None:
+    def __init__(
+        self, class_names: list[str], rules: GradingRules | None = None, track: bool = False
+    ) -> None:
         self.class_names = class_names
-        self.rules = rules or GradingRules()
+        self.grader = Grader(rules or GradingRules(), class_names, track=track)
 
     def __call__(self, image: np.ndarray, mask: np.ndarray, overlay: np.ndarray | None):
-        grades = grade_frame(image, mask, self.rules, class_names=self.class_names)
-        if overlay is not None:
-            draw_grades(overlay, grades)
+        grades = self.grader(image, mask, overlay)
         k = len(self.class_names)
         counts = np.bincount(mask.ravel(), minlength=k)[:k]  # (K,)
         pixels = {self.class_names[c]: int(counts[c]) for c in range(1, k)}
-        fruit = sum(g.pixels for g in grades)
+        fruit = sum(g.pixels for g in grades.fruit)
         return FrameReport(grades, pixels, int(mask.size), fruit)
 
 
 class ResultSaver:
-    """Sink for the save folder: overlays + masks of photos, or one result video; grades CSV."""
+    """Sink for the save folder: overlays + masks of photos, or one result video; grades CSV
+    (video: one row per fruit with its final grade, and grades_per_frame.csv)."""
 
-    def __init__(self, folder: Path, video: bool, fps: float, class_names: list[str]) -> None:
+    def __init__(
+        self, folder: Path, video: bool, fps: float, class_names: list[str], grader: Grader
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.video = VideoWriterSink(folder / "result.mp4", fps=fps) if video else None
-        self.csv = GradeCSVSink(folder / "grades.csv", class_names)
+        self.fruit_csv = FruitCSVSink(folder / "grades.csv", grader, class_names) if video else None
+        name = "grades_per_frame.csv" if video else "grades.csv"
+        self.csv = GradeCSVSink(folder / name, class_names)
 
     def __call__(self, result: FrameResult) -> None:
         if self.video is not None:
             self.video(result)
         else:
             save_result(self.folder, result)
-        self.csv.write(result.name, result.extra.grades if result.extra else [])
+        report = result.extra
+        self.csv.write(result.name, report.grades.fruit if report else [])
+        if self.fruit_csv is not None and report:
+            self.fruit_csv.write(report.grades.decided)
 
     def close(self) -> None:
         if self.video is not None:
             self.video.close()
+        if self.fruit_csv is not None:
+            self.fruit_csv.close()
         self.csv.close()
 
 
 def save_result(folder: Path, result: FrameResult) -> None:
     """<name>_overlay.png and <name>_mask.png (class ids as a VOC palette colour PNG)."""
-    folder.mkdir(parents=True, exist_ok=True)
     drawn = result.overlay if result.overlay is not None else result.image
-    cv2.imwrite(str(folder / f"{result.name}_overlay.png"), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-    colour = index_to_colour(result.mask)
-    cv2.imwrite(str(folder / f"{result.name}_mask.png"), cv2.cvtColor(colour, cv2.COLOR_RGB2BGR))
+    save_rgb(folder / f"{result.name}_overlay.png", drawn)
+    save_rgb(folder / f"{result.name}_mask.png", index_to_colour(result.mask))
 
 
 class PipelineWorker(QtCore.QObject):
@@ -236,6 +246,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.save_dir: Path | None = None
         self.rules = GradingRules()
         self.worker: PipelineWorker | None = None
+        self.annotator: Annotator | None = None
         self.last_result: FrameResult | None = None
         self.last_stats: PipelineStats | None = None
         self.frames_shown = 0
@@ -295,6 +306,9 @@ class MainWindow(QtWidgets.QMainWindow):
             table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
             table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.areas.setFixedHeight(22 * 4 + 8)  # header + three defect classes
+        self.decided_label = QtWidgets.QLabel("")
+        self.decided_label.setWordWrap(True)
+        side.addWidget(self.decided_label)
         self.fps_label = QtWidgets.QLabel("FPS -")
         self.fps_label.setStyleSheet("font-size: 15px; font-weight: bold;")
         side.addWidget(self.fps_label)
@@ -493,19 +507,22 @@ class MainWindow(QtWidgets.QMainWindow):
         except (OSError, ValueError) as e:
             self._error(str(e))
             return
+        is_video = self.source_kind in ("video", "camera")
+        annotator = Annotator(self.class_names, self.rules, track=is_video)
         sinks = []
         if self.save_dir is not None:
-            is_video = self.source_kind in ("video", "camera")
             fps = getattr(source, "fps", None) or 25.0
-            sinks.append(ResultSaver(self.save_dir, is_video, fps, self.class_names))
+            saver = ResultSaver(self.save_dir, is_video, fps, self.class_names, annotator.grader)
+            sinks.append(saver)
         pipeline = VideoPipeline(
             self.predictor,
             source,
             sinks,
             batch_size=1 if source.live else 4,
             draw=default_draw,
-            annotate=Annotator(self.class_names, self.rules),
+            annotate=annotator,
         )
+        self.annotator = annotator
         self.worker = PipelineWorker(pipeline)
         self.worker.frame_ready.connect(self._show_latest)
         self.worker.finished.connect(self._on_finished)
@@ -550,18 +567,42 @@ class MainWindow(QtWidgets.QMainWindow):
             cells = (name, f"{100 * pixels / report.image_pixels:.2f}", f"{of_fruit:.2f}")
             for col, text in enumerate(cells):
                 self.areas.setItem(row, col, QtWidgets.QTableWidgetItem(text))
-        self.grades.setRowCount(len(report.grades))
-        for row, g in enumerate(report.grades):
-            fruit = f"{g.fruit}" + (" (partial)" if g.partial else "")
-            grade = QtWidgets.QTableWidgetItem(g.grade)
-            grade.setForeground(QtGui.QColor(GRADE_QCOLOURS.get(g.grade, "#888")))
+        fruit_now = report.grades.fruit
+        self.grades.setRowCount(len(fruit_now))
+        for row, g in enumerate(fruit_now):
+            # tracked fruit (video): its id on the belt and its grade so far over the frames
+            name, total = g.grade, g.total
+            if g.track in report.grades.running:
+                name, total = report.grades.running[g.track]
+            fruit = (f"#{g.track}" if g.track else f"{g.fruit}") + (
+                " (partial)" if g.partial else ""
+            )
+            grade = QtWidgets.QTableWidgetItem(name)
+            grade.setForeground(QtGui.QColor(GRADE_QCOLOURS.get(name, "#888")))
             self.grades.setItem(row, 0, QtWidgets.QTableWidgetItem(fruit))
-            self.grades.setItem(row, 1, QtWidgets.QTableWidgetItem(f"{100 * g.total:.2f}"))
+            self.grades.setItem(row, 1, QtWidgets.QTableWidgetItem(f"{100 * total:.2f}"))
             self.grades.setItem(row, 2, grade)
+        self._show_decided()
+
+    def _show_decided(self) -> None:
+        """The tally of the fruit decided so far (video and camera: one decision per fruit)."""
+        grader = self.annotator.grader if self.annotator is not None else None
+        if grader is None or grader.tracker is None:
+            self.decided_label.setText("")
+            return
+        decisions = list(grader.decisions)  # appended to by the pipeline's threads
+        counts = Counter(d.grade for d in decisions)
+        tally = ", ".join(f"{counts[g]} {g}" for g in grader.rules.names if counts[g])
+        self.decided_label.setText(
+            f"fruit decided: {len(grader.decisions)}" + (f" ({tally})" if tally else "")
+        )
 
     @QtCore.Slot(object, bool)
     def _on_finished(self, stats: PipelineStats, stopped: bool) -> None:
         self._show_latest()  # the last frame may still be waiting
+        if self.annotator is not None:
+            self.annotator.grader.finish()  # the fruit still in view at the end
+            self._show_decided()
         self.last_stats = stats
         if stats.frames_out:
             self.fps_label.setText(

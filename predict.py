@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
@@ -54,7 +53,7 @@ from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.onnx_export import EXPORTERS, export_onnx
 from utils.deploy.openvino_export import export_openvino
 from utils.deploy.optimize import ImageCalibrationReader
-from utils.fileio import atomic_path, describe_removed, remove_stale_temp_files
+from utils.fileio import describe_removed, remove_stale_temp_files
 from utils.inference.calibration import calibration_photos
 from utils.inference.predictor import Predictor
 from utils.inference.visualize import (
@@ -65,6 +64,7 @@ from utils.inference.visualize import (
     format_areas,
     fruit_mask,
     overlay,
+    save_rgb,
     write_area_csv,
 )
 from utils.line.video_pipeline import (
@@ -200,10 +200,7 @@ class ImageReporter:
         return drawn
 
     def save(self, stem: str, drawn: np.ndarray, mask: np.ndarray) -> None:
-        path = self.out / f"{stem}.png"
-        with atomic_path(path) as tmp:
-            if not cv2.imwrite(str(tmp), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
-                raise OSError(f"cannot write {path}")
+        save_rgb(self.out / f"{stem}.png", drawn)
         if self.cfg.save_masks:
             save_index_mask(self.out / "masks" / f"{stem}.png", mask)
 

@@ -98,3 +98,65 @@ def test_voc_export_loads_as_a_segmentation_data_set(tmp_path):
     scene = ConveyorScene(height=96, width=160, fps=20, seconds=0.5, seed=3)
     truth = set(np.unique(scene.render(0).label).tolist())
     assert set(np.unique(label.numpy()).tolist()) <= truth
+
+
+def _lane_neighbours(scene: ConveyorScene):
+    """(gap, r1 + r2) of each pair of neighbouring fruit in a lane (centre distance, radii)."""
+    by_lane: dict[float, list] = {}
+    for f in scene.fruits:
+        by_lane.setdefault(int(f.lane_y // (scene.height / scene.lanes)), []).append(f)
+    for fruit in by_lane.values():
+        for a, b in zip(fruit, fruit[1:], strict=False):  # listed right to left
+            ra, rb = (a.sprite.rgb.shape[0] - 4) / 2, (b.sprite.rgb.shape[0] - 4) / 2
+            yield a.x0 - b.x0, ra + rb
+
+
+def test_touching_fruit_touch_or_overlap_and_default_fruit_never_do():
+    pairs = list(_lane_neighbours(ConveyorScene(seed=4, touching=1.0, seconds=2.0)))
+    assert pairs and all(0.87 * radii <= gap <= radii for gap, radii in pairs)
+    assert all(gap > radii for gap, radii in _lane_neighbours(ConveyorScene(seed=4, seconds=2.0)))
+    half = list(_lane_neighbours(ConveyorScene(seed=4, touching=0.5, seconds=4.0)))
+    touching = sum(gap <= radii for gap, radii in half)
+    assert 0.25 * len(half) < touching < 0.75 * len(half)
+    # Where fruit overlap, the one drawn on top owns the pixels in both maps.
+    frame = ConveyorScene(seed=4, touching=1.0).render(10)
+    assert np.array_equal(frame.label > 0, (frame.label > 0) & (frame.instances > 0))
+    with pytest.raises(ValueError, match="touching"):
+        ConveyorScene(touching=1.5)
+
+
+def test_ground_truth_beside_the_video_reads_back_exactly(tmp_path):
+    from utils.line.conveyor import ground_truth_dir, read_ground_truth
+
+    out = write_video(
+        tmp_path / "t.mp4", seconds=0.2, fps=30, seed=9, size=(96, 160), ground_truth=True,
+        touching=0.5,
+    )  # fmt: skip
+    gt = ground_truth_dir(out)
+    assert gt == tmp_path / "t_gt" and (gt / "scene.json").is_file()
+    scene = ConveyorScene(height=96, width=160, fps=30, seconds=0.2, seed=9, touching=0.5)
+    for i in range(6):
+        label, fruit = read_ground_truth(gt, i)
+        frame = scene.render(i)
+        assert np.array_equal(label, frame.label) and np.array_equal(fruit, frame.instances)
+    with pytest.raises(FileNotFoundError, match="--ground-truth"):
+        read_ground_truth(gt, 6)
+    assert not list(tmp_path.glob(".*"))  # the video went through a temporary file
+
+
+def test_voc_export_adds_frames_to_an_existing_data_set(tmp_path):
+    from utils.line.conveyor import write_voc
+
+    root = tmp_path / "mix"
+    splits = root / "VOC2007" / "ImageSets" / "Segmentation"
+    splits.mkdir(parents=True)
+    (splits / "train.txt").write_text("synth_00000\nsynth_00001\n")
+    write_voc(root, seconds=0.5, fps=20, seed=3, size=(96, 160), every=2, scenes=2)
+    write_voc(root, seconds=0.5, fps=20, seed=3, size=(96, 160), every=2)  # again: no duplicates
+    train = (splits / "train.txt").read_text().split()
+    assert train[:2] == ["synth_00000", "synth_00001"] and len(train) == len(set(train))
+    assert {n.split("_")[1] for n in train[2:]} == {"3", "4"}  # seeds 3 and 4
+    names = sorted(p.stem for p in (root / "VOC2007" / "JPEGImages").glob("belt_*.jpg"))
+    assert len(names) == 10
+    objects = sorted(p.stem for p in (root / "VOC2007" / "SegmentationObject").glob("*.png"))
+    assert objects == names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import cv2
 import numpy as np
@@ -10,14 +11,19 @@ import pytest
 
 from nets.checkpoint import build_checkpoint, save_checkpoint
 from utils.line.conveyor import ConveyorScene
+from utils.line.fruit import FruitTracker, fruit_regions, split_touching
 from utils.line.grading import (
+    FruitGrade,
     GradeCSVSink,
     Grader,
     GradeRule,
+    GradingEvaluator,
     GradingRules,
+    decide,
     draw_grades,
     grade_frame,
 )
+from utils.line.video_pipeline import FrameResult
 
 
 def three_fruit_scene() -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -113,7 +119,7 @@ def test_regions_from_instance_map_and_partial_fruit():
 def test_grader_draws_on_overlay_and_csv_sink_writes_rows(tmp_path):
     image, mask, _ = three_fruit_scene()
     overlay = image.copy()
-    grades = Grader()(image, mask, overlay)
+    grades = Grader()(image, mask, overlay).fruit
     assert len(grades) == 3 and not np.array_equal(overlay, image)  # boxes and labels drawn
     red = np.all(overlay == (230, 30, 30), axis=-1)
     assert red[:, 400:].any() and not red[:, :200].any()  # reject box around the right fruit
@@ -134,12 +140,12 @@ def test_grader_draws_on_overlay_and_csv_sink_writes_rows(tmp_path):
     assert draw_grades(image.copy(), []).shape == image.shape
 
 
-def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
+@pytest.fixture
+def tiny_checkpoint(tmp_path, monkeypatch):
+    """A project checkpoint of a 1x1-conv "model" (random grades, real files and flags)."""
     import torch.nn as nn
 
     import nets
-    from utils.line.conveyor import write_video
-    from utils.line.grading import main
 
     class Tiny(nn.Module):
         num_classes, default_input_size, fixed_input_size, backbone = 4, 32, False, None
@@ -153,7 +159,7 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
 
     monkeypatch.setitem(nets.MODELS, "tiny_grading_net", Tiny)
     model = nets.build_model("tiny_grading_net")
-    ckpt = save_checkpoint(
+    return save_checkpoint(
         build_checkpoint(
             model,
             input_size=(32, 32),
@@ -161,12 +167,34 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
         ),
         tmp_path / "tiny.pth",
     )
+
+
+def test_command_line_grades_a_video_and_a_folder(tmp_path, tiny_checkpoint, capsys):
+    from utils.line.conveyor import write_video
+    from utils.line.grading import main
+
+    ckpt = str(tiny_checkpoint)
     video = write_video(tmp_path / "belt.mp4", seconds=0.2, fps=30, seed=0, size=(96, 160))
-    assert main(["--model", str(ckpt), "--source", str(video), "--out", str(tmp_path / "v")]) == 0
+    assert main(["--model", ckpt, "--source", str(video), "--out", str(tmp_path / "v")]) == 0
     cap = cv2.VideoCapture(str(tmp_path / "v" / "belt_graded.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     cap.release()
+    # Video: one row per fruit (its final grade), and the per-frame detail beside it.
+    with (tmp_path / "v" / "grades_per_frame.csv").open() as f:
+        frames = list(csv.DictReader(f))
+    assert {r["image"] for r in frames} == {f"belt_{i:06d}" for i in range(6)}
     with (tmp_path / "v" / "grades.csv").open() as f:
+        fruit = list(csv.DictReader(f))
+    tracks = {r["track"] for r in frames if r["track"]}
+    assert sorted(r["fruit"] for r in fruit) == sorted(tracks)
+    assert all(r["grade"] in ("premium", "standard", "reject") for r in fruit)
+    printed = capsys.readouterr().out
+    assert "model only" in printed and "end to end" in printed
+
+    # --no-track: one row per fruit per frame, as for photos.
+    argv = ["--model", ckpt, "--source", str(video), "--out", str(tmp_path / "n"), "--no-track"]
+    assert main(argv) == 0
+    with (tmp_path / "n" / "grades.csv").open() as f:
         assert {r["image"] for r in csv.DictReader(f)} == {f"belt_{i:06d}" for i in range(6)}
 
     photos = tmp_path / "photos"
@@ -174,5 +202,159 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, monkeypatch):
     image, _, _ = three_fruit_scene()
     for name in ("a", "b"):
         cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    assert main(["--model", str(ckpt), "--source", str(photos), "--out", str(tmp_path / "p")]) == 0
+    assert main(["--model", ckpt, "--source", str(photos), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "a.png").is_file() and (tmp_path / "p" / "b.png").is_file()
+    assert not list((tmp_path / "p").glob(".*"))  # no temporary files left behind
+
+
+# ---------------------------------------------------------------------------- touching fruit
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_touching_fruit_are_split_into_one_region_each():
+    """Conveyor frames where every fruit touches or overlaps the next one in its lane."""
+    scene = ConveyorScene(seed=3, touching=1.0, seconds=1.0)
+    whole, merged_blobs = 0, 0
+    for i in (0, 10, 20):
+        frame = scene.render(i)
+        # regions from the photo's colour and the true defects, as for a perfect model
+        labels = fruit_regions(frame.image, frame.label)
+        blobs = fruit_regions(frame.image, frame.label, split=False)
+        truth = grade_frame(frame.image, frame.label, fruit=frame.instances)
+        found = grade_frame(frame.image, frame.label, labels=labels)
+        full = [t for t in truth if not t.partial]
+        merged_blobs += len(full) - len({int(blobs[frame.instances == t.region][0]) for t in full})
+        for t in full:  # every fruit seen whole is one region of its own
+            whole += 1
+            best = max(_iou(labels == f.region, frame.instances == t.region) for f in found)
+            assert best > 0.9, (i, t.bbox, best)
+    assert whole >= 12 and merged_blobs >= 6  # the frames do have touching fruit to split
+
+
+def test_split_touching_leaves_single_and_oval_fruit_whole():
+    canvas = np.zeros((200, 400), np.uint8)
+    cv2.ellipse(canvas, (100, 100), (80, 55), 20, 0, 360, 1, -1)  # an oval fruit
+    cv2.circle(canvas, (270, 100), 60, 1, -1)  # two overlapping round ones
+    cv2.circle(canvas, (365, 100), 40, 1, -1)
+    labels = split_touching(canvas.astype(bool))
+    assert len(np.unique(labels[canvas > 0])) == 3 and labels[100, 100] != labels[100, 270]
+    assert labels[100, 250] != labels[100, 380]  # split at the neck, not elsewhere
+    assert labels[100, 320] == labels[100, 270] and labels[100, 340] == labels[100, 380]
+
+
+# ---------------------------------------------------------------------------- tracking
+def test_tracker_gives_one_id_per_fruit_along_the_belt():
+    tracker = FruitTracker()
+    ids = []
+    for i in range(12):  # two fruit moving right 20 px a frame; a third enters at frame 6
+        boxes = [(10 + 20 * i, 10, 60, 60), (10 + 20 * i, 120, 60, 60)]
+        if i >= 6:
+            boxes.append((0, 200, 10 + 15 * (i - 6), 60))
+        got, ended = tracker.update(i, boxes, frame=(300, 1000))
+        ids.append(got)
+        assert not ended
+    assert all(row[:2] == [1, 2] for row in ids) and {row[2] for row in ids[6:]} == {3}
+    assert tracker.motion[0] == pytest.approx(20, abs=3)
+    # Fruit 1 unseen for 3 frames: it has left; a new box far away is a new fruit.
+    for i in range(12, 15):
+        got, ended = tracker.update(i, [(10 + 20 * i, 120, 60, 60)], frame=(300, 1000))
+        assert got == [2]
+    assert ended == [1, 3] and sorted(tracker.finish()) == [2]
+
+
+def test_decision_averages_the_frames_that_show_the_whole_fruit():
+    def obs(total: float, partial: bool) -> FruitGrade:
+        shares = {"sunburn": total, "ulcer": 0.0, "wind_scarring": 0.0}
+        return FruitGrade(1, (0, 0, 10, 10), 1000, shares, total, "x", partial)
+
+    rules = GradingRules()
+    seen = [(3, obs(0.30, True)), (4, obs(0.02, False)), (5, obs(0.04, False)), (6, obs(0.5, True))]
+    d = decide(seen, rules, fruit=7)
+    assert d.total == pytest.approx(0.03) and d.grade == "standard" and not d.partial
+    assert (d.fruit, d.first_frame, d.last_frame, d.frames, d.full_frames) == (7, 3, 6, 4, 2)
+    cut = decide([(0, obs(0.002, True))], rules)
+    assert cut.partial and cut.grade == "premium"
+
+
+def _grade_video(frames, masks, touching_seed=None):
+    """Grade `masks` (one per frame) with a tracking Grader and score them against the truth."""
+    grader = Grader(track=True)
+    evaluator = GradingEvaluator(
+        lambda r: (frames[r.index].label, frames[r.index].instances),
+        GradingRules(),
+        ["background", "sunburn", "ulcer", "wind_scarring"],
+        tracked=True,
+    )
+    for i, (frame, mask) in enumerate(zip(frames, masks, strict=True)):
+        evaluator(FrameResult(i, f"f{i}", frame.image, mask, None, grader(frame.image, mask)))
+    grader.finish()
+    return grader, evaluator.report(grader.decisions)
+
+
+def test_evaluation_of_a_perfect_and_of_an_ulcer_blind_prediction():
+    scene = ConveyorScene(seed=6, touching=0.5, seconds=2.0)  # 3 rejects with ulcer alone
+    frames = [scene.render(i) for i in range(scene.num_frames)]
+    # Perfect masks: every fruit decided once, every grade right.
+    grader, doc = _grade_video(frames, [f.label for f in frames])
+    seen_whole = {
+        k for f in frames for k in np.unique(f.instances) if k and _whole(f.instances == k)
+    }
+    assert doc["fruit"] == len(seen_whole) >= 10 and doc["fruit_missed"] == 0
+    assert doc["grade_accuracy"] == 1.0 and doc["reject_as_premium"] == 0
+    assert doc["mIoU"] == 1.0 and doc["defect_share_mae"] < 0.002 and doc["spurious"] == 0
+    assert len(grader.decisions) == len({k for f in frames for k in np.unique(f.instances)} - {0})
+    assert doc["units"] == "fraction"
+    # A model blind to ulcer: fruit rejected for ulcer alone pass as premium.
+    blind = [np.where(f.label == 2, 0, f.label).astype(np.uint8) for f in frames]
+    _, doc2 = _grade_video(frames, blind)
+    ulcer_only = [
+        r for r in doc["per_fruit"] if r["true_grade"] == "reject" and _only_ulcer(scene, r)
+    ]
+    assert len(ulcer_only) == 3 and doc2["reject_as_premium"] == 3
+    assert doc2["grade_accuracy"] < 1.0 and doc2["IoU"][2] == 0.0
+    assert doc2["confusion"]["reject"]["premium"] == len(ulcer_only)
+
+
+def _whole(region: np.ndarray) -> bool:
+    h, w = region.shape
+    rows, cols = np.nonzero(region)
+    return (
+        region.sum() >= 400
+        and rows.min() > 0
+        and cols.min() > 0
+        and rows.max() < h - 1
+        and (cols.max() < w - 1)
+    )
+
+
+def _only_ulcer(scene: ConveyorScene, row: dict) -> bool:
+    sprite = {f.fruit_id: f.sprite for f in scene.fruits}[int(row["fruit"])]
+    return sprite.defects == (2,)
+
+
+def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path, tiny_checkpoint):
+    from utils.line.conveyor import write_video, write_voc
+    from utils.line.grading import main
+
+    video = write_video(
+        tmp_path / "t.mp4", seconds=0.3, fps=30, seed=2, size=(96, 160), ground_truth=True
+    )
+    out = tmp_path / "e"
+    assert main(["--model", str(tiny_checkpoint), "--source", str(video), "--evaluate",
+                 "--out", str(out), "--no-model-fps"]) == 0  # fmt: skip
+    doc = json.loads((out / "grading_eval.json").read_text())
+    for key in ("grade_accuracy", "reject_as_premium", "defect_share_mae", "mIoU"):
+        assert key in doc
+    assert doc["units"] == "fraction" and doc["frames"] == 9 and doc["tracked"]
+    assert 0.0 <= doc["mIoU"] <= 1.0 and set(doc["confusion"]) == {"premium", "standard", "reject"}
+
+    root = write_voc(tmp_path / "voc", seconds=0.5, fps=20, seed=3, size=(96, 160), every=1)
+    out = tmp_path / "ev"
+    assert main(["--model", str(tiny_checkpoint), "--source", str(root), "--split", "test",
+                 "--evaluate", "--out", str(out), "--no-model-fps"]) == 0  # fmt: skip
+    doc = json.loads((out / "grading_eval.json").read_text())
+    assert doc["frames"] == 2 and not doc["tracked"] and doc["split"] == "test"
+    with pytest.raises(SystemExit, match="ground-truth folder not found|--evaluate"):
+        other = write_video(tmp_path / "no_gt.mp4", seconds=0.1, fps=30, size=(96, 160))
+        main(["--model", str(tiny_checkpoint), "--source", str(other), "--evaluate"])

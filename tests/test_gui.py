@@ -88,7 +88,8 @@ def test_photo_and_video_offscreen(app, checkpoint, tmp_path):
     assert shown == pytest.approx([100 * np.mean(mask == k) for k in (1, 2, 3)], abs=0.006)
     assert shown[2] > 0.0  # the model's output reached the panel
     report = window.last_result.extra
-    assert window.grades.rowCount() == len(report.grades) >= 3
+    assert window.grades.rowCount() == len(report.grades.fruit) >= 3
+    assert window.decided_label.text() == ""  # a photo: no fruit followed across frames
     grades = {window.grades.item(r, 2).text() for r in range(window.grades.rowCount())}
     assert grades <= {"premium", "standard", "reject"}
 
@@ -109,9 +110,14 @@ def test_photo_and_video_offscreen(app, checkpoint, tmp_path):
     cap = cv2.VideoCapture(str(out / "result.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 9
     cap.release()
-    with (out / "grades.csv").open() as f:
+    with (out / "grades_per_frame.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert {r["image"] for r in rows} == {f"line_{i:06d}" for i in range(9)}
+    with (out / "grades.csv").open() as f:  # video: one row per fruit, its final grade
+        fruit = list(csv.DictReader(f))
+    assert sorted(r["fruit"] for r in fruit) == sorted({r["track"] for r in rows if r["track"]})
+    assert window.decided_label.text().startswith(f"fruit decided: {len(fruit)}")
+    assert window.grades.item(0, 0).text().startswith("#")  # tracked fruit show their id
 
     shot = tmp_path / "gui.png"
     assert window.grab().save(str(shot))

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from utils.inference.predictor import Predictor
 from utils.line.conveyor import write_video
-from utils.line.grading import GradeCSVSink, Grader
+from utils.line.grading import FrameGrades, GradeCSVSink, Grader
 from utils.line.video_pipeline import CollectSink, VideoFileSource, VideoPipeline, VideoWriterSink
 
 
@@ -49,7 +49,7 @@ def test_conveyor_video_through_predictor_grader_and_sinks(tmp_path):
     assert first.overlay.shape == (144, 256, 3)
     # The mask is the Predictor's own answer for that frame, batching or not.
     assert np.array_equal(first.mask, predictor.predict(first.image))
-    assert isinstance(first.extra, list)  # Grader's list of FruitGrade
+    assert isinstance(first.extra, FrameGrades)  # the frame's fruit, decisions, regions
     cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 15
     cap.release()

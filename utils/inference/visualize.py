@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from utils.data.labels import index_to_colour
-from utils.fileio import atomic_open
+from utils.fileio import atomic_open, atomic_path
 from utils.preprocess import CLASS_NAMES
 
 OVERLAY_MODES = ("blend", "mask", "cutout")
@@ -265,3 +265,12 @@ def draw_text(image: np.ndarray, text: str, origin: tuple[int, int] = (8, 24)) -
             image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thick, cv2.LINE_AA
         )
     return image
+
+
+def save_rgb(path: str | Path, image: np.ndarray) -> Path:
+    """Write an (H, W, 3) RGB uint8 image atomically; the format follows the suffix."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}: OpenCV has no writer for {path.suffix!r}")
+    return path

@@ -11,7 +11,14 @@ Usage:
     python -m utils.line.conveyor --out line.mp4                       # 1 s at 30 FPS = 30 frames
     python -m utils.line.conveyor --out line.mp4 --seconds 10 --fps 30 --seed 3
     python -m utils.line.conveyor --out line.mp4 --masks-dir line_masks  # also the class masks
+    python -m utils.line.conveyor --out line.mp4 --touching 0.3      # some fruit touch / overlap
+    python -m utils.line.conveyor --out test.mp4 --ground-truth      # + test_gt/ for --evaluate
     python -m utils.line.conveyor --voc data/conveyor --seconds 8     # frames as a VOC data set
+    python -m utils.line.conveyor --voc data/oranges --scenes 4 --every 3   # added to a data set
+
+Fruit never touch by default; `touching` is the share of fruit placed against the fruit ahead
+in their lane, touching it or overlapping it by up to 12 % of the two radii (the fruit behind
+is drawn on top, and owns those pixels in the class mask and the fruit ids).
 
 Rendering is deliberately simple and fast (a few milliseconds per 640x360 frame): each
 orange is drawn once as a sprite (shaded peel, pore texture, defects) and then only rotated
@@ -20,7 +27,9 @@ and pasted, so the video can be generated inside the tests.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +38,8 @@ import cv2
 import numpy as np
 
 from utils.cli import parse_config
-from utils.data.labels import index_to_colour, save_index_mask
+from utils.data.labels import index_to_colour, read_mask, save_index_mask
+from utils.fileio import write_bytes
 
 SUNBURN, ULCER, WIND_SCARRING = 1, 2, 3
 BELT_RGB = (58, 60, 64)  # dark, unsaturated: the fruit stands out by colour
@@ -152,6 +162,7 @@ class ConveyorScene:
     speed: float = 9.0  # belt speed in pixels per frame
     lanes: int = 2
     clean_fraction: float = 0.35  # share of fruit without defects
+    touching: float = 0.0  # share of fruit that touch or overlap the fruit ahead in their lane
     fruits: list[_Fruit] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +170,8 @@ class ConveyorScene:
             raise ValueError(
                 f"conveyor frame must be at least 64x64, got {self.height}x{self.width}"
             )
+        if not 0.0 <= self.touching <= 1.0:
+            raise ValueError(f"touching must be a share in [0, 1], got {self.touching}")
         rng = np.random.default_rng(self.seed)
         lane_h = self.height / self.lanes
         radius_max = int(0.42 * lane_h)
@@ -167,8 +180,13 @@ class ConveyorScene:
         for lane in range(self.lanes):
             # Start with fruit already on the belt, then line the rest up to the left of it.
             x = rng.uniform(0.1, 0.5) * self.width + radius_max
+            ahead: tuple[float, int] | None = None  # (x, radius) of a fruit to touch
             while x > -travel:
                 radius = int(rng.uniform(0.8, 1.0) * radius_max)
+                if ahead is not None:
+                    # Against the fruit ahead: touching, or overlapping by up to 12 % of the
+                    # two radii (the later fruit, to the left, is drawn on top).
+                    x = ahead[0] - (ahead[1] + radius) * (1.0 - rng.uniform(0.0, 0.12))
                 if rng.uniform() < self.clean_fraction:
                     defects: tuple[int, ...] = ()
                 else:  # cycle the main defect so every class shows up early in the video
@@ -185,6 +203,9 @@ class ConveyorScene:
                         fruit_id=fruit_id,
                     )
                 )
+                ahead = None
+                if self.touching > 0 and rng.uniform() < self.touching:
+                    ahead = (x, radius)  # the next fruit in this lane touches this one
                 x -= 2 * radius_max + rng.uniform(0.15, 1.2) * radius_max  # gap: fruit never touch
 
     @property
@@ -238,6 +259,55 @@ class ConveyorScene:
             yield self.render(i)
 
 
+GT_CLASS_DIR = "SegmentationClass"  # class ids per frame (VOC palette PNG), as in VOC
+GT_FRUIT_DIR = "SegmentationObject"  # fruit ids per frame (16-bit PNG: ids run over the video)
+
+
+def ground_truth_dir(video: str | Path) -> Path:
+    """Where a conveyor video's ground truth lives: the folder `<video stem>_gt` beside it."""
+    video = Path(video)
+    return video.with_name(f"{video.stem}_gt")
+
+
+def _temp_beside(path: Path) -> Path:
+    """A temporary name in `path`'s folder that keeps its suffix (writers pick the format by it)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    """An 8- or 16-bit single-channel PNG, written atomically."""
+    ok, data = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"cannot encode {path} as PNG")
+    write_bytes(path, data.tobytes())
+
+
+def write_ground_truth(folder: Path, index: int, frame: ConveyorFrame) -> None:
+    """Frame `index`'s class mask and fruit ids as `folder/{SegmentationClass,Object}/N.png`."""
+    save_index_mask(folder / GT_CLASS_DIR / f"{index:05d}.png", frame.label)
+    if frame.instances.max(initial=0) > np.iinfo(np.uint16).max:
+        raise ValueError("more than 65535 fruit in one video: render a shorter video")
+    _write_png(folder / GT_FRUIT_DIR / f"{index:05d}.png", frame.instances.astype(np.uint16))
+
+
+def read_ground_truth(folder: str | Path, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """((H, W) uint8 class ids, (H, W) int32 fruit ids) of frame `index` from `write_video`'s
+    ground-truth folder."""
+    folder = Path(folder)
+    paths = [folder / sub / f"{index:05d}.png" for sub in (GT_CLASS_DIR, GT_FRUIT_DIR)]
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ground truth of frame {index} missing: {path}; render the video with "
+                f"`python -m utils.line.conveyor --out VIDEO --ground-truth`"
+            )
+    label = read_mask(paths[0])
+    fruit = cv2.imread(str(paths[1]), cv2.IMREAD_UNCHANGED)
+    if fruit is None or fruit.ndim != 2:
+        raise ValueError(f"{paths[1]}: expected a single-channel PNG of fruit ids")
+    return label, fruit.astype(np.int32)
+
+
 def write_video(
     out: str | Path,
     seconds: float = 1.0,
@@ -245,29 +315,56 @@ def write_video(
     seed: int = 0,
     size: tuple[int, int] = (360, 640),
     masks_dir: str | Path | None = None,
+    ground_truth: bool = False,
+    touching: float = 0.0,
 ) -> Path:
-    """Render the belt to an MP4 (mp4v) at `out`; optionally the class masks as palette PNGs."""
+    """Render the belt to an MP4 (mp4v) at `out`; optionally the class masks as colour PNGs
+    (`masks_dir`) and the ground truth for `python -m utils.line.grading --evaluate`
+    (`ground_truth`: class ids, fruit ids and scene.json under `ground_truth_dir(out)`)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    scene = ConveyorScene(height=size[0], width=size[1], fps=fps, seconds=seconds, seed=seed)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+    scene = ConveyorScene(
+        height=size[0], width=size[1], fps=fps, seconds=seconds, seed=seed, touching=touching
+    )
+    tmp = _temp_beside(out)
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
     if not writer.isOpened():
         raise OSError(f"cannot open {out} for writing: OpenCV has no mp4v encoder here")
     if masks_dir is not None:
         masks_dir = Path(masks_dir)
         masks_dir.mkdir(parents=True, exist_ok=True)
+    gt = ground_truth_dir(out) if ground_truth else None
     try:
         for i, frame in enumerate(scene):
             writer.write(cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
             if masks_dir is not None:
                 # Colour PNG in the VOC palette: readable by people and by the data loader.
-                colour = index_to_colour(frame.label)
-                cv2.imwrite(
-                    str(masks_dir / f"{i:05d}.png"), cv2.cvtColor(colour, cv2.COLOR_RGB2BGR)
-                )
+                colour = cv2.cvtColor(index_to_colour(frame.label), cv2.COLOR_RGB2BGR)
+                write_bytes(masks_dir / f"{i:05d}.png", cv2.imencode(".png", colour)[1].tobytes())
+            if gt is not None:
+                write_ground_truth(gt, i, frame)
+        writer.release()
+        os.replace(tmp, out)
     finally:
         writer.release()
+        tmp.unlink(missing_ok=True)
+    if gt is not None:
+        info = {
+            "video": out.name,
+            "frames": scene.num_frames,
+            **{k: getattr(scene, k) for k in ("height", "width", "fps", "seed", "speed", "lanes")},
+            "touching": scene.touching,
+            "fruit": {str(f.fruit_id): [int(c) for c in f.sprite.defects] for f in scene.fruits},
+        }
+        write_bytes(gt / "scene.json", (json.dumps(info, indent=1) + "\n").encode())
     return out
+
+
+def _merge_split(path: Path, names: Sequence[str]) -> None:
+    """Append `names` to a split file (kept when already listed), atomically."""
+    old = path.read_text().split() if path.is_file() else []
+    seen = set(old)
+    write_bytes(path, "".join(f"{n}\n" for n in old + [n for n in names if n not in seen]).encode())
 
 
 def write_voc(
@@ -277,38 +374,50 @@ def write_voc(
     seed: int = 0,
     size: tuple[int, int] = (360, 640),
     every: int = 2,
+    touching: float = 0.0,
+    scenes: int = 1,
 ) -> Path:
-    """Every `every`-th frame as a VOC data set (utils.data.dataset layout) under root/VOC2007.
+    """Every `every`-th frame of `scenes` belts (seeds seed, seed+1, ...) as a VOC data set
+    (utils.data.dataset layout) under root/VOC2007, with the fruit ids in SegmentationObject/.
 
     Frames are split 6:2:2 into train/val/test in contiguous blocks of time, so neighbouring,
-    nearly identical frames do not land on both sides of a split. Returns root.
+    nearly identical frames do not land on both sides of a split. An existing data set (e.g.
+    synthetic single-orange photos from utils.data.synthetic) is kept: the frames are added to
+    it and to its split files, which mixes the two for training. Returns root.
     """
     root = Path(root)
     voc = root / "VOC2007"
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+    for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
-    scene = ConveyorScene(height=size[0], width=size[1], fps=fps, seconds=seconds, seed=seed)
-    ids = []
-    for i in range(0, scene.num_frames, max(1, every)):
-        frame = scene.render(i)
-        name = f"belt_{seed}_{i:05d}"
-        image_bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
-        cv2.imwrite(
-            str(voc / "JPEGImages" / f"{name}.jpg"), image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 95]
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": [], "trainval": []}
+    for s in range(seed, seed + max(1, scenes)):
+        scene = ConveyorScene(
+            height=size[0], width=size[1], fps=fps, seconds=seconds, seed=s, touching=touching
         )
-        save_index_mask(voc / "SegmentationClass" / f"{name}.png", frame.label)
-        ids.append(name)
-    n_train, n_val = int(0.6 * len(ids)), int(0.2 * len(ids))
-    splits = {
-        "train": ids[:n_train],
-        "val": ids[n_train : n_train + n_val],
-        "test": ids[n_train + n_val :],
-        "trainval": ids[: n_train + n_val],
-    }
+        ids = []
+        for i in range(0, scene.num_frames, max(1, every)):
+            frame = scene.render(i)
+            name = f"belt_{s}_{i:05d}"
+            image_bgr = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+            ok, jpg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            if not ok:
+                raise OSError(f"cannot encode {name}.jpg")
+            write_bytes(voc / "JPEGImages" / f"{name}.jpg", jpg.tobytes())
+            save_index_mask(voc / "SegmentationClass" / f"{name}.png", frame.label)
+            # VOC's instance masks: fruit 1..n of this frame (255 would be VOC's border)
+            ids_here, fruit = np.unique(frame.instances, return_inverse=True)
+            fruit = fruit.reshape(frame.instances.shape)
+            if ids_here[0] != 0:
+                fruit += 1
+            save_index_mask(voc / "SegmentationObject" / f"{name}.png", np.minimum(fruit, 254))
+            ids.append(name)
+        n_train, n_val = int(0.6 * len(ids)), int(0.2 * len(ids))
+        splits["train"] += ids[:n_train]
+        splits["val"] += ids[n_train : n_train + n_val]
+        splits["test"] += ids[n_train + n_val :]
+        splits["trainval"] += ids[: n_train + n_val]
     for split, names in splits.items():
-        (voc / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(
-            "".join(f"{n}\n" for n in names)
-        )
+        _merge_split(voc / "ImageSets" / "Segmentation" / f"{split}.txt", names)
     return root
 
 
@@ -320,22 +429,34 @@ class Config:
     seed: int = 0  # same seed -> same video
     height: int = 360  # frame height (px)
     width: int = 640  # frame width (px)
+    touching: float = 0.0  # share of fruit that touch or overlap the fruit ahead (0..1)
     masks_dir: str | None = None  # also write each frame's class mask (VOC colours) here
-    voc: str | None = None  # instead of a video: every 2nd frame as a VOC data set under here
+    ground_truth: bool = False  # also write class and fruit ids to <out stem>_gt/ (--evaluate)
+    voc: str | None = None  # instead of a video: frames as a VOC data set under here (added to one)
+    every: int = 2  # --voc: keep every N-th frame
+    scenes: int = 1  # --voc: belts rendered with seeds seed, seed+1, ...
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m utils.line.conveyor [--out line.mp4 ...]`: render a conveyor video."""
     cfg = parse_config(Config, argv, description=__doc__)
     if cfg.voc:
-        root = write_voc(cfg.voc, cfg.seconds, cfg.fps, cfg.seed, (cfg.height, cfg.width))
-        print(f"wrote a VOC data set of conveyor frames under {root / 'VOC2007'}")
+        size = (cfg.height, cfg.width)
+        root = write_voc(
+            cfg.voc, cfg.seconds, cfg.fps, cfg.seed, size, cfg.every, cfg.touching, cfg.scenes
+        )
+        print(
+            f"wrote conveyor frames (seeds {cfg.seed}..{cfg.seed + max(1, cfg.scenes) - 1}) "
+            f"into the VOC data set {root / 'VOC2007'}"
+        )
         return
     path = write_video(
-        cfg.out, cfg.seconds, cfg.fps, cfg.seed, (cfg.height, cfg.width), cfg.masks_dir
-    )
+        cfg.out, cfg.seconds, cfg.fps, cfg.seed, (cfg.height, cfg.width), cfg.masks_dir,
+        cfg.ground_truth, cfg.touching,
+    )  # fmt: skip
     frames = max(1, int(round(cfg.seconds * cfg.fps)))
-    print(f"wrote {path} ({frames} frames, {cfg.width}x{cfg.height} at {cfg.fps:g} FPS)")
+    gt = f"; ground truth in {ground_truth_dir(path)}" if cfg.ground_truth else ""
+    print(f"wrote {path} ({frames} frames, {cfg.width}x{cfg.height} at {cfg.fps:g} FPS){gt}")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ Benchmark (end-to-end FPS vs model-only FPS of the same predictor): utils/line/b
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -209,13 +210,18 @@ class FrameResult:
 
 
 class VideoWriterSink:
-    """Write overlays (or the originals where no overlay is drawn) to a video file (mp4v)."""
+    """Write overlays (or the originals where no overlay is drawn) to a video file (mp4v).
+
+    The video is written beside `path` under a temporary name and moved into place when the
+    sink is closed (also after a stop or an error: what was written is a valid, shorter video).
+    """
 
     def __init__(self, path: str | Path, fps: float = 30.0, fourcc: str = "mp4v") -> None:
         self.path = Path(path)
         self.fps = fps
         self.fourcc = fourcc
         self._writer: cv2.VideoWriter | None = None
+        self._tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
         self.frames = 0
 
     def __call__(self, result: FrameResult) -> None:
@@ -224,8 +230,9 @@ class VideoWriterSink:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = frame.shape[:2]
             code = cv2.VideoWriter_fourcc(*self.fourcc)
-            self._writer = cv2.VideoWriter(str(self.path), code, self.fps, (w, h))
+            self._writer = cv2.VideoWriter(str(self._tmp), code, self.fps, (w, h))
             if not self._writer.isOpened():
+                self._tmp.unlink(missing_ok=True)
                 raise OSError(f"cannot write video {self.path} with codec {self.fourcc!r}")
         self._writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         self.frames += 1
@@ -234,6 +241,7 @@ class VideoWriterSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            os.replace(self._tmp, self.path)
 
 
 class CollectSink:
