@@ -21,7 +21,7 @@ prepared run ``name``, ``{out}`` the output folder)::
 
     out: logs/ablations/kd_synthetic   # runs go to OUT/runs/<config>/seed<k>/, summary to OUT/
     seeds: [1, 2, 3]                   # each configuration runs once per seed (--seed k)
-    lock: /work/cpu.lock               # optional: flock held while one run trains and evaluates
+    lock: /tmp/cpu.lock                # optional: flock held while one run trains and evaluates
     synthetic: {out: data/synthetic_oranges, num: 200, seed: 0}   # optional: made if missing
     common: {data: data/synthetic_oranges, epochs: 10}            # flags of every run
     evaluate:                          # get_miou.py on each; the first is the headline (test)
