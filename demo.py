@@ -38,7 +38,7 @@ from pathlib import Path
 
 from utils.cli import parse_config
 from utils.data.dataset import VOCSegmentation
-from utils.preprocess import CLASS_NAMES
+from utils.data.preprocess import CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parent
 

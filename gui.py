@@ -40,6 +40,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 import nets
 from utils.cli import parse_config
 from utils.data.labels import index_to_colour
+from utils.data.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
 from utils.deploy.backends import BACKEND_CHOICES, check_backend_name
 from utils.inference.predictor import Predictor
 from utils.inference.visualize import save_rgb
@@ -56,7 +57,6 @@ from utils.line.video_pipeline import (
     default_draw,
     image_folder_source,
 )
-from utils.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
 GRADE_QCOLOURS = {"premium": "#28c83c", "standard": "#d9a400", "reject": "#e61e1e"}

@@ -49,6 +49,7 @@ import torch
 
 from utils.cli import parse_config
 from utils.data.labels import save_index_mask
+from utils.data.preprocess import read_image
 from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.onnx_export import EXPORTERS, export_onnx
 from utils.deploy.openvino_export import export_openvino
@@ -73,7 +74,6 @@ from utils.line.video_pipeline import (
     VideoPipeline,
     VideoWriterSink,
 )
-from utils.preprocess import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

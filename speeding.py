@@ -62,6 +62,7 @@ import nets
 from nets.checkpoint import CheckpointError, read_project_checkpoint
 from nets.profile import complexity
 from utils.cli import config_to_dict, parse_config
+from utils.data.preprocess import letterbox, read_image, to_tensor
 from utils.deploy.backends import choose_fastest, runtime_available
 from utils.deploy.onnx_export import export_onnx
 from utils.deploy.openvino_export import (
@@ -89,7 +90,6 @@ from utils.fileio import atomic_open, write_text
 from utils.inference.calibration import calibration_photos
 from utils.inference.evaluate import evaluate
 from utils.inference.predictor import Predictor, default_class_names
-from utils.preprocess import letterbox, read_image, to_tensor
 
 BACKENDS = (
     "torch-fp32",

@@ -67,6 +67,7 @@ from utils.data.labels import (
     save_index_mask,
 )
 from utils.data.mask_folder import convert_mask_folder
+from utils.data.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
 from utils.data.report import build_report, format_report, write_report
 from utils.fileio import (
     describe_removed,
@@ -77,7 +78,6 @@ from utils.fileio import (
     write_all,
     write_bytes,
 )
-from utils.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
 
 SPLITS = ("train", "val", "test")
 

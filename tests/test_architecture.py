@@ -4,9 +4,9 @@ Checked on every import statement, including imports inside functions (they run 
 
 (a) the import graph of the project's modules has no cycles;
 (b) the layers of ``utils/__init__.py`` hold: ``utils.fileio`` imports nothing of the
-    project, the plain modules (``utils.cli``, ``utils.preprocess``, ``utils.metrics``) import
-    only it, ``nets`` never imports ``utils``, and each ``utils`` subpackage imports only the
-    layers its docstring allows; no library module imports a script or a tool;
+    project, the plain modules (``utils.cli``, ``utils.metrics``) import only it, ``nets`` never
+    imports ``utils``, and each ``utils`` subpackage imports only the layers its docstring
+    allows; no library module imports a script or a tool;
 (c) no script (a top-level .py file or a tool) imports another script;
 (d) an import inside a function is only for a heavy optional dependency (ALLOWED_LAZY).
 
@@ -38,7 +38,7 @@ ALLOWED_LAZY = (
     "torch.utils.tensorboard",
 )
 
-PLAIN = ("utils", "utils.cli", "utils.preprocess", "utils.metrics")
+PLAIN = ("utils", "utils.cli", "utils.metrics")
 # layer -> the layers it may import (itself included)
 ALLOWED_LAYERS = {
     "fileio": set(),
@@ -46,7 +46,7 @@ ALLOWED_LAYERS = {
     "nets": {"nets"},
     "data": {"data", "plain", "fileio"},
     "training": {"training", "data", "plain", "fileio", "nets"},
-    "deploy": {"deploy", "plain", "fileio", "nets"},
+    "deploy": {"deploy", "data", "plain", "fileio", "nets"},
     "inference": {"inference", "deploy", "data", "plain", "fileio", "nets"},
     "line": {"line", "inference", "deploy", "data", "plain", "fileio", "nets"},
     "script": {"fileio", "plain", "nets", "data", "training", "deploy", "inference", "line"},

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from utils.data.augment import AugmentParams, hsv_jitter, random_augment, random_geometry
 from utils.data.dataset import VOCSegmentation
 from utils.data.labels import MaskError, index_to_colour, save_index_mask
-from utils.preprocess import letterbox, letterbox_mask, read_image, to_tensor
+from utils.data.preprocess import letterbox, letterbox_mask, read_image, to_tensor
 
 H, W = 40, 56
 

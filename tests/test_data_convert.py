@@ -24,8 +24,8 @@ from utils.data.coco import convert_coco
 from utils.data.convert import ClassTable, ConversionError, VocWriter, decode_photo
 from utils.data.labelme import convert_labelme_folder, shape_mask
 from utils.data.labels import read_mask, save_index_mask
+from utils.data.preprocess import read_image
 from utils.data.report import build_report
-from utils.preprocess import read_image
 
 CLASSES = ["background", "sunburn", "ulcer", "wind_scarring"]
 H, W = 12, 16

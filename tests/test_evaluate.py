@@ -24,7 +24,7 @@ from torchmetrics.classification import (
 
 import get_miou
 from utils.data.labels import read_mask, save_index_mask
-from utils.preprocess import VOC_PALETTE
+from utils.data.preprocess import VOC_PALETTE
 
 IDS = ["a1", "b2", "c3", "d4"]
 

@@ -21,8 +21,8 @@ import torch.nn as nn  # noqa: E402
 QtWidgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed")
 
 from nets.checkpoint import build_checkpoint, save_checkpoint  # noqa: E402
+from utils.data.preprocess import CLASS_NAMES  # noqa: E402
 from utils.line.conveyor import ConveyorScene, write_video  # noqa: E402
-from utils.preprocess import CLASS_NAMES  # noqa: E402
 
 
 class ColourNet(nn.Module):

@@ -18,7 +18,7 @@ from utils.data.labels import (
     read_mask,
     save_index_mask,
 )
-from utils.preprocess import VOC_PALETTE
+from utils.data.preprocess import VOC_PALETTE
 
 
 def _index_pattern(h: int = 40, w: int = 48) -> np.ndarray:

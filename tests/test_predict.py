@@ -21,9 +21,9 @@ import nets
 import predict
 from nets.checkpoint import CheckpointError
 from utils.data.labels import index_to_colour
+from utils.data.preprocess import letterbox, to_tensor, unletterbox
 from utils.inference.predictor import Predictor
 from utils.inference.visualize import defect_areas, fruit_mask, overlay
-from utils.preprocess import letterbox, to_tensor, unletterbox
 
 
 # ---------------------------------------------------------------------------- Predictor

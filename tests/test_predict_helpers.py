@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from nets.checkpoint import build_checkpoint, save_checkpoint
-from utils.preprocess import CLASS_NAMES
+from utils.data.preprocess import CLASS_NAMES
 
 
 class TinySegNet(nn.Module):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.preprocess import (
+from utils.data.preprocess import (
     VOC_PALETTE,
     letterbox,
     letterbox_mask,

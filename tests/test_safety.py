@@ -34,9 +34,9 @@ from nets.checkpoint import CheckpointError, read_project_checkpoint
 from utils import fileio
 from utils.data.dataset import VOCSegmentation
 from utils.data.labels import MaskError, read_mask, save_index_mask
+from utils.data.preprocess import VOC_PALETTE, file_problem, read_image
 from utils.data.synthetic import generate_dataset
 from utils.inference.visualize import draw_legend, legend_layout, overlay
-from utils.preprocess import VOC_PALETTE, file_problem, read_image
 from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.run import load_initial_weights
 from utils.training.task import SegmentationTask

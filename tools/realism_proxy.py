@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from utils.cli import parse_config  # noqa: E402
 from utils.data.dataset import VOCSegmentation  # noqa: E402
 from utils.data.labels import read_mask  # noqa: E402
+from utils.data.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor  # noqa: E402
 from utils.metrics import confusion_matrix, segmentation_metrics  # noqa: E402
-from utils.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor  # noqa: E402
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "samples" / "orange_real"
 

@@ -62,6 +62,7 @@ from nets.profile import count_params  # noqa: E402
 from utils.cli import parse_config  # noqa: E402
 from utils.data.dataset import resolve_voc_root  # noqa: E402
 from utils.data.labels import map_ignore, read_mask, save_index_mask  # noqa: E402
+from utils.data.preprocess import CLASS_NAMES, read_image  # noqa: E402
 from utils.deploy.optimize import ort_session  # noqa: E402
 from utils.deploy.timing import benchmark, environment  # noqa: E402
 from utils.fileio import write_text  # noqa: E402
@@ -72,7 +73,6 @@ from utils.inference.evaluate import (  # noqa: E402
     split_files,
     write_report,
 )
-from utils.preprocess import CLASS_NAMES, read_image  # noqa: E402
 
 MODELS = tuple(f"yolov8{s}-seg" for s in "nsmlx")  # scales of ultralytics' yolov8-seg.yaml
 SPLITS = ("train", "val", "test")

@@ -10,7 +10,7 @@ One random draw per sample, applied identically to photo and mask:
 5. HSV jitter of the photo: hue x U(0.9, 1.1), saturation x U(0.3, 1.7), value x U(0.7, 1.3),
    through 256-entry lookup tables (OpenCV 8-bit HSV, hue in 0..179).
 
-Evaluation uses `utils.preprocess.letterbox` / `letterbox_mask` instead. Everything is OpenCV
+Evaluation uses `utils.data.preprocess.letterbox` / `letterbox_mask` instead. Everything is OpenCV
 or vectorised numpy on uint8 so that two loader workers keep up with training on a CPU.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from utils.preprocess import LETTERBOX_FILL
+from utils.data.preprocess import LETTERBOX_FILL
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Layout (``root`` is the folder holding ``VOC2007/``, or ``VOC2007`` itself)::
     VOC2007/SegmentationClass/<id>.png          class-id masks (see utils/data/labels.py)
     VOC2007/ImageSets/Segmentation/{train,val,test}.txt   one <id> per line
 
-Items are ``(image, label)``: image float32 (3, H, W) from `utils.preprocess.to_tensor`
+Items are ``(image, label)``: image float32 (3, H, W) from `utils.data.preprocess.to_tensor`
 (RGB / 255, then mean/std if given: the same function inference uses), label int64 (H, W)
 with values >= num_classes set to 255 (ignore). Training items go through the original
 random augmentation (utils/data/augment.py); evaluation items are letterboxed like inference.
@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 
 from utils.data.augment import AugmentParams, random_augment
 from utils.data.labels import check_sizes, map_ignore, read_mask
-from utils.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor
+from utils.data.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

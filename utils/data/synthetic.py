@@ -48,7 +48,7 @@ from utils.fileio import (
     write_bytes,
     write_text,
 )
-from utils.preprocess import CLASS_NAMES
+from utils.data.preprocess import CLASS_NAMES
 
 SUNBURN, ULCER, WIND = 1, 2, 3
 

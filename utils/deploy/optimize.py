@@ -46,9 +46,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from utils.data.preprocess import LETTERBOX_FILL, letterbox, read_image, to_tensor
 from utils.deploy.runtimes import ONNX_METADATA_KEY
 from utils.fileio import atomic_path
-from utils.preprocess import LETTERBOX_FILL, letterbox, read_image, to_tensor
 
 FOLD_RTOL = 1e-4  # max |folded - original| / max |original logits| accepted
 ORT_LEVELS = ("disable", "basic", "extended", "all")

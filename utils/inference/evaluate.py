@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from utils.data.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
 from utils.data.labels import map_ignore, read_mask, save_index_mask
+from utils.data.preprocess import IGNORE_INDEX, read_image
 from utils.fileio import (
     atomic_open,
     atomic_path,
@@ -36,7 +37,6 @@ from utils.fileio import (
     write_text,
 )
 from utils.metrics import ConfusionMatrix, segmentation_metrics
-from utils.preprocess import IGNORE_INDEX, read_image
 
 MODES = ("all", "predict", "score")
 UNITS = "fraction"  # every score in metrics.json is a fraction in [0, 1] (x100 for percent)

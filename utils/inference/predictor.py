@@ -6,7 +6,7 @@ predict.py, the video pipeline and the desktop app -- goes through `Predictor`, 
 see the same pixels as training did:
 
 1. `preprocess`: letterbox the RGB photo onto grey (128) at the model's input size, /255, then
-   mean/std when the checkpoint says so (utils.preprocess, shared with the data set).
+   mean/std when the checkpoint says so (utils.data.preprocess, shared with the data set).
 2. `infer`: a (B, 3, h, w) float32 batch -> (B, K, h, w) float32 logits, on the chosen backend.
 3. `postprocess`: softmax over classes, crop the letterbox padding, bilinear resize to the photo,
    argmax -> (H, W) uint8 class mask (the original's order: probabilities are resized, not ids).
@@ -35,6 +35,15 @@ from nets.checkpoint import (
     read_checkpoint,
 )
 from nets.registry import build_model, model_from_checkpoint
+from utils.data.preprocess import (
+    CLASS_NAMES,
+    LETTERBOX_FILL,
+    Letterbox,
+    letterbox,
+    read_image,
+    to_tensor,
+    unletterbox,
+)
 from utils.deploy.backends import (
     AUTO,
     AUTO_CANDIDATES,
@@ -51,15 +60,6 @@ from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend, ru
 from utils.deploy.timing import cpu_name
 from utils.fileio import write_text
 from utils.inference.calibration import calibration_photos
-from utils.preprocess import (
-    CLASS_NAMES,
-    LETTERBOX_FILL,
-    Letterbox,
-    letterbox,
-    read_image,
-    to_tensor,
-    unletterbox,
-)
 
 
 def default_class_names(num_classes: int) -> list[str]:

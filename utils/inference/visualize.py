@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from utils.data.labels import index_to_colour
+from utils.data.preprocess import CLASS_NAMES
 from utils.fileio import atomic_open, atomic_path
-from utils.preprocess import CLASS_NAMES
 
 OVERLAY_MODES = ("blend", "mask", "cutout")
 

@@ -57,6 +57,7 @@ import yaml
 from utils.cli import parse_config
 from utils.data.dataset import resolve_voc_root
 from utils.data.labels import map_ignore, read_mask
+from utils.data.preprocess import CLASS_NAMES, read_image
 from utils.deploy.timing import benchmark
 from utils.fileio import temp_path_for, write_bytes
 from utils.inference.evaluate import split_files
@@ -74,7 +75,6 @@ from utils.line.video_pipeline import (
     image_folder_source,
 )
 from utils.metrics import ConfusionMatrix, segmentation_metrics
-from utils.preprocess import CLASS_NAMES, read_image
 
 GRADE_COLOURS = {"premium": (40, 200, 60), "standard": (250, 200, 0), "reject": (230, 30, 30)}
 OTHER_COLOUR = (200, 200, 200)

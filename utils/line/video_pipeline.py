@@ -50,8 +50,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from utils.data.preprocess import read_image
 from utils.inference.visualize import overlay
-from utils.preprocess import read_image
 
 STAGES = ("read", "preprocess", "infer", "postprocess", "write")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -315,7 +315,7 @@ class _Packet:
     image: np.ndarray  # (H, W, 3) uint8 RGB
     t_read: float
     x: np.ndarray | None = None  # (3, h, w) float32 network input
-    box: Any = None  # utils.preprocess.Letterbox
+    box: Any = None  # utils.data.preprocess.Letterbox
     logits: np.ndarray | None = None  # (K, h, w) float32
 
 

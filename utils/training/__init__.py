@@ -1,5 +1,5 @@
 """Training: the run path of the training scripts (run.py), its config (config.py), the one loop
 (trainer.py), its tasks (supervised, distillation), losses, optimisers, schedules, logging.
 
-May import: ``utils.data``, ``utils.preprocess``, ``utils.cli``, ``utils.metrics``, ``nets``.
+May import: ``utils.data``, ``utils.cli``, ``utils.metrics``, ``nets``.
 """
