@@ -63,6 +63,7 @@ class Config:
     dice: bool = True  # add the dice loss
     eval_period: int = 4  # val mIoU every N epochs (best.pth follows it)
     workers: int = 1  # data-loading worker processes
+    amp: bool = True  # train.py --amp: bf16 autocast on CPUs with native bf16, else float32
     predict_images: int = 4  # test photos to predict into the output folder
     test_seed: int = 7  # seed of the graded conveyor video (not one of the training belts)
     test_seconds: float = 6.0  # its length (30 FPS)
@@ -139,7 +140,7 @@ def train_model(cfg: Config, root: Path, run_name: str) -> Path:
         "--class-weights", *cfg.class_weights, "--dice" if cfg.dice else "--no-dice",
         "--eval-period", cfg.eval_period, "--save-period", cfg.epochs,
         "--save-dir", cfg.out, "--run-name", run_name, "--workers", cfg.workers,
-        "--seed", cfg.seed, "--device", "cpu", "--overlays", 4,
+        "--seed", cfg.seed, "--device", "cpu", "--overlays", 4, "--amp" if cfg.amp else "--no-amp",
     )  # fmt: skip
     if rc != 0:
         raise SystemExit(f"demo: train.py failed (exit status {rc})")
