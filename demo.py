@@ -67,6 +67,7 @@ class Config:
     predict_images: int = 4  # test photos to predict into the output folder
     test_seed: int = 7  # seed of the graded conveyor video (not one of the training belts)
     test_seconds: float = 6.0  # its length (30 FPS)
+    backend: str = "auto"  # runtime of the graded line (auto: the fastest that keeps accuracy)
     out: str = "logs/demo"  # folder of the demo's runs
     seed: int = 11  # random seed of training
     # ------------------------------------------------------------------ end of editable block
@@ -181,7 +182,7 @@ def grade_test_video(cfg: Config, checkpoint: Path, out: Path) -> dict:
     print(f"[6/7] grading {video.name} on the threaded line, against its ground truth", flush=True)
     rc = run_module(
         "utils.line.grading", "--model", checkpoint, "--source", video, "--evaluate",
-        "--out", out,
+        "--out", out, "--backend", cfg.backend, "--calib-data", cfg.data,
     )  # fmt: skip
     if rc != 0:
         raise SystemExit(f"demo: utils.line.grading failed (exit status {rc})")
@@ -198,8 +199,8 @@ def line_summary(doc: dict) -> str:
     return (
         f"{doc['fruit']} fruit seen whole ({graded}); grade accuracy "
         f"{'n/a' if accuracy is None else f'{100 * accuracy:.1f}%'} against the ground truth; "
-        f"{doc['reject_as_premium']} rejects graded premium; defect mIoU on the frames "
-        f"{100 * (doc['mIoU'] or 0):.1f}%"
+        f"{doc['reject_as_premium']} rejects graded premium; mIoU on the frames "
+        f"{100 * (doc['mIoU'] or 0):.1f}% (defect classes {100 * (doc['defect_mIoU'] or 0):.1f}%)"
     )
 
 

@@ -12,7 +12,7 @@ def test_demo_runs_every_step(tmp_path, capsys):
     argv = ["--data", str(data), "--num-images", "10", "--belts", "1", "--belt-seconds", "0.5",
             "--input-size", "64", "64", "--epochs", "1", "--eval-period", "1", "--batch-size", "2",
             "--workers", "0", "--predict-images", "2", "--test-seconds", "0.3",
-            "--out", str(out)]  # fmt: skip
+            "--backend", "torch", "--out", str(out)]  # fmt: skip
     assert demo.main(argv) == 0
 
     voc = data / "VOC2007"

@@ -25,6 +25,8 @@ from utils.line.grading import (
 )
 from utils.line.video_pipeline import FrameResult
 
+TORCH = ("--backend", "torch")  # the grading is under test, not the runtimes: no INT8 builds
+
 
 def three_fruit_scene() -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Three orange discs on a grey table; defects painted into the class mask only.
@@ -175,7 +177,8 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, tiny_checkpoint, cap
 
     ckpt = str(tiny_checkpoint)
     video = write_video(tmp_path / "belt.mp4", seconds=0.2, fps=30, seed=0, size=(96, 160))
-    assert main(["--model", ckpt, "--source", str(video), "--out", str(tmp_path / "v")]) == 0
+    argv = ["--model", ckpt, "--source", str(video), "--out", str(tmp_path / "v"), *TORCH]
+    assert main(argv) == 0
     cap = cv2.VideoCapture(str(tmp_path / "v" / "belt_graded.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     cap.release()
@@ -202,7 +205,9 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, tiny_checkpoint, cap
     image, _, _ = three_fruit_scene()
     for name in ("a", "b"):
         cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    assert main(["--model", ckpt, "--source", str(photos), "--out", str(tmp_path / "p")]) == 0
+    assert (
+        main(["--model", ckpt, "--source", str(photos), "--out", str(tmp_path / "p"), *TORCH]) == 0
+    )
     assert (tmp_path / "p" / "a.png").is_file() and (tmp_path / "p" / "b.png").is_file()
     assert not list((tmp_path / "p").glob(".*"))  # no temporary files left behind
 
@@ -342,7 +347,7 @@ def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path,
     )
     out = tmp_path / "e"
     assert main(["--model", str(tiny_checkpoint), "--source", str(video), "--evaluate",
-                 "--out", str(out), "--no-model-fps"]) == 0  # fmt: skip
+                 "--out", str(out), "--no-model-fps", *TORCH]) == 0  # fmt: skip
     doc = json.loads((out / "grading_eval.json").read_text())
     for key in ("grade_accuracy", "reject_as_premium", "defect_share_mae", "mIoU"):
         assert key in doc
@@ -352,9 +357,23 @@ def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path,
     root = write_voc(tmp_path / "voc", seconds=0.5, fps=20, seed=3, size=(96, 160), every=1)
     out = tmp_path / "ev"
     assert main(["--model", str(tiny_checkpoint), "--source", str(root), "--split", "test",
-                 "--evaluate", "--out", str(out), "--no-model-fps"]) == 0  # fmt: skip
+                 "--evaluate", "--out", str(out), "--no-model-fps", *TORCH]) == 0  # fmt: skip
     doc = json.loads((out / "grading_eval.json").read_text())
     assert doc["frames"] == 2 and not doc["tracked"] and doc["split"] == "test"
     with pytest.raises(SystemExit, match="ground-truth folder not found|--evaluate"):
         other = write_video(tmp_path / "no_gt.mp4", seconds=0.1, fps=30, size=(96, 160))
-        main(["--model", str(tiny_checkpoint), "--source", str(other), "--evaluate"])
+        main(["--model", str(tiny_checkpoint), "--source", str(other), "--evaluate", *TORCH])
+
+
+def test_command_line_runs_the_backend_it_is_given(tmp_path, tiny_checkpoint, capsys):
+    """--backend reaches the predictor (the default is auto, as in predict.py and gui.py)."""
+    from utils.line.conveyor import write_video
+    from utils.line.grading import Config, main
+
+    assert Config().backend == "auto"
+    video = write_video(tmp_path / "b.mp4", seconds=0.1, fps=30, seed=1, size=(96, 160))
+    argv = ["--model", str(tiny_checkpoint), "--source", str(video), "--out", str(tmp_path / "o"),
+            "--backend", "ort-fp32", "--no-model-fps",
+            "--deploy-cache", str(tmp_path / "c")]  # fmt: skip
+    assert main(argv) == 0
+    assert "backend: ort-fp32: onnxruntime" in capsys.readouterr().out

@@ -48,7 +48,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -58,6 +58,7 @@ from utils.cli import parse_config
 from utils.data.dataset import resolve_voc_root
 from utils.data.labels import map_ignore, read_mask
 from utils.data.preprocess import CLASS_NAMES, read_image
+from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.timing import benchmark
 from utils.fileio import temp_path_for, write_bytes
 from utils.inference.evaluate import split_files
@@ -752,7 +753,11 @@ def format_evaluation(doc: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- command line
 @dataclass
 class Config:
-    model: str = ""  # project checkpoint (.pth) or ONNX file
+    model: str = ""  # project checkpoint (.pth), ONNX file or OpenVINO IR (.xml)
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for a checkpoint (auto: fastest)
+    calib_data: str = ""  # VOC root whose train split calibrates INT8 (empty: generated oranges)
+    threads: int = 0  # CPU runtime threads (0: all)
+    deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     source: str = ""  # video, folder of photos, one photo, camera index, or (--evaluate) a VOC set
     out: str = "graded"  # output folder: graded video or overlays, grades.csv (+ grading_eval.json)
     rules: str | None = None  # grading rules YAML/JSON (default: GradingRules())
@@ -802,11 +807,26 @@ def save_overlay(path: Path, overlay: np.ndarray) -> None:
     write_bytes(path, data.tobytes())
 
 
-def _load_predictor(model: str) -> Predictor:
-    path = Path(model)
+def _load_predictor(cfg: Config) -> Predictor:
+    """The predictor of --model: an ONNX file or OpenVINO IR as it is, a checkpoint on --backend
+    (auto: the fastest runtime on this CPU that keeps accuracy, named in the output)."""
+    path = Path(cfg.model)
     if not path.is_file():
-        raise SystemExit(f"error: --model {model}: file not found (a .pth checkpoint or .onnx)")
-    return Predictor.from_onnx(path) if path.suffix == ".onnx" else Predictor.from_checkpoint(path)
+        raise SystemExit(
+            f"error: --model {cfg.model}: file not found (a .pth checkpoint, .onnx or .xml)"
+        )
+    if path.suffix == ".onnx":
+        return Predictor.from_onnx(path)
+    if path.suffix == ".xml":
+        return Predictor.from_openvino(path, threads=cfg.threads)
+    predictor = Predictor.from_checkpoint(path)
+    return predictor.use_backend(
+        cfg.backend,
+        calib_data=cfg.calib_data or None,
+        threads=cfg.threads,
+        cache_dir=cfg.deploy_cache or None,
+        log=print,
+    )
 
 
 def _is_voc(path: Path) -> bool:
@@ -819,8 +839,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Grade every fruit of a video, camera, folder, photo or VOC set; returns the exit status."""
     cfg = parse_config(Config, argv, description=__doc__)
     if not cfg.model or not cfg.source:
-        raise SystemExit("error: give --model (a .pth checkpoint or .onnx) and --source")
-    predictor = _load_predictor(cfg.model)
+        raise SystemExit("error: give --model (a .pth checkpoint, .onnx or .xml) and --source")
+    predictor = _load_predictor(cfg)
     names = predictor.class_names
     rules = GradingRules.from_file(cfg.rules) if cfg.rules else GradingRules()
     out = Path(cfg.out)
