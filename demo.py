@@ -55,7 +55,7 @@ class Config:
     touching: float = 0.3  # share of fruit touching the fruit ahead (training and test belts)
     model: str = "fastsegformer_p"  # registry model to train from scratch
     input_size: tuple[int, ...] = (128, 224)  # network input h w (the paper: 224 224)
-    epochs: int = 12  # training epochs
+    epochs: int = 24  # training epochs
     batch_size: int = 8  # batch size
     lr: float = 3e-3  # Adam learning rate, used as given (no batch/16 clamp)
     # defects are ~2% of the pixels: weighted CE + dice make a short run predict them at all
