@@ -25,7 +25,8 @@ from utils.line.grading import (
 )
 from utils.line.video_pipeline import FrameResult
 
-TORCH = ("--backend", "torch")  # the grading is under test, not the runtimes: no INT8 builds
+# the grading is under test, not the runtimes: no INT8 builds, and the process keeps its threads
+TORCH = ("--backend", "torch", "--threads", "0")
 
 
 def three_fruit_scene() -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -373,7 +374,15 @@ def test_command_line_runs_the_backend_it_is_given(tmp_path, tiny_checkpoint, ca
     assert Config().backend == "auto"
     video = write_video(tmp_path / "b.mp4", seconds=0.1, fps=30, seed=1, size=(96, 160))
     argv = ["--model", str(tiny_checkpoint), "--source", str(video), "--out", str(tmp_path / "o"),
-            "--backend", "ort-fp32", "--no-model-fps",
+            "--backend", "ort-fp32", "--threads", "0", "--no-model-fps",
             "--deploy-cache", str(tmp_path / "c")]  # fmt: skip
     assert main(argv) == 0
     assert "backend: ort-fp32: onnxruntime" in capsys.readouterr().out
+
+
+def test_line_threads_leave_one_core_to_the_pipeline():
+    from utils.line.grading import line_threads
+
+    assert line_threads(-1, cores=2) == 1 and line_threads(-1, cores=8) == 7
+    assert line_threads(-1, cores=1) == 1  # never zero threads
+    assert line_threads(0, cores=8) == 0 and line_threads(3, cores=8) == 3  # as given
