@@ -35,10 +35,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from utils.cli import parse_config
 from utils.data.dataset import VOCSegmentation
 from utils.data.preprocess import CLASS_NAMES
+from utils.deploy.backends import BACKEND_CHOICES
 
 ROOT = Path(__file__).resolve().parent
 
@@ -67,7 +69,7 @@ class Config:
     predict_images: int = 4  # test photos to predict into the output folder
     test_seed: int = 7  # seed of the graded conveyor video (not one of the training belts)
     test_seconds: float = 6.0  # its length (30 FPS)
-    backend: str = "auto"  # runtime of the graded line (auto: the fastest that keeps accuracy)
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime of the graded line (auto: fastest)
     out: str = "logs/demo"  # folder of the demo's runs
     seed: int = 11  # random seed of training
     # ------------------------------------------------------------------ end of editable block
