@@ -78,7 +78,7 @@ class Config:
     batch: int = 8  # images per step
     input_size: int = 0  # square input side (0: the model's default size)
     loss: Literal[tuple(LOSSES)] = "ce"  # main loss of the step
-    dice: bool = True  # add the dice loss (the step: CE + dice)
+    dice: bool = True  # add the dice loss (the measured step: CE + dice)
     optimizer: Literal[tuple(OPTIMIZERS)] = "adam"  # optimizer of the step
     steps: int = 5  # timed steps per configuration and round
     warmup: int = 2  # untimed steps before the first round (compilation happens here)
