@@ -1,6 +1,6 @@
 """ONNX export (utils/deploy/onnx_export.py), the ONNX Runtime backend, and PyTorch parity.
 
-Parity bound of the issue: argmax agreement >= 99.9% of pixels and logits within 1e-4 relative
+Parity bound: argmax agreement >= 99.9% of pixels and logits within 1e-4 relative
 (max |ort - torch| / max |torch|), on FastSegFormer-P and -E with random weights.
 """
 
