@@ -3,7 +3,7 @@
 Each run folder written by train.py / train_distillation.py holds ``history.json`` (see
 utils/training/logger.py); this tool reads the total training loss (``loss``) and the val
 mIoU of each and draws them side by side, one line per run, e.g. to see whether bf16 autocast
-trains like float32 on the same seed (docs/training.md, "Training speed"):
+trains like float32 on the same seed (docs/training.md, "`make demo` (demo.py)"):
 
     python tools/compare_runs.py --runs logs/demo_fp32/run_A logs/demo_default/run_B \\
         --labels "float32" "bf16 autocast" --out logs/compare.png
