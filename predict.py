@@ -33,6 +33,10 @@ share of each defect class, of the whole image and of the fruit. See docs/infere
     python predict.py --openvino model_data/p_int8.xml --inputs a.jpg
     # the original's published weights
     python predict.py --checkpoint model_data/fastsegformer_p.pth --model fastsegformer_p ...
+    # drafts to correct in labelme (one JSON per photo) or COCO (coco, coco-rle), and the
+    # photos ranked by the model's uncertainty (OUT/ranking.csv); docs/data.md
+    python predict.py --mode prelabel --checkpoint best.pth --inputs photos/ --format labelme \
+        --min-area 20 --rank --out drafts/
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ from utils.deploy.optimize import ImageCalibrationReader
 from utils.fileio import describe_removed, remove_stale_temp_files
 from utils.inference.calibration import calibration_photos
 from utils.inference.predictor import Predictor
+from utils.inference.prelabel import DRAFT_FORMATS, UNCERTAINTY, prelabel, summary
 from utils.inference.visualize import (
     OVERLAY_MODES,
     area_row,
@@ -124,6 +129,13 @@ class Config:
     # --- export_openvino mode
     ov_out: str = "model_data/model.xml"  # OpenVINO IR to write
     ov_int8: bool = False  # quantise the IR to INT8 (NNCF, --calib-data)
+    # --- prelabel mode: drafts for a person to correct, most uncertain first (docs/data.md)
+    format: Literal[DRAFT_FORMATS] = "labelme"  # labelme (JSON per photo), coco, coco-rle
+    min_area: int = 20  # drafts leave out regions and holes under this many pixels
+    tolerance: float = 0.0  # polygon simplification in pixels (0: the exact outline)
+    rank: bool = False  # also write OUT/ranking.csv, the most uncertain photos first
+    rank_by: Literal[tuple(UNCERTAINTY)] = "entropy"  # uncertainty measure of the ranking
+    image_data: bool = False  # embed each photo in its labelme file
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -435,6 +447,28 @@ def run_fps(cfg: Config, predictor: Predictor) -> int:
     return 0
 
 
+def run_prelabel(cfg: Config, predictor: Predictor) -> int:
+    if not cfg.inputs:
+        raise ValueError("prelabel mode needs --inputs: a folder of photos (or photo paths)")
+    result = prelabel(
+        predictor,
+        expand_inputs(cfg.inputs),
+        cfg.out,
+        cfg.format,
+        cfg.min_area,
+        cfg.tolerance,
+        cfg.rank,
+        cfg.rank_by,
+        cfg.image_data,
+        cfg.batch_size,
+        cfg.fruit_min_saturation,
+    )
+    print(summary(result, cfg.format, predictor.class_names, cfg.rank_by))
+    if result.failed:
+        print(f"{len(result.failed)} failed: {'; '.join(result.failed)}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
 # --mode -> what it runs (each returns the exit status: 1 when some inputs failed)
 MODES: dict[str, Callable[[Config, Predictor], int]] = {
     "image": run_image,  # the photos in --inputs
@@ -444,6 +478,7 @@ MODES: dict[str, Callable[[Config, Predictor], int]] = {
     "fps": run_fps,  # timed loop on --inputs[0]
     "export_onnx": export,  # write --onnx-out
     "export_openvino": export_ir,  # write --ov-out
+    "prelabel": run_prelabel,  # drafts of --inputs in --format, --rank: ranking.csv
 }
 
 

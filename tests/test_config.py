@@ -180,8 +180,8 @@ def test_no_script_uses_the_old_cli_styles():
 ENTRY_POINTS = [
     "train", "train_distillation", "get_miou", "predict", "speeding", "model_flop_params",
     "voc_annotation", "demo", "gui", "tools.kd_memory", "tools.loader_speed",
-    "tools.realism_proxy", "utils.data.synthetic", "utils.line.conveyor", "utils.line.grading",
-    "utils.line.bench", "nets.comparison.__main__",
+    "tools.realism_proxy", "tools.prelabel_loop", "utils.data.synthetic", "utils.line.conveyor",
+    "utils.line.grading", "utils.line.bench", "nets.comparison.__main__",
 ]  # fmt: skip
 
 

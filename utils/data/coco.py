@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -39,14 +40,16 @@ from utils.data.convert import (
 )
 
 
-def _mask_api():  # noqa: ANN202 (module)
+def mask_api(purpose: str = "--from-coco") -> ModuleType:
+    """pycocotools' mask module; a `ConversionError` naming `purpose` and what to install when
+    it is missing."""
     try:
-        from pycocotools import mask as mask_api
-    except ImportError as err:  # pragma: no cover - pycocotools is in requirements.txt
+        from pycocotools import mask as api
+    except ImportError as err:
         raise ConversionError(
-            "--from-coco needs pycocotools: pip install 'pycocotools>=2.0.8'"
+            f"{purpose} needs pycocotools: pip install 'pycocotools>=2.0.8'"
         ) from err
-    return mask_api
+    return api
 
 
 def segmentation_mask(segm: Any, hw: tuple[int, int], where: str) -> np.ndarray | None:
@@ -55,7 +58,7 @@ def segmentation_mask(segm: Any, hw: tuple[int, int], where: str) -> np.ndarray 
     Raises `ConversionError` naming `where` for a malformed segmentation or an RLE whose size is
     not the image's.
     """
-    mask_api = _mask_api()
+    api = mask_api()
     height, width = hw
     if isinstance(segm, list):
         parts = [p for p in segm if isinstance(p, list)]
@@ -68,7 +71,7 @@ def segmentation_mask(segm: Any, hw: tuple[int, int], where: str) -> np.ndarray 
         parts = [[float(v) for v in p] for p in parts if len(p) >= 6 and len(p) % 2 == 0]
         if not parts:
             return None
-        rle = mask_api.merge(mask_api.frPyObjects(parts, height, width))
+        rle = api.merge(api.frPyObjects(parts, height, width))
     elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
         size = [int(v) for v in segm["size"]]
         if size != [height, width]:
@@ -77,7 +80,7 @@ def segmentation_mask(segm: Any, hw: tuple[int, int], where: str) -> np.ndarray 
             )
         counts = segm["counts"]
         if isinstance(counts, list):  # uncompressed
-            rle = mask_api.frPyObjects({"size": size, "counts": counts}, height, width)
+            rle = api.frPyObjects({"size": size, "counts": counts}, height, width)
         elif isinstance(counts, (str, bytes)):  # compressed
             rle = {"size": size, "counts": counts.encode() if isinstance(counts, str) else counts}
         else:
@@ -88,7 +91,7 @@ def segmentation_mask(segm: Any, hw: tuple[int, int], where: str) -> np.ndarray 
             f"'size' and 'counts'; found {type(segm).__name__}"
         )
     try:
-        decoded = mask_api.decode(rle)
+        decoded = api.decode(rle)
     except Exception as err:  # pycocotools raises bare ValueErrors/TypeErrors on bad RLE
         raise ConversionError(f"{where}: cannot decode the RLE ({err})") from err
     return decoded.astype(bool)  # (H, W)
