@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # also runnable as `python tools/prelabel_loop.py`
@@ -82,6 +83,8 @@ class Config:
     batch_size: int = 8  # training batch
     lr: float = 3e-3  # Adam, cosine to lr / 100
     class_weights: tuple[float, ...] = (1.0, 3.0, 6.0, 6.0)  # CE weight per class (+ dice)
+    threads: int = 1  # CPU threads of every training and of the drafting (on a shared CPU,
+    # more threads than free cores make each step several times slower)
     python: str = sys.executable  # interpreter for train.py
 
 
@@ -158,7 +161,7 @@ def train(cfg: Config, data: Path, run_dir: Path, n_photos: int, seed: int) -> P
     with open(log, "w") as f:
         f.write(f"$ {shlex.join(command)}\n")
         f.flush()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(cfg.threads)}
         code = subprocess.call(command, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
     if code != 0 or not best.is_file():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
@@ -312,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(CLASS_NAMES) != len(cfg.class_weights):
         print(f"error: --class-weights needs {len(CLASS_NAMES)} values", file=sys.stderr)
         return 2
+    torch.set_num_threads(cfg.threads)
     voc_root = Path(cfg.data)
     if not (voc_root / "VOC2007").is_dir():
         print(f"making {cfg.num} synthetic oranges ({cfg.size} px) in {voc_root} ...", flush=True)

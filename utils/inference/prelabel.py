@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from utils.data.drafts import (
+    Draft,
     coco_annotations,
     coco_document,
     draft_regions,
@@ -152,6 +153,46 @@ def write_ranking(photos: list[PhotoDraft], path: Path) -> Path:
     return write_text(path, buf.getvalue())
 
 
+def _labelme_draft(
+    photo: Path, draft: Draft, out: Path, names: list[str], tolerance: float, image_data: bool
+) -> tuple[Path, str]:
+    """Write `out/<photo name>.json` unless it exists; (its path, "drafted" or "kept")."""
+    target = out / f"{photo.stem}.json"
+    if target.exists():
+        return target, "kept"
+    doc = labelme_document(
+        labelme_shapes(draft, names, tolerance),
+        labelme_image_path(photo, target),
+        draft.hw,
+        photo.read_bytes() if image_data else None,
+    )
+    write_text(target, json.dumps(doc, indent=2, ensure_ascii=False))
+    return target, "drafted"
+
+
+@dataclass
+class _CocoDrafts:
+    """The images and annotations of the one COCO file, gathered photo by photo."""
+
+    path: Path
+    root: Path  # file names are relative to it
+    rle: bool
+    images: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, photo: Path, draft: Draft, tolerance: float) -> None:
+        image_id = len(self.images) + 1
+        h, w = draft.hw
+        name = Path(os.path.relpath(photo.absolute(), self.root)).as_posix()
+        self.images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        first = len(self.annotations) + 1
+        self.annotations += coco_annotations(draft, image_id, first, tolerance, self.rle)
+
+    def write(self, names: list[str]) -> Path:
+        doc = coco_document(self.images, self.annotations, names, "drafts to correct")
+        return write_text(self.path, json.dumps(doc, ensure_ascii=False))
+
+
 def prelabel(
     predictor: Any,
     photos: Sequence[str | Path],
@@ -183,23 +224,24 @@ def prelabel(
         raise ValueError("no photos to draft")
     check_stems(paths)
     out = Path(out)
-    coco_path = out / COCO_FILE
-    if fmt != "labelme" and coco_path.exists():
+    coco = (
+        None
+        if fmt == "labelme"
+        else _CocoDrafts(out / COCO_FILE, _common_folder(paths), fmt == "coco-rle")
+    )
+    if coco is not None and coco.path.exists():
         raise ValueError(
-            f"{coco_path} exists (it may hold corrections); move it away or choose another --out"
+            f"{coco.path} exists (it may hold corrections); move it away or choose another --out"
         )
     removed = remove_stale_temp_files(out)
     if removed:  # left by a run that was killed while writing
         log(describe_removed(removed))
     names = list(predictor.class_names)
-    k = int(predictor.num_classes)
     result = PrelabelResult([], [], [], None)
-    images_root = _common_folder(paths)
-    coco_images: list[dict[str, Any]] = []
-    coco_anns: list[dict[str, Any]] = []
-    for start in range(0, len(paths), max(1, batch_size)):
+    step = max(1, batch_size)
+    for start in range(0, len(paths), step):
         chunk: list[tuple[Path, np.ndarray]] = []
-        for path in paths[start : start + max(1, batch_size)]:
+        for path in paths[start : start + step]:
             try:
                 chunk.append((path, read_image(path)))
             except (OSError, ValueError) as err:  # FileNotFoundError is an OSError
@@ -207,48 +249,25 @@ def prelabel(
                 result.failed.append(f"{path}: {err}")
         if not chunk:
             continue
-        for (path, image), probs in zip(
-            chunk, _probabilities(predictor, [im for _, im in chunk]), strict=True
-        ):
+        all_probs = _probabilities(predictor, [image for _, image in chunk])
+        for (path, image), probs in zip(chunk, all_probs, strict=True):
             mask = probs.argmax(axis=0).astype(np.uint8)  # (H, W), as Predictor.postprocess
-            scores, scored = photo_uncertainty(
-                probs, fruit_mask(image, mask, min_saturation=fruit_min_saturation)
-            )
-            draft = draft_regions(mask, k, min_area)
-            status = "drafted"
-            if fmt == "labelme":
-                target = out / f"{path.stem}.json"
-                if target.exists():
-                    status = "kept"
-                else:
-                    shapes = labelme_shapes(draft, names, tolerance)
-                    doc = labelme_document(
-                        shapes,
-                        labelme_image_path(path, target),
-                        draft.hw,
-                        path.read_bytes() if image_data else None,
-                    )
-                    result.written.append(
-                        write_text(target, json.dumps(doc, indent=2, ensure_ascii=False))
-                    )
+            fruit = fruit_mask(image, mask, min_saturation=fruit_min_saturation)
+            scores, scored = photo_uncertainty(probs, fruit)
+            draft = draft_regions(mask, int(predictor.num_classes), min_area)
+            if coco is None:
+                target, status = _labelme_draft(path, draft, out, names, tolerance, image_data)
+                if status == "drafted":
+                    result.written.append(target)
             else:
-                target = coco_path
-                image_id = len(coco_images) + 1
-                rel = os.path.relpath(path.absolute(), images_root)
-                h, w = draft.hw
-                coco_images.append(
-                    {"id": image_id, "file_name": Path(rel).as_posix(), "width": w, "height": h}
-                )
-                coco_anns += coco_annotations(
-                    draft, image_id, len(coco_anns) + 1, tolerance, rle=fmt == "coco-rle"
-                )
+                coco.add(path, draft, tolerance)
+                target, status = coco.path, "drafted"
             defects = int((mask != 0).sum())
             result.photos.append(
                 PhotoDraft(path, target, status, len(draft.regions), scored, defects, scores)
             )
-    if fmt != "labelme" and coco_images:
-        doc = coco_document(coco_images, coco_anns, names, "drafts to correct")
-        result.written.append(write_text(coco_path, json.dumps(doc, ensure_ascii=False)))
+    if coco is not None and coco.images:
+        result.written.append(coco.write(names))
     if rank and result.photos:
         result.ranking = write_ranking(result.ranked(rank_by), out / RANKING_FILE)
     return result
