@@ -454,14 +454,14 @@ def run_prelabel(cfg: Config, predictor: Predictor) -> int:
         predictor,
         expand_inputs(cfg.inputs),
         cfg.out,
-        cfg.format,
-        cfg.min_area,
-        cfg.tolerance,
-        cfg.rank,
-        cfg.rank_by,
-        cfg.image_data,
-        cfg.batch_size,
-        cfg.fruit_min_saturation,
+        fmt=cfg.format,
+        min_area=cfg.min_area,
+        tolerance=cfg.tolerance,
+        rank=cfg.rank,
+        rank_by=cfg.rank_by,
+        image_data=cfg.image_data,
+        batch_size=cfg.batch_size,
+        fruit_min_saturation=cfg.fruit_min_saturation,
     )
     print(summary(result, cfg.format, predictor.class_names, cfg.rank_by))
     if result.failed:
