@@ -23,7 +23,7 @@ the loop's step runs, and holds the step itself so that the loop and the trainin
 ``resolve_speed(cfg-like values, model names, device) -> SpeedPlan`` is the whole decision;
 the plan's ``notes`` say what was chosen when it differs from what was asked, and the trainer
 writes what ran back into the saved config. ``TrainStep`` runs one optimisation step with a
-plan. A plain part of ``utils.training``: imports torch only.
+plan. A plain part of ``utils.training``: imports torch and ``conv_padding`` only.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from functools import lru_cache
 
 import torch
 from torch import nn
+
+from utils.training.conv_padding import explicit_conv_padding
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # what a step can run in
 AMP_DTYPES = ("auto", "bf16", "fp16")  # --amp-dtype choices
@@ -265,8 +267,13 @@ class TrainStep:
     def forward(
         self, engine: Callable[..., dict], images: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The task's loss terms for one batch, under the plan's autocast."""
-        with self.plan.autocast():
+        """The task's loss terms for one batch, under the plan's autocast. In bfloat16 on the CPU,
+        convolutions padded beyond their input get their zeros explicitly: oneDNN leaves part
+        of their weight gradient unwritten otherwise (utils/training/conv_padding.py)."""
+        with (
+            self.plan.autocast(),
+            explicit_conv_padding(self.plan.device_type, self.plan.precision),
+        ):
             return engine(images, labels)
 
     def update(self, loss: torch.Tensor) -> None:
