@@ -38,7 +38,7 @@ from utils.training import distributed
 from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.losses import SegLoss, build_seg_loss
 from utils.training.trainer import (
-    NonFiniteLossError,
+    NonFiniteError,
     Trainer,
     TrainResult,
     prepare_run_dir,
@@ -81,9 +81,9 @@ def main(
 ) -> int:
     """Parse the flags, run `train_fn(cfg)`, and return the exit status.
 
-    0: done; 1: stopped on a non-finite loss; 2: a user-facing problem (unknown flag, bad
-    value, missing file, broken data: the message says which); 130: interrupted (Ctrl-C,
-    checkpoint kept).
+    0: done; 1: stopped on a NaN or inf (loss, gradient, weight); 2: a user-facing problem
+    (unknown flag, bad value, missing file, broken data, full disk: the message says which);
+    130: interrupted (Ctrl-C, checkpoint kept).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -92,7 +92,7 @@ def main(
     except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
         status, message = 2, f"{prog}: error: {user_message(exc)}"
         release_failed_run(exc)
-    except NonFiniteLossError as exc:
+    except NonFiniteError as exc:
         status, message = 1, f"{prog}: stopped: {exc}"
         release_failed_run(exc)
     except KeyboardInterrupt:
