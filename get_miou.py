@@ -30,6 +30,7 @@ from typing import Literal
 
 from utils.cli import parse_config
 from utils.deploy.backends import BACKEND_CHOICES
+from utils.fileio import DiskFullError
 from utils.inference.evaluate import MODES, evaluate, format_table
 from utils.inference.predictor import Predictor, default_class_names
 
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(Config, argv, description=__doc__)
     try:
         run(cfg)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, DiskFullError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -70,6 +70,7 @@ from utils.data.mask_folder import convert_mask_folder
 from utils.data.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
 from utils.data.report import build_report, format_report, write_report
 from utils.fileio import (
+    DiskFullError,
     describe_removed,
     display_path,
     is_utf8_name,
@@ -474,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     folder = voc / "ImageSets" / "Segmentation"
     try:
         splits = write_splits(cfg, good)
+    except DiskFullError as err:  # says which file and that none was changed
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except (OSError, ValueError) as err:
         print(
             f"error: writing the split files in {folder} failed ({err}); they are as they were",

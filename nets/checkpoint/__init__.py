@@ -395,7 +395,8 @@ def _previous_state(path: Path, kind: str) -> str:
 
 def _disk_full(exc: BaseException) -> bool:
     """Whether `exc` or an exception it was raised from or during is ENOSPC / EDQUOT (torch
-    reports a failed write as a RuntimeError of its zip writer, raised during the OSError)."""
+    reports a failed write as a RuntimeError of its zip writer, raised during the OSError).
+    ``utils.fileio.is_disk_full`` is the same test (``nets`` never imports ``utils``)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

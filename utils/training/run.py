@@ -34,6 +34,7 @@ from nets.profile import count_params
 from utils.cli import config_from_dict, parse_config
 from utils.data.dataset import VOCSegmentation
 from utils.data.synthetic import generate_dataset
+from utils.fileio import DiskFullError
 from utils.training import distributed
 from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.losses import SegLoss, build_seg_loss
@@ -89,7 +90,14 @@ def main(
     try:
         train_fn(parse_train_config(config_cls, argv, description))
         return 0
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (
+        ConfigError,
+        CheckpointError,
+        ValueError,
+        FileNotFoundError,
+        KeyError,
+        DiskFullError,
+    ) as exc:
         status, message = 2, f"{prog}: error: {user_message(exc)}"
         release_failed_run(exc)
     except NonFiniteError as exc:
