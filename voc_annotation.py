@@ -3,8 +3,9 @@
 FastSegFormer (Cai et al. 2024) splits Orange_Navel_1.5k 6:2:2. This script, like the
 original's voc_annotation.py, writes ImageSets/Segmentation/{train,val,test,trainval}.txt, and
 before that checks every mask (readable, same size as its photo, palette/index values or VOC
-palette colours, not a 0/255 binary mask), prints a per-class pixel histogram and every
-problem found. Masks with problems are left out of the splits.
+palette colours, not a 0/255 binary mask, no value >= --num-classes but 255, the ignore index),
+prints a per-class pixel histogram and every problem found. Masks with problems are left out of
+the splits; with --check-only nothing is written and the exit status is 1 when any was found.
 
     python voc_annotation.py --data data/Orange_Navel_1.5k             # check + write splits
     python voc_annotation.py --data DIR --ratios 7 2 1 --seed 1 --force  # replace split files
@@ -67,7 +68,7 @@ from utils.data.labels import (
     save_index_mask,
 )
 from utils.data.mask_folder import convert_mask_folder
-from utils.data.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
+from utils.data.preprocess import CLASS_NAMES, read_image
 from utils.data.report import build_report, format_report, write_report
 from utils.fileio import (
     DiskFullError,
@@ -88,7 +89,7 @@ class Config:
     data: str = "data/synthetic_oranges"  # folder containing VOC2007/ (or VOC2007 itself)
     ratios: tuple[float, float, float] = (6.0, 2.0, 2.0)  # train val test (the paper: 6:2:2)
     seed: int = 0  # split shuffling seed
-    num_classes: int | None = None  # classes (None: len(--classes), else 4); values >= it: ignored
+    num_classes: int | None = None  # classes K (None: len(--classes) or 4); masks: 0..K-1, 255
     force: bool = False  # replace existing split files
     check_only: bool = False  # only check the masks and print the histogram; write nothing
     convert_colour: bool = False  # rewrite RGB/RGBA VOC-palette masks as palette index PNGs
@@ -159,7 +160,7 @@ class CheckResult:
 
     good: list[str]  # ids whose photo and mask passed every check
     problems: list[str]  # one line each, naming the file; "(warning; kept)" ones are kept
-    hist: np.ndarray  # (num_classes + 1,) pixels per class, ignored (>= num_classes) last
+    hist: np.ndarray  # (num_classes + 1,) pixels per class, ignored (255) last
     converted: int  # masks rewritten (--convert-colour, --binary-to-index)
     photos: set[str]  # ids with a photo
     masks: set[str]  # ids with a mask
@@ -213,14 +214,7 @@ def check_dataset(cfg: Config) -> CheckResult:
         except (MaskError, ValueError, OSError) as err:  # FileNotFoundError, PIL's OSErrors
             problems.append(str(err))
             continue
-        h = class_histogram(mask, cfg.num_classes)
-        outside = np.unique(mask[(mask >= cfg.num_classes) & (mask != IGNORE_INDEX)])
-        if outside.size:
-            problems.append(
-                f"{mask_path}: values {outside.tolist()} >= num_classes={cfg.num_classes} "
-                f"({int(h[-1])} px incl. 255) will be ignored in training (warning; kept)"
-            )
-        hist += h
+        hist += class_histogram(mask, cfg.num_classes)
         good.append(stem)
     return CheckResult(good, problems, hist, converted, set(photos), set(masks))
 
@@ -328,7 +322,7 @@ def check_split_files(voc: Path, photos: set[str], masks: set[str], usable: set[
 def format_histogram(hist: np.ndarray, class_names: list[str]) -> str:
     total = max(int(hist.sum()), 1)
     lines = [f"{'class':<18}{'pixels':>14}{'share %':>10}"]
-    for name, count in zip([*class_names, "ignored (>=K)"], hist, strict=True):
+    for name, count in zip([*class_names, "ignored (255)"], hist, strict=True):
         lines.append(f"{name:<18}{int(count):>14}{100 * count / total:>10.3f}")
     return "\n".join(lines)
 

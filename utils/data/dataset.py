@@ -8,13 +8,16 @@ Layout (``root`` is the folder holding ``VOC2007/``, or ``VOC2007`` itself)::
 
 Items are ``(image, label)``: image float32 (3, H, W) from `utils.data.preprocess.to_tensor`
 (RGB / 255, then mean/std if given: the same function inference uses), label int64 (H, W)
-with values >= num_classes set to 255 (ignore). Training items go through the original
+of class ids 0..num_classes-1 and 255 (ignore). Training items go through the original
 random augmentation (utils/data/augment.py); evaluation items are letterboxed like inference.
 
 The split is checked when the data set is built (every listed photo and mask must exist), and
 each sample is checked when loaded (mask readable, same size as its photo, colours in the VOC
-palette, not a 0/255 binary mask, photo decodable); problems raise a ValueError that names the
-file, which a DataLoader worker passes on to the main process unchanged.
+palette, not a 0/255 binary mask, no value >= num_classes but 255, photo decodable); problems
+raise a ValueError that names the file, which a DataLoader worker passes on to the main
+process unchanged. The original code turned mask values >= num_classes into "ignore"; we
+refuse them, so a wrong label never reaches the loss. `check_mask_values` (utils/data/
+mask_values.py) finds them in a whole split before training starts.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.data.augment import AugmentParams, random_augment
-from utils.data.labels import check_sizes, map_ignore, read_mask
+from utils.data.labels import check_sizes, read_mask
 from utils.data.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -122,7 +125,7 @@ class VOCSegmentation(Dataset):
         root: folder containing VOC2007/ (or VOC2007 itself).
         split: "train", "val", "test" or any ImageSets/Segmentation/<split>.txt.
         input_size: network input (h, w) or one int for a square.
-        num_classes: label values >= num_classes become 255 (ignore).
+        num_classes: label values >= num_classes other than 255 (ignore) are refused.
         train: random augmentation if True, letterbox otherwise.
         mean, std: optional normalisation after /255 (None = the paper's plain /255).
     """
@@ -197,7 +200,6 @@ class VOCSegmentation(Dataset):
         else:
             image, _ = letterbox(image, self.input_size)
             mask = letterbox_mask(mask, self.input_size)
-        mask = map_ignore(mask, self.num_classes)
         x = torch.from_numpy(to_tensor(image, self.mean, self.std))  # (3, H, W) float32
         y = torch.from_numpy(mask.astype(np.int64))  # (H, W) int64
         return x, y

@@ -122,7 +122,7 @@ def score_split(
     """(K, K) confusion matrix of the PNGs `pred_dir/<id>.png` against the ground-truth masks.
 
     Both are read with utils.data.labels.read_mask, so index, palette and RGB/RGBA PNGs in VOC
-    colours all work; ground-truth values >= num_classes are ignored.
+    colours all work; 255 is ignored, other values >= num_classes are refused (MaskError).
     """
     pred_dir = Path(pred_dir)
     cm = ConfusionMatrix(num_classes, ignore_index)

@@ -7,7 +7,8 @@ own task; everything else happens here, once, in this order:
    config), then the script's function, with errors mapped to exit statuses;
 2. ``train``: ``validate_config``; seed; the model of ``--model`` (checked: name, input size,
    ImageNet weights); torchrun setup; the data set (``--data``, else the real set if present,
-   else synthetic oranges generated once); the starting weights (``--pretrained``); the
+   else synthetic oranges generated once) and the values of its train and val masks (no value
+   may be >= ``--num-classes`` but 255); the starting weights (``--pretrained``); the
    segmentation loss; the script's task around the model; the run folder; ``Trainer.fit``.
 
 The config travels one way, from the script down into this module and on into the loop.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,6 +35,7 @@ from nets.checkpoint import CheckpointError, read_project_checkpoint
 from nets.profile import count_params
 from utils.cli import config_from_dict, parse_config
 from utils.data.dataset import VOCSegmentation
+from utils.data.mask_values import CACHE_NAME, check_mask_values
 from utils.data.synthetic import generate_dataset
 from utils.fileio import DiskFullError
 from utils.training import distributed
@@ -165,6 +168,19 @@ def resolve_data(data: str, is_main: bool = True) -> Path:
     return SYNTHETIC_DATA
 
 
+def check_masks(train_set: VOCSegmentation, val_set: VOCSegmentation, is_main: bool) -> None:
+    """Stop (``MaskError``, naming every file and value) before training when a mask of either
+    split cannot be read or holds a value that is no class (utils/data/mask_values.py)."""
+    start = time.perf_counter()
+    read = sum(check_mask_values(split).read for split in (train_set, val_set))
+    if is_main and read:
+        print(
+            f"checked the values of {read} masks in {time.perf_counter() - start:.1f} s (kept in "
+            f"{train_set.voc / CACHE_NAME} for the next run)",
+            flush=True,
+        )
+
+
 def parse_model_options(items: Sequence[str]) -> dict[str, Any]:
     """["pyramid=ppm", "irb=false"] -> {"pyramid": "ppm", "irb": False} (YAML scalars)."""
     options = {}
@@ -243,6 +259,7 @@ def train(
         size = tuple(train_size or cfg.input_size)
         train_set = VOCSegmentation(root, "train", size, cfg.num_classes, train=True)
         val_set = VOCSegmentation(root, "val", cfg.input_size, cfg.num_classes, train=False)
+        check_masks(train_set, val_set, info.is_main)
         load_initial_weights(model, cfg, info.is_main)
         seg_loss = build_seg_loss(cfg.loss, cfg.dice, cfg.class_weights or None)
         task = build_task(model, seg_loss)
