@@ -181,6 +181,30 @@ def test_a_weight_gone_nan_in_a_later_epoch_keeps_the_last_good_checkpoint(tmp_p
     assert not non_finite_tensors(_tensors(last))
 
 
+def test_nan_in_the_optimizer_state_is_refused_by_the_writer_and_stops_training(tmp_path):
+    """Weights and gradients finite, Adam's moment not: the writer's own check stops the run."""
+    task = SegmentationTask(TinySegNet(3), build_seg_loss("ce"))
+    trainer = _trainer(tmp_path, task)
+    real_update, calls = trainer.step.update, []
+
+    def update(loss):  # noqa: ANN001, ANN202
+        bad = real_update(loss)
+        calls.append(1)
+        if len(calls) == 4:  # after the last step of epoch 1: the weights stay finite
+            moments = trainer.optimizer.state[task.model.head.weight]
+            moments["exp_avg"].view(-1)[0] = float("nan")
+        return bad
+
+    trainer.step.update = update
+    with pytest.raises(
+        NonFiniteTensorError, match=r"refusing to write .*optimizer\.state\.\d+\.exp_avg"
+    ):
+        trainer.fit()
+    # best.pth (weights only, all finite) went through; last.pth (with Adam's state) did not
+    assert [p.name for p in (tmp_path / "run").glob("*.pth")] == ["best.pth"]
+    assert not non_finite_tensors(_tensors(read_project_checkpoint(tmp_path / "run/best.pth")))
+
+
 def test_the_checkpoint_writer_refuses_nan_and_inf_naming_the_tensor(tmp_path):
     path = tmp_path / "last.pth"
     save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)

@@ -18,11 +18,12 @@ any machine. In training, Adam turns that garbage into NaN or wrong values in th
 run, because it depends on what the allocator hands back.
 
 The fix. ``explicit_conv_padding`` pads such an input with zeros itself (``F.pad``) and runs
-the convolution without padding: the same sums (up to rounding order), on an input at least as
-large as the kernel, which oneDNN handles. Only convolutions whose padding exceeds their input
-change, so a 224x224 FastSegFormer step runs as before. The mode costs about 1.6 us per
-PyTorch call of the forward pass (~330 calls for FastSegFormer-P: ~0.5 ms of a step of several
-hundred), and it is on only where the fault lives: bfloat16 on the CPU.
+the convolution without padding: the same sums (up to rounding order), and no padding for
+oneDNN's kernel to mishandle. Only convolutions whose padding exceeds their input
+change, so a 224x224 FastSegFormer step runs as before. The mode adds about 1.2 us to
+each PyTorch call of the forward pass (~300 calls for FastSegFormer-P: under 0.5 ms of a step
+of several hundred; ``tools/check_conv_grad.py`` measures both), and it is on only where the
+fault lives: bfloat16 on the CPU.
 
 A plain part of ``utils.training``: imports torch only.
 """

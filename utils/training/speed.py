@@ -309,7 +309,8 @@ class TrainStep:
     def __call__(
         self, engine: Callable[..., dict], images: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """forward + update without the finite check (benchmarks)."""
+        """forward + update without the loop's loss check (benchmarks; update still checks the
+        gradients and skips the optimizer step on NaN/inf)."""
         terms = self.forward(engine, images, labels)
         self.update(terms["loss"])
         return terms
