@@ -85,7 +85,8 @@ from utils.deploy.optimize import (
     quantize_int8,
 )
 from utils.deploy.runtimes import OpenVinoBackend
-from utils.deploy.timing import benchmark, cpu_name, cuda_sync, environment
+from utils.deploy.timing import benchmark, cpu_name, environment
+from utils.deploy.torch_runtime import cuda_sync
 from utils.fileio import atomic_open, write_text
 from utils.inference.calibration import calibration_photos
 from utils.inference.evaluate import evaluate

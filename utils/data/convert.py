@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from utils.data.labels import save_index_mask
-from utils.fileio import display_path, is_utf8_name, write_bytes
 from utils.data.preprocess import IGNORE_INDEX
+from utils.fileio import display_path, is_utf8_name, write_bytes
 
 IGNORE_LABEL = "__ignore__"  # label-map target that marks pixels as ignore (255)
 EXIF_ORIENTATION = 0x0112

@@ -26,9 +26,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from utils.data.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
 from utils.data.labels import map_ignore, read_mask, save_index_mask
 from utils.data.preprocess import IGNORE_INDEX, read_image
+from utils.data.voc import PHOTO_SUFFIXES, read_split, resolve_voc_root, split_paths
 from utils.fileio import (
     atomic_open,
     atomic_path,
@@ -55,8 +55,8 @@ def split_files(
     if split == "all" and not (voc / "ImageSets" / "Segmentation" / "all.txt").is_file():
         return _all_files(voc, need_masks, PHOTO_SUFFIXES)
     if need_masks:
-        ds = VOCSegmentation(data, split, input_size=32, num_classes=num_classes, train=False)
-        return list(ds.ids), list(ds.photo_paths), list(ds.mask_paths)
+        _, ids, photos, masks = split_paths(voc, split)
+        return ids, photos, masks
     split_file, ids = read_split(voc, split)
     photos = []
     for i in ids:

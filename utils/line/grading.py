@@ -56,9 +56,9 @@ import torch
 import yaml
 
 from utils.cli import parse_config
-from utils.data.dataset import resolve_voc_root
 from utils.data.labels import map_ignore, read_mask
 from utils.data.preprocess import CLASS_NAMES, read_image
+from utils.data.voc import resolve_voc_root
 from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.timing import benchmark
 from utils.fileio import temp_path_for, write_bytes
