@@ -42,6 +42,7 @@ BACKEND_CHOICES = (AUTO, *BACKENDS)
 INT8_BACKENDS = ("ort-int8", "ov-int8")
 # auto on the CPU: OpenVINO first (the CPU's own runtime), ONNX Runtime where it is missing
 AUTO_CANDIDATES = ("ov-int8", "ov-fp32", "ort-int8", "ort-fp32")
+EXPORTERS = ("auto", "dynamo", "torchscript")  # torch.onnx exporters (utils.deploy.onnx_export)
 AUTO_MIN_AGREEMENT = 0.99  # INT8 vs fp32 argmax agreement over held-out photos
 AUTO_MIN_MASK_IOU = 0.90  # mean over classes of IoU(INT8 mask, fp32 mask)
 

@@ -61,7 +61,8 @@ def runtime_versions() -> dict[str, str | None]:
 
 
 class OnnxBackend:
-    """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU)."""
+    """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU);
+    `threads` > 0 sets its intra-op threads unless `sess_options` are given."""
 
     name = "onnxruntime"
     label = "onnxruntime"
@@ -71,6 +72,7 @@ class OnnxBackend:
         path: str | Path,
         providers: Sequence[str] | None = None,
         sess_options: Any = None,
+        threads: int = 0,
     ) -> None:
         import onnxruntime as ort
 
@@ -82,6 +84,9 @@ class OnnxBackend:
             providers = [
                 p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
             ]
+        if sess_options is None and threads > 0:
+            sess_options = ort.SessionOptions()
+            sess_options.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=sess_options, providers=list(providers)

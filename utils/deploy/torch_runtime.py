@@ -53,6 +53,11 @@ class TorchBackend:
             logits = self.model(x)  # (B, K, h, w)
         return logits.float().contiguous().cpu().numpy()
 
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (CUDA); the CPU returns when the work is done."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def describe(self) -> str:
         precision = "fp16" if self.dtype == torch.float16 else "fp32"
         layout = ", channels_last" if self.channels_last else ""
