@@ -87,7 +87,7 @@ class Config:
     model: str | None = None  # registry model name (nets.MODELS), for the original's weights
     num_classes: int | None = None  # classes (None: the checkpoint's, else 4)
     trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
-    backend: Literal[tuple(BACKEND_CHOICES)] | None = None  # a .pth's runtime (None: auto)
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # a .pth's runtime (auto: the fastest)
     calib_data: str = ""  # VOC root whose train split calibrates INT8 (empty: generated oranges)
     calib_images: int = 64  # INT8 calibration photos (at most)
     threads: int = 0  # CPU runtime threads (0: all)

@@ -348,7 +348,9 @@ def _only_ulcer(scene: ConveyorScene, row: dict) -> bool:
     return sprite.defects == (2,)
 
 
-def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path, tiny_checkpoint):
+def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(
+    tmp_path, tiny_checkpoint, capsys
+):
     from utils.line.conveyor import write_video, write_voc
     from utils.line.grading import main
 
@@ -370,9 +372,11 @@ def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path,
                  "--evaluate", "--out", str(out), "--no-model-fps", *TORCH]) == 0  # fmt: skip
     doc = json.loads((out / "grading_eval.json").read_text())
     assert doc["frames"] == 2 and not doc["tracked"] and doc["split"] == "test"
-    with pytest.raises(SystemExit, match="ground-truth folder not found|--evaluate"):
-        other = write_video(tmp_path / "no_gt.mp4", seconds=0.1, fps=30, size=(96, 160))
-        main(["--checkpoint", str(tiny_checkpoint), "--source", str(other), "--evaluate", *TORCH])
+    other = write_video(tmp_path / "no_gt.mp4", seconds=0.1, fps=30, size=(96, 160))
+    capsys.readouterr()
+    rc = main(["--checkpoint", str(tiny_checkpoint), "--source", str(other), "--evaluate", *TORCH])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "ground-truth folder not found" in err[0], err
 
 
 def test_command_line_runs_the_backend_it_is_given(tmp_path, tiny_checkpoint, capsys):

@@ -33,6 +33,7 @@ from utils.deploy.openvino_export import (
 from utils.deploy.runtimes import OpenVinoBackend
 from utils.inference.calibration import calibration_photos
 from utils.inference.model_predictor import ModelPredictor
+from utils.inference.open_model import open_model
 from utils.inference.predictor import Predictor
 
 SIZE = 32
@@ -172,14 +173,14 @@ def test_auto_is_cached_per_weights_and_cpu(tmp_path) -> None:
     assert len(list(cache.iterdir())) == 2 and other.backend.label == "ov-fp32"
 
 
-def test_exported_predictor_refuses_a_conversion(tmp_path) -> None:
+def test_exported_file_runs_on_its_own_runtime(tmp_path) -> None:
     export_openvino(make_tiny(seed=1), tmp_path / "m.xml", SIZE)
-    predictor = Predictor.from_exported(tmp_path / "m.xml")
-    assert predictor.use_backend("auto") is predictor  # already a deployed file: kept
-    with pytest.raises(ValueError, match="needs the PyTorch model"):
-        predictor.use_backend("ov-int8")
+    assert open_model(tmp_path / "m.xml", backend="auto").backend.label == "ov-fp32"
+    assert open_model(tmp_path / "m.xml", backend="ov-fp32").backend.label == "ov-fp32"
+    with pytest.raises(ValueError, match=r"an OpenVINO IR \(ov-fp32\) and runs as it is"):
+        open_model(tmp_path / "m.xml", backend="ov-int8")
     with pytest.raises(ValueError, match="unknown backend"):
-        predictor.use_backend("tensorrt")
+        open_model(tmp_path / "m.xml", backend="tensorrt")
 
 
 def test_calibration_falls_back_to_generated_oranges(tmp_path) -> None:

@@ -201,15 +201,17 @@ def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def unletterbox(maps: np.ndarray, box: Letterbox) -> np.ndarray:
+def unletterbox(maps: np.ndarray, box: Letterbox, channels_last: bool = False) -> np.ndarray:
     """Crop the letterbox padding from (K, h, w) float maps and resize them to the photo size.
 
     Bilinear with half-pixel centres (cv2.INTER_LINEAR, the original's post-processing: it
-    resizes the softmax probabilities with OpenCV before the argmax). Returns (K, H, W) float32.
+    resizes the softmax probabilities with OpenCV before the argmax). Returns (K, H, W) float32,
+    or (H, W, K) with `channels_last` (OpenCV's own layout: no copy back, and an argmax over
+    the last axis is the fast one).
     """
     crop = maps[:, box.top : box.top + box.new_h, box.left : box.left + box.new_w]
     hwk = np.ascontiguousarray(crop.transpose(1, 2, 0), dtype=np.float32)
     out = cv2.resize(hwk, (box.orig_w, box.orig_h), interpolation=cv2.INTER_LINEAR)
     if out.ndim == 2:  # OpenCV drops a single channel axis
         out = out[:, :, None]
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    return out if channels_last else np.ascontiguousarray(out.transpose(2, 0, 1))

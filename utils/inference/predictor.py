@@ -170,7 +170,8 @@ class Predictor:
 
     def postprocess(self, logits: np.ndarray, box: Letterbox) -> np.ndarray:
         """(K, h, w) logits -> (H, W) uint8 class mask at the photo's size."""
-        return self.probabilities(logits, box).argmax(axis=0).astype(np.uint8)
+        probs = softmax(np.asarray(logits, dtype=np.float32), axis=0)
+        return unletterbox(probs, box, channels_last=True).argmax(axis=-1).astype(np.uint8)
 
     def predict(self, image_rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB photo -> (H, W) uint8 class mask."""

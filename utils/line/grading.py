@@ -760,7 +760,7 @@ class Config:
     checkpoint: str = ""  # model file: .pth checkpoint, .onnx or OpenVINO IR (.xml)
     model: str | None = None  # registry model name, for the original's published weights
     trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
-    backend: Literal[tuple(BACKEND_CHOICES)] | None = None  # a .pth's runtime (None: auto)
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # a .pth's runtime (auto: the fastest)
     calib_data: str = ""  # VOC root whose train split calibrates INT8 (empty: generated oranges)
     threads: int = -1  # model's CPU threads (-1: all cores but one, left to decode/draw/encode)
     deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
