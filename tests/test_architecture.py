@@ -330,6 +330,6 @@ def test_the_walk_sees_the_project() -> None:
     assert ("utils.training.trainer", "utils.metrics") in edges
     assert layer("utils.line.grading") == "line" and layer("utils.cli") == "plain"
     # the deploy-path walk reaches the modules it must check
-    closure = module_level_closure("predict", imports, set(files))
+    closure = module_level_closure("get_miou", imports, set(files))
     assert {"utils.inference.predictor", "utils.deploy.runtimes", "utils.data.voc"} <= closure
     assert "nets" in module_level_closure("train", imports, set(files))
