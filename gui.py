@@ -9,6 +9,7 @@ utils.deploy.backends, ONNX or OpenVINO IR), the threaded
     python gui.py                                          # then use the toolbar
     python gui.py --model logs/run/best.pth --source line.mp4
     python gui.py --model model.onnx --source photos/ --save-dir results/
+    python gui.py --model logs/run/best.pth --rules grades.yaml   # your grading rules
     python gui.py --model logs/run/best.pth --backend ov-int8     # default: --backend auto
     QT_QPA_PLATFORM=offscreen python gui.py --model best.pth --source line.mp4 \\
         --screenshot docs/images/gui.png                   # run once, save the window, quit
@@ -44,7 +45,8 @@ from utils.data.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
 from utils.deploy.backends import BACKEND_CHOICES, check_backend_name
 from utils.inference.predictor import Predictor
 from utils.inference.visualize import save_rgb
-from utils.line.grading import FrameGrades, FruitCSVSink, GradeCSVSink, Grader, GradingRules
+from utils.line.grading import FrameGrades, FruitCSVSink, GradeCSVSink, Grader
+from utils.line.rules import GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import (
     IMAGE_SUFFIXES,
     CameraSource,
@@ -69,7 +71,7 @@ class Config:
     trust_checkpoint: bool = False  # unpickle the --model file in full: trusted files only
     source: str = ""  # image, folder of images or video to open
     save_dir: str = ""  # folder for overlays/video, masks and grades.csv
-    grades: str = ""  # grading rules YAML/JSON (see utils/line/grading.py)
+    rules: str = ""  # grading rules YAML/JSON (utils/line/rules.py; empty: the defaults)
     screenshot: str = ""  # run --source once, save the window here, quit
 
 
@@ -245,6 +247,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.source_path: str | int | None = None
         self.save_dir: Path | None = None
         self.rules = GradingRules()
+        self.rules_problems: list[str] = []  # why the rules do not fit the model (Start is off)
         self.worker: PipelineWorker | None = None
         self.annotator: Annotator | None = None
         self.last_result: FrameResult | None = None
@@ -282,6 +285,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_stop = bar.addAction("Stop", self.stop)
         bar.addSeparator()
         self.act_save = bar.addAction("Save results…", self._ask_save_dir)
+        self.act_rules = bar.addAction("Rules…", self._ask_rules)
+        self.act_rules.setToolTip("grading rules file (YAML/JSON), as --rules")
 
         self.original = ImagePanel("original")
         self.result = ImagePanel("result")
@@ -354,7 +359,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_buttons(self) -> None:
         running = self.running
-        ready = self.predictor is not None and self.source_kind is not None
+        ready = (
+            self.predictor is not None and self.source_kind is not None and not self.rules_problems
+        )
         self.act_start.setEnabled(ready and not running)
         self.act_stop.setEnabled(running)
         for act in (
@@ -363,6 +370,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.act_folder,
             self.act_video,
             self.act_camera,
+            self.act_rules,
         ):
             act.setEnabled(not running)
 
@@ -385,6 +393,13 @@ class MainWindow(QtWidgets.QMainWindow):
             )
         if path:
             self.open_source(kind, path)
+
+    def _ask_rules(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Grading rules", "", "Grading rules (*.yaml *.yml *.json);;All files (*)"
+        )
+        if path:
+            self.load_rules(path)
 
     def _ask_save_dir(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Save results to folder")
@@ -448,7 +463,32 @@ class MainWindow(QtWidgets.QMainWindow):
         describe = getattr(predictor, "describe", None)
         self.model_label.setText(f"{label}\n{describe() if describe else ''}")
         self.statusBar().showMessage(f"model {label} loaded")
+        self.set_rules(self.rules)
         self._update_buttons()
+
+    def load_rules(self, path: str | Path) -> bool:
+        """Grade with the rules of `path` (the loader of utils.line.rules, as --rules); a file
+        with problems is reported, one line each, and the rules in use stay."""
+        try:
+            rules = load_rules(path)
+        except RulesError as err:
+            self._error("\n".join(err.problems))
+            return False
+        if not self.set_rules(rules):
+            return False
+        self.statusBar().showMessage(f"grading rules: {rules.source}")
+        return True
+
+    def set_rules(self, rules: GradingRules) -> bool:
+        """Use `rules`; with a model loaded they must limit only its classes, else Start stays
+        off and the status says why (open fitting rules with Rules…)."""
+        self.rules = rules
+        names = self.predictor.class_names if self.predictor is not None else None
+        self.rules_problems = rules.problems(names)
+        if self.rules_problems:
+            self._error("\n".join(self.rules_problems))
+        self._update_buttons()
+        return not self.rules_problems
 
     def open_source(self, kind: str, path: str | int | Path) -> None:
         """Select a source ("image", "folder", "video", "camera") and preview it."""
@@ -637,15 +677,30 @@ class MainWindow(QtWidgets.QMainWindow):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--grades" or a.startswith("--grades=") for a in argv):
+        print(
+            "gui.py: error: --grades is now --rules, the flag of python -m utils.line.grading "
+            "too: pass --rules FILE",
+            file=sys.stderr,
+        )
+        return 2
     args = parse_config(Config, argv, description=__doc__)
+    try:
+        rules = load_rules(args.rules)
+    except RulesError as err:
+        print("\n".join(f"gui.py: error: {line}" for line in err.problems), file=sys.stderr)
+        return 2
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     window = MainWindow(backend=args.backend)
-    if args.grades:
-        window.rules = GradingRules.from_file(args.grades)
+    window.set_rules(rules)
     window.show()
     if args.model and not window.load_model(args.model, trust=args.trust_checkpoint):
         return 1
+    if window.rules_problems:  # the rules limit classes the model lacks
+        print("\n".join(f"gui.py: error: {p}" for p in window.rules_problems), file=sys.stderr)
+        return 2
     if args.save_dir:
         window.set_save_dir(args.save_dir)
     if args.source:

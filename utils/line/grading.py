@@ -8,16 +8,11 @@ the scene are class 0. A sorting line needs one decision per fruit, so this modu
    predicted defects, touching fruit split by distance transform + watershed), or takes a fruit
    mask / instance map the caller already has (the conveyor's ground truth);
 2. measures, per fruit, the share of its area covered by each defect class;
-3. grades it with the first rule whose limits all hold (rules are ordered best first), else the
+3. grades it with the first grade whose limits all hold (grades run strictest first), else the
    reject grade. Limits are fractions of the fruit area per class name, plus "total" for all
-   defects together. The defaults below are illustrative, not an industry standard: edit them,
-   or load your own with `GradingRules.from_file("grades.yaml")`:
-
-       grades:
-         - {name: premium, max_share: {total: 0.005}}
-         - {name: standard, max_share: {sunburn: 0.10, ulcer: 0.01, wind_scarring: 0.05}}
-       reject: reject
-       min_fruit_pixels: 400
+   defects together. The rules, their file format, their checks and what "strictest first"
+   means precisely are in `utils.line.rules`; its defaults are illustrative, not an industry
+   standard: load your own with `load_rules("grades.yaml", class_names)` (``--rules``).
 
 4. on video, follows each fruit along the belt (`utils.line.fruit.FruitTracker`) and decides
    once per fruit (`decide`): the defect shares averaged over the frames that show the whole
@@ -43,17 +38,17 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
 import torch
-import yaml
 
 from utils.cli import parse_config
 from utils.data.dataset import resolve_voc_root
@@ -66,6 +61,7 @@ from utils.inference.evaluate import split_files
 from utils.inference.predictor import Predictor
 from utils.line.conveyor import ground_truth_dir, read_ground_truth
 from utils.line.fruit import FruitTracker, fruit_regions, region_boxes
+from utils.line.rules import GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import (
     CameraSource,
     FrameListSource,
@@ -82,84 +78,6 @@ GRADE_COLOURS = {"premium": (40, 200, 60), "standard": (250, 200, 0), "reject": 
 OTHER_COLOUR = (200, 200, 200)
 UNITS = "fraction"  # as get_miou.py's metrics.json: shares and scores in [0, 1]
 MISSED = "missed"  # a ground-truth fruit no prediction was matched to
-
-
-# ---------------------------------------------------------------------------- rules
-@dataclass
-class GradeRule:
-    """A grade and its limits: fraction of the fruit area per defect class name (or "total")."""
-
-    name: str
-    max_share: dict[str, float] = field(default_factory=dict)
-
-    def accepts(self, shares: dict[str, float], total: float) -> bool:
-        for cls, limit in self.max_share.items():
-            value = total if cls == "total" else shares.get(cls)
-            if value is None:
-                raise KeyError(
-                    f"grade {self.name!r} limits unknown class {cls!r}; "
-                    f"known: {sorted(shares)} and 'total'"
-                )
-            if value > limit:
-                return False
-        return True
-
-
-def _default_grades() -> list[GradeRule]:
-    return [
-        GradeRule("premium", {"total": 0.005}),  # practically clean: under 0.5 % of the peel
-        GradeRule("standard", {"sunburn": 0.10, "ulcer": 0.01, "wind_scarring": 0.05}),
-    ]
-
-
-@dataclass
-class GradingRules:
-    """Ordered grades (best first); a fruit failing all of them gets `reject`."""
-
-    grades: list[GradeRule] = field(default_factory=_default_grades)
-    reject: str = "reject"
-    min_fruit_pixels: int = 400  # smaller regions are specks, not fruit
-
-    def grade(self, shares: dict[str, float], total: float) -> str:
-        for rule in self.grades:
-            if rule.accepts(shares, total):
-                return rule.name
-        return self.reject
-
-    @property
-    def names(self) -> list[str]:
-        """Every grade, best first, the reject grade last."""
-        return [g.name for g in self.grades] + [self.reject]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GradingRules:
-        unknown = set(data) - {"grades", "reject", "min_fruit_pixels"}
-        if unknown:
-            raise ValueError(
-                f"unknown grading keys {sorted(unknown)}; expected grades, reject, min_fruit_pixels"
-            )
-        grades = [
-            GradeRule(g["name"], {k: float(v) for k, v in g.get("max_share", {}).items()})
-            for g in data.get("grades", [])
-        ] or _default_grades()
-        return cls(
-            grades, str(data.get("reject", "reject")), int(data.get("min_fruit_pixels", 400))
-        )
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> GradingRules:
-        """Rules from a YAML or JSON file (see the module docstring for the layout)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"grading rules file not found: {path}")
-        text = path.read_text()
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping with 'grades', got {type(data).__name__}")
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------- one frame
@@ -325,8 +243,9 @@ class Grader:
         track: bool = False,
         tracker: FruitTracker | None = None,
     ) -> None:
-        self.rules = rules or GradingRules()
         self.class_names = tuple(class_names)
+        # every limit must name one of the model's classes (RulesError naming it otherwise)
+        self.rules = (rules or GradingRules()).check(self.class_names)
         self.draw = draw
         self.tracker = (tracker or FruitTracker()) if track else None
         self.decisions: list[FruitDecision] = []
@@ -761,7 +680,7 @@ class Config:
     deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     source: str = ""  # video, folder of photos, one photo, camera index, or (--evaluate) a VOC set
     out: str = "graded"  # output folder: graded video or overlays, grades.csv (+ grading_eval.json)
-    rules: str | None = None  # grading rules YAML/JSON (default: GradingRules())
+    rules: str | None = None  # grading rules YAML/JSON (utils/line/rules.py; default: built in)
     max_frames: int | None = None  # stop after this many frames (video / camera)
     batch_size: int = 1  # largest opportunistic batch (files; cameras use 1)
     track: bool = True  # video / camera: one decision per fruit across frames, grades.csv per fruit
@@ -854,9 +773,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(Config, argv, description=__doc__)
     if not cfg.model or not cfg.source:
         raise SystemExit("error: give --model (a .pth checkpoint, .onnx or .xml) and --source")
+    try:
+        rules = load_rules(cfg.rules)  # a broken rules file stops the run before the model loads
+    except RulesError as err:
+        return _refuse(err)
     predictor = _load_predictor(cfg)
     names = predictor.class_names
-    rules = GradingRules.from_file(cfg.rules) if cfg.rules else GradingRules()
+    try:
+        rules.check(names)  # every limit must name one of the model's classes
+    except RulesError as err:
+        return _refuse(err)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     src_path = Path(cfg.source)
@@ -936,6 +862,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_evaluation(doc))
         print(f"evaluation written to {out / 'grading_eval.json'} (fractions)")
     return 0
+
+
+def _refuse(err: RulesError) -> int:
+    """Print the problems of the grading rules, one line each; the exit status 2."""
+    print("\n".join(f"error: {line}" for line in err.problems), file=sys.stderr)
+    return 2
 
 
 def _print_speed(stats: PipelineStats, predictor: Predictor, images: Sequence[np.ndarray]) -> None:
