@@ -48,6 +48,7 @@ import numpy as np
 from PIL import Image
 
 from utils.cli import parse_config
+from utils.data.class_names import class_names_file, default_class_names, read_class_names
 from utils.data.coco import convert_coco
 from utils.data.convert import (
     ClassTable,
@@ -98,7 +99,7 @@ class Config:
     from_coco: str | None = None  # COCO instance-segmentation JSON file (polygons, RLE)
     from_masks: str | None = None  # folder of mask images named like their photos in --images
     images: str | None = None  # photos of --from-coco (file_name relative to it) or --from-masks
-    classes: tuple[str, ...] = ()  # class names in index order, background first (empty: paper's)
+    classes: tuple[str, ...] = ()  # names, background first (empty: class_names.txt, else paper's)
     label_map: str | None = None  # JSON {source label: class name or "__ignore__"}
     unknown_as_background: bool = False  # unknown labels -> background instead of an error
     unlabelled_as_background: bool = False  # photos without annotation -> all-background masks
@@ -341,9 +342,17 @@ def resolve_classes(cfg: Config) -> tuple[Config, list[str]]:
                 f"--num-classes {cfg.num_classes} but --classes names {len(names)} classes; "
                 "give one of them (the number of classes is len(--classes))"
             )
+    elif saved := _saved_class_names(cfg):
+        names = list(saved)
+        if cfg.num_classes is not None and cfg.num_classes != len(names):
+            path = class_names_file(resolve_voc_root(cfg.data))
+            raise ValueError(
+                f"--num-classes {cfg.num_classes} but {path} names {len(names)} classes "
+                f"({', '.join(names)}); drop --num-classes or fix the file"
+            )
     else:
         k = len(CLASS_NAMES) if cfg.num_classes is None else cfg.num_classes
-        names = list(CLASS_NAMES) if k == len(CLASS_NAMES) else [f"class_{i}" for i in range(k)]
+        names = default_class_names(k)
     binary = cfg.binary_to_index
     if cfg.binary_class is not None:
         if cfg.binary_class not in names or cfg.binary_class == names[0]:
@@ -358,6 +367,18 @@ def resolve_classes(cfg: Config) -> tuple[Config, list[str]]:
                 f"says {cfg.binary_to_index}; give one of them"
             )
     return dataclasses.replace(cfg, num_classes=len(names), binary_to_index=binary), names
+
+
+def _saved_class_names(cfg: Config) -> tuple[str, ...] | None:
+    """The names of DATA/VOC2007/class_names.txt when no source is converted (a converter
+    writes --classes there), else None."""
+    if cfg.from_labelme or cfg.from_coco or cfg.from_masks:
+        return None
+    try:
+        voc = resolve_voc_root(cfg.data)
+    except ValueError:
+        return None  # no data set yet: reported by the checks
+    return read_class_names(voc)
 
 
 def convert_source(cfg: Config, names: list[str]) -> ConversionResult | None:

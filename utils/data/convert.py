@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from utils.data.class_names import ClassNamesError, check_class_names, write_class_names
 from utils.data.labels import save_index_mask
-from utils.fileio import display_path, is_utf8_name, write_bytes
 from utils.data.preprocess import IGNORE_INDEX
+from utils.fileio import display_path, is_utf8_name, write_bytes
 
 IGNORE_LABEL = "__ignore__"  # label-map target that marks pixels as ignore (255)
 EXIF_ORIENTATION = 0x0112
@@ -88,15 +89,10 @@ class ClassTable:
     used: Counter = field(default_factory=Counter)  # label -> shapes/annotations converted
 
     def __post_init__(self) -> None:
-        self.classes = tuple(self.classes)
-        if len(self.classes) < 2:
-            raise ConversionError(
-                f"--classes {' '.join(self.classes) or '(none)'}: need at least two names, "
-                "background first (e.g. --classes background sunburn ulcer wind_scarring)"
-            )
-        duplicated = sorted(n for n, c in Counter(self.classes).items() if c > 1)
-        if duplicated:
-            raise ConversionError(f"--classes names {', '.join(duplicated)} more than once")
+        try:
+            self.classes = check_class_names(self.classes, "--classes")
+        except ClassNamesError as err:
+            raise ConversionError(str(err)) from None
         self._index = {name: k for k, name in enumerate(self.classes)}
 
     def index(self, label: str, source: str | Path) -> int:
@@ -254,10 +250,8 @@ class VocWriter:
         self.hist.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
 
     def write_class_names(self, classes: Sequence[str]) -> Path:
-        """VOC2007/class_names.txt: one class name per line, in index order."""
-        return write_bytes(
-            self.voc / "class_names.txt", "".join(f"{n}\n" for n in classes).encode("utf-8")
-        )
+        """VOC2007/class_names.txt (`utils.data.class_names`), what training reads."""
+        return write_class_names(self.voc, classes)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from nets.checkpoint import (
     read_checkpoint,
 )
 from nets.registry import build_model, model_from_checkpoint
+from utils.data.class_names import default_class_names
 from utils.data.preprocess import (
     CLASS_NAMES,
     LETTERBOX_FILL,
@@ -60,13 +61,6 @@ from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend, ru
 from utils.deploy.timing import cpu_name
 from utils.fileio import write_text
 from utils.inference.calibration import calibration_photos
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """The paper's four class names, or class_0..class_{K-1} for another class count."""
-    if num_classes == len(CLASS_NAMES):
-        return list(CLASS_NAMES)
-    return [f"class_{k}" for k in range(num_classes)]
 
 
 def _check_fixed_size(model: torch.nn.Module, size: Sequence[int] | int) -> None:
