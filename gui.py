@@ -15,7 +15,11 @@ utils.deploy.backends, ONNX or OpenVINO IR), the threaded
         --screenshot docs/images/gui.png                   # run once, save the window, quit
 
 The window shows the original and the result side by side, the colour legend, each defect
-class's share of the image and of the fruit, each fruit's grade, and the end-to-end FPS.
+class's share of the image and of the fruit, each fruit's grade, and the end-to-end FPS; it
+opens at 1240x720 (a 1280x800 screen shows it whole). Grading rules (--rules, or the Rules
+button) go through the one loader of utils.line.rules and must limit the model's classes.
+Without a usable X11 platform (Qt's xcb libraries missing, no display) the app says so in one
+line, exit status 2, before Qt would abort.
 "Save results" picks a folder: the displayed result is saved at once and later runs write
 their overlays (images) or result video, masks and a grades CSV there.
 
@@ -26,11 +30,16 @@ to the GUI thread, where all widgets are updated: no widget is touched from a wo
 
 from __future__ import annotations
 
+import ctypes
+import os
+import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -61,7 +70,80 @@ from utils.line.video_pipeline import (
 )
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+WINDOW_SIZE = (1240, 720)  # fits a 1280x800 laptop screen with its taskbar and window frame
+FRAME_ROOM = (40, 80)  # what a window manager adds around the window (title bar, borders)
 GRADE_QCOLOURS = {"premium": "#28c83c", "standard": "#d9a400", "reject": "#e61e1e"}
+
+
+# Debian/Ubuntu packages of the libraries Qt's xcb plugin loads, where the name is not the
+# library's own name and version (libxcb-icccm.so.4 -> libxcb-icccm4; Debian policy 8.1)
+DEBIAN_PACKAGES = {
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libz.so.1": "zlib1g",
+    "libbrotlidec.so.1": "libbrotli1",
+    "libbrotlicommon.so.1": "libbrotli1",
+}
+
+
+def debian_package(soname: str) -> str:
+    """The Debian/Ubuntu package that ships the shared library `soname` (its usual name)."""
+    if soname in DEBIAN_PACKAGES:
+        return DEBIAN_PACKAGES[soname]
+    base, _, version = soname.partition(".so.")
+    base = base.lower()
+    if not version:
+        return base
+    return f"{base}-{version}" if base[-1:].isdigit() else f"{base}{version}"
+
+
+def missing_libraries(library: Path) -> list[str]:
+    """The shared libraries `library` needs (itself and through its dependencies) that the
+    dynamic loader cannot find: every one from ldd, else the first one a ctypes load names."""
+    ldd = shutil.which("ldd")
+    if ldd is not None:
+        out = subprocess.run([ldd, str(library)], capture_output=True, text=True, check=False)
+        found = re.findall(r"^\s*(\S+) => not found", out.stdout, re.M)
+        return list(dict.fromkeys(found))
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as err:
+        name = re.match(r"([^:\s]+\.so[.\d]*): cannot open", str(err))
+        return [name.group(1)] if name else [str(err)]
+    return []
+
+
+def qt_platform_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """Why Qt would abort when the app opens its window (one line), or None.
+
+    Only Qt's X11 platform (xcb) is checked, before the QApplication is created: Qt aborts the
+    process (status 134) when that plugin's libraries are missing or there is no display, with
+    a message that does not always name the right library. Other platforms (offscreen,
+    wayland, QT_QPA_PLATFORM) are left to Qt.
+    """
+    env = os.environ if env is None else env
+    requested = env.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip()
+    if requested and requested != "xcb":
+        return None
+    if not requested and (not sys.platform.startswith("linux") or env.get("WAYLAND_DISPLAY")):
+        return None  # not X11, or a Wayland session Qt may use instead
+    plugins = Path(QtCore.QLibraryInfo.path(QtCore.QLibraryInfo.LibraryPath.PluginsPath))
+    plugin = plugins / "platforms" / "libqxcb.so"
+    missing = missing_libraries(plugin) if plugin.is_file() else []
+    if missing:
+        packages = " ".join(dict.fromkeys(debian_package(m) for m in missing))
+        return (
+            f"Qt cannot open a window: its X11 (xcb) platform needs {', '.join(missing)}, not "
+            f"installed; install them (Debian/Ubuntu: sudo apt-get install {packages}), or run "
+            "headless with QT_QPA_PLATFORM=offscreen (and --screenshot FILE)"
+        )
+    if not env.get("DISPLAY"):
+        return (
+            "Qt cannot open a window: no X display (DISPLAY is not set); start the app in a "
+            "desktop session (ssh -X), or run headless with QT_QPA_PLATFORM=offscreen (and "
+            "--screenshot FILE)"
+        )
+    return None
 
 
 @dataclass
@@ -202,7 +284,7 @@ class ImagePanel(QtWidgets.QLabel):
         self.title = title
         self._pixmap: QtGui.QPixmap | None = None
         self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(320, 240)
+        self.setMinimumSize(240, 180)
         self.setSizePolicy(
             QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Ignored
         )
@@ -332,7 +414,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(
             "Open a model (checkpoint .pth, .onnx or OpenVINO .xml), then a source."
         )
-        self.resize(1360, 600)
+        self._fit_screen()
+
+    def _fit_screen(self) -> None:
+        """Start at WINDOW_SIZE, or smaller to stay within the screen's free area with room for
+        the window frame: a 1280x800 screen with a taskbar shows the whole window."""
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        free = screen.availableGeometry()
+        want_w, want_h = WINDOW_SIZE
+        w = max(self.minimumSizeHint().width(), min(want_w, free.width() - FRAME_ROOM[0]))
+        h = max(self.minimumSizeHint().height(), min(want_h, free.height() - FRAME_ROOM[1]))
+        self.resize(w, h)
 
     @staticmethod
     def _titled(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
@@ -692,7 +784,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(f"gui.py: error: {line}" for line in err.problems), file=sys.stderr)
         return 2
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        problem = qt_platform_problem()  # Qt would abort (status 134) creating the application
+        if problem is not None:
+            print(f"gui.py: error: {problem}", file=sys.stderr)
+            return 2
+        app = QtWidgets.QApplication(sys.argv[:1])
     window = MainWindow(backend=args.backend)
     window.set_rules(rules)
     window.show()

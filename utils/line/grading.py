@@ -61,6 +61,7 @@ from utils.inference.evaluate import split_files
 from utils.inference.predictor import Predictor
 from utils.line.conveyor import ground_truth_dir, read_ground_truth
 from utils.line.fruit import FruitTracker, fruit_regions, region_boxes
+from utils.line.label_placement import GAP, place_labels
 from utils.line.rules import GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import (
     CameraSource,
@@ -76,6 +77,7 @@ from utils.metrics import ConfusionMatrix, segmentation_metrics
 
 GRADE_COLOURS = {"premium": (40, 200, 60), "standard": (250, 200, 0), "reject": (230, 30, 30)}
 OTHER_COLOUR = (200, 200, 200)
+LABEL_BACKGROUND = (24, 24, 24)  # the dark box under a grade label's letters
 UNITS = "fraction"  # as get_miou.py's metrics.json: shares and scores in [0, 1]
 MISSED = "missed"  # a ground-truth fruit no prediction was matched to
 
@@ -200,19 +202,34 @@ def draw_grades(
     """Draw each fruit's box, grade and defect share on an RGB image in place.
 
     running: track id -> (grade, defect share) decided so far, shown instead of the frame's own
-    grade for tracked fruit (with the fruit's id).
+    grade for tracked fruit (with the fruit's id). Labels go where
+    `utils.line.label_placement.place_labels` puts them: near their fruit and never over the
+    label of a neighbouring fruit (a label moved away from its fruit gets a line to it).
     """
     scale = max(0.45, image.shape[0] / 800)
+    thickness = 1 if scale < 0.9 else 2
+    texts, colours, sizes = [], [], []
     for g in grades:
-        x, y, w, h = g.bbox
         grade, total = (running or {}).get(g.track, (g.grade, g.total))
-        colour = GRADE_COLOURS.get(grade, OTHER_COLOUR)
-        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, 2 if not g.partial else 1)
         text = (f"#{g.track} " if g.track else "") + f"{grade} {100 * total:.1f}%"
         text += " (partial)" if g.partial else ""
-        origin = (x + 3, max(y - 5, 12))
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        texts.append((text, th))
+        colours.append(GRADE_COLOURS.get(grade, OTHER_COLOUR))
+        sizes.append((tw + 4, th + base + 4))
+    rects = place_labels([g.bbox for g in grades], sizes, image.shape[:2])
+    for g, colour in zip(grades, colours, strict=True):  # boxes first, labels over them
+        x, y, w, h = g.bbox
+        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, 2 if not g.partial else 1)
+    for g, (text, th), colour, (rx, ry, rw, rh) in zip(grades, texts, colours, rects, strict=True):
+        x, y, w, h = g.bbox
+        if ry + rh < y - GAP - 1 or ry > y + h + GAP + 1:  # moved away: a line to its fruit
+            end = (rx + 2, ry + rh - 1) if ry < y else (rx + 2, ry)
+            cv2.line(image, end, (min(max(rx + 2, x), x + w - 1), y if ry < y else y + h - 1),
+                     colour, 1, cv2.LINE_AA)  # fmt: skip
+        cv2.rectangle(image, (rx, ry), (rx + rw - 1, ry + rh - 1), LABEL_BACKGROUND, -1)
+        cv2.putText(image, text, (rx + 2, ry + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                    thickness, cv2.LINE_AA)  # fmt: skip
     return image
 
 
