@@ -213,6 +213,28 @@ def test_the_app_shows_the_names_and_checks_its_rules(trained, tmp_path):
     window.close()
 
 
+def test_the_app_refuses_rules_of_other_classes_in_one_line_per_problem(trained, tmp_path, capsys):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    widgets = pytest.importorskip("PySide6.QtWidgets", reason="PySide6 is not installed")
+    import gui
+
+    _, run = trained
+    assert widgets.QApplication.instance() or widgets.QApplication([])
+    paper = tmp_path / "paper.yaml"
+    paper.write_text("grades: [{name: good, max_share: {sunburn: 0.01, ulcer: 0.01}}]\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(nets.MODELS, "tiny_test", TinySegNet)
+        args = ["--model", str(run / "best.pth"), "--backend", "torch", "--rules", str(paper)]
+        rc = gui.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert [line.split(", key ")[1].split(":")[0] for line in err] == [
+        "max_share.sunburn",
+        "max_share.ulcer",
+    ]
+    assert all(line.startswith(f"gui.py: error: {paper}: grade 1 'good'") for line in err)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
