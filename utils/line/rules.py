@@ -216,11 +216,6 @@ class GradingRules:
         """Rules from the mapping a rules file holds; `RulesError` naming `source` on problems."""
         return _parse(data, source).check()
 
-    @classmethod
-    def from_file(cls, path: str | Path) -> GradingRules:
-        """Rules from a YAML or JSON file: `load_rules(path)`."""
-        return load_rules(path)
-
 
 def effective_limits(rule: GradeRule, defects: Sequence[str]) -> dict[str, float]:
     """The largest share of each defect class and of the total that `rule` lets through, given
