@@ -2,16 +2,17 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) came with
 a PyQt desktop app for photos and video. This is its PySide6 (Qt 6) counterpart on the project's
-shared pieces: `utils.inference.predictor.Predictor` (checkpoint on any backend of
-utils.deploy.backends, ONNX or OpenVINO IR), the threaded
+shared pieces: a model file opened by `utils.inference.open_model.open_model` (a checkpoint on
+any backend of utils.deploy.backends; an ONNX file or OpenVINO IR, which need no torch), the
+threaded
 `utils.line.video_pipeline.VideoPipeline` and the per-fruit `utils.line.grading`.
 
     python gui.py                                          # then use the toolbar
-    python gui.py --model logs/run/best.pth --source line.mp4
-    python gui.py --model model.onnx --source photos/ --save-dir results/
-    python gui.py --model logs/run/best.pth --rules grades.yaml   # your grading rules
-    python gui.py --model logs/run/best.pth --backend ov-int8     # default: --backend auto
-    QT_QPA_PLATFORM=offscreen python gui.py --model best.pth --source line.mp4 \\
+    python gui.py --checkpoint logs/run/best.pth --source line.mp4
+    python gui.py --checkpoint model.xml --source photos/ --save-dir results/
+    python gui.py --checkpoint logs/run/best.pth --rules grades.yaml   # your grading rules
+    python gui.py --checkpoint logs/run/best.pth --backend ov-int8   # default: --backend auto
+    QT_QPA_PLATFORM=offscreen python gui.py --checkpoint best.pth --source line.mp4 \\
         --screenshot docs/images/gui.png                   # run once, save the window, quit
 
 The window shows the original and the result side by side, the colour legend, each defect
@@ -47,12 +48,11 @@ from typing import Any, Literal
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-import nets
 from utils.cli import parse_config
 from utils.data.labels import index_to_colour
 from utils.data.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
 from utils.deploy.backends import BACKEND_CHOICES, check_backend_name
-from utils.inference.predictor import Predictor
+from utils.inference.open_model import NeedsFullInstall, model_names, open_model
 from utils.inference.visualize import save_rgb
 from utils.line.grading import FrameGrades, FruitCSVSink, GradeCSVSink, Grader
 from utils.line.rules import GradingRules, RulesError, load_rules
@@ -148,9 +148,10 @@ def qt_platform_problem(env: Mapping[str, str] | None = None) -> str | None:
 
 @dataclass
 class Config:
-    model: str = ""  # project checkpoint (.pth), ONNX model or OpenVINO IR (.xml) to load
+    checkpoint: str = ""  # model file to load: .pth checkpoint, .onnx or OpenVINO IR (.xml)
+    model: str | None = None  # registry model name, for the original's published weights
     backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for a checkpoint (auto: fastest)
-    trust_checkpoint: bool = False  # unpickle the --model file in full: trusted files only
+    trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
     source: str = ""  # image, folder of images or video to open
     save_dir: str = ""  # folder for overlays/video, masks and grades.csv
     rules: str = ""  # grading rules YAML/JSON (utils/line/rules.py; empty: the defaults)
@@ -512,30 +513,32 @@ class MainWindow(QtWidgets.QMainWindow):
         self, path: str | Path, model_name: str | None = None, trust: bool = False
     ) -> bool:
         """Load a project checkpoint (run on the chosen backend), the original's weights (asks
-        the model name), an ONNX file or an OpenVINO IR.
+        the model name), an ONNX file or an OpenVINO IR (utils.inference.open_model).
 
         Weights files are read without running code from them unless `trust` (the
-        --trust-checkpoint flag, for the --model file only); a refused file is reported.
+        --trust-checkpoint flag, for the --checkpoint file only); a refused file is reported.
         """
         path = Path(path)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        self.statusBar().showMessage(f"opening {path.name} (backend {self.backend}) ...")
         try:
-            if path.suffix.lower() in (".onnx", ".xml"):
-                predictor = Predictor.from_file(path)
-            else:
-                predictor = Predictor.from_checkpoint(path, model_name=model_name, trust=trust)
-                self.statusBar().showMessage(f"preparing backend {self.backend} ...")
-                predictor.use_backend(self.backend, cache_dir=self.deploy_cache or None)
+            predictor = open_model(
+                path,
+                backend=self.backend,
+                model_name=model_name,
+                trust=trust,
+                cache_dir=self.deploy_cache or None,
+            )
+        except NeedsFullInstall as e:
+            QtWidgets.QApplication.restoreOverrideCursor()
+            self._error(str(e))
+            return False
         except ValueError as e:
             QtWidgets.QApplication.restoreOverrideCursor()
             if model_name is None and "not a project checkpoint" in str(e) and self.isVisible():
+                question = f"{path.name} holds plain weights: which model?"
                 name, ok = QtWidgets.QInputDialog.getItem(
-                    self,
-                    "Model",
-                    f"{path.name} holds plain weights: which model?",
-                    sorted(nets.MODELS),
-                    0,
-                    False,
+                    self, "Model", question, model_names(), 0, False
                 )
                 return self.load_model(path, name, trust) if ok else False
             self._error(f"cannot load model: {e}")
@@ -794,7 +797,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = MainWindow(backend=args.backend)
     window.set_rules(rules)
     window.show()
-    if args.model and not window.load_model(args.model, trust=args.trust_checkpoint):
+    if args.checkpoint and not window.load_model(
+        args.checkpoint, args.model, trust=args.trust_checkpoint
+    ):
         return 1
     if window.rules_problems:  # the rules limit classes the model lacks
         print("\n".join(f"gui.py: error: {p}" for p in window.rules_problems), file=sys.stderr)

@@ -64,7 +64,6 @@ from utils.data.convert import (
     VocWriter,
     load_label_map,
 )
-from utils.data.dataset import PHOTO_SUFFIXES, read_split_lines, resolve_voc_root
 from utils.data.labelme import plan_labelme_folder
 from utils.data.labels import (
     MaskError,
@@ -77,6 +76,7 @@ from utils.data.labels import (
 from utils.data.mask_folder import plan_mask_folder
 from utils.data.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
 from utils.data.report import build_report, format_report, write_report
+from utils.data.voc import PHOTO_SUFFIXES, read_split_lines, resolve_voc_root
 from utils.fileio import (
     describe_removed,
     display_path,

@@ -26,7 +26,7 @@ from utils.data.class_names import (
     write_class_names,
 )
 from utils.data.labels import read_mask
-from utils.inference.predictor import Predictor
+from utils.inference.open_model import open_model
 from utils.inference.visualize import overlay
 
 NAMES = ["background", "scab", "rot"]
@@ -154,11 +154,11 @@ def test_exports_carry_the_names(trained, tmp_path):
         mp.setitem(nets.MODELS, "tiny_test", TinySegNet)
         onnx_file = tmp_path / "m.onnx"
         assert predict.main(["--mode", "export_onnx", *ckpt, "--onnx-out", str(onnx_file)]) == 0
-        assert Predictor.from_file(onnx_file).class_names == NAMES
+        assert open_model(onnx_file).class_names == NAMES
         pytest.importorskip("openvino")
         ir = tmp_path / "m.xml"
         assert predict.main(["--mode", "export_openvino", *ckpt, "--ov-out", str(ir)]) == 0
-        assert Predictor.from_file(ir).class_names == NAMES
+        assert open_model(ir).class_names == NAMES
 
 
 def test_grading_uses_the_names_and_refuses_rules_of_other_classes(trained, tmp_path, capsys):
@@ -168,7 +168,7 @@ def test_grading_uses_the_names_and_refuses_rules_of_other_classes(trained, tmp_
     photo = tmp_path / "p.png"
     image, _ = _photo(np.random.default_rng(1), 64)
     cv2.imwrite(str(photo), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    base = ["--model", str(run / "best.pth"), "--source", str(photo), "--backend", "torch"]
+    base = ["--checkpoint", str(run / "best.pth"), "--source", str(photo), "--backend", "torch"]
     base += ["--threads", "0", "--no-model-fps"]
     fitting = tmp_path / "scab.yaml"
     fitting.write_text("grades: [{name: good, max_share: {scab: 0.01, rot: 0.0}}]\nreject: cull\n")
@@ -224,7 +224,7 @@ def test_the_app_refuses_rules_of_other_classes_in_one_line_per_problem(trained,
     paper.write_text("grades: [{name: good, max_share: {sunburn: 0.01, ulcer: 0.01}}]\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(nets.MODELS, "tiny_test", TinySegNet)
-        args = ["--model", str(run / "best.pth"), "--backend", "torch", "--rules", str(paper)]
+        args = ["--checkpoint", str(run / "best.pth"), "--backend", "torch", "--rules", str(paper)]
         rc = gui.main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2, err

@@ -242,7 +242,8 @@ def test_grading_cli_exits_2_with_one_line_per_problem(tmp_path, scab_checkpoint
 
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), np.full((40, 40, 3), 128, np.uint8))
-    base = ["--model", str(scab_checkpoint), "--source", str(photo), "--out", str(tmp_path / "o")]
+    base = ["--checkpoint", str(scab_checkpoint), "--source", str(photo)]
+    base += ["--out", str(tmp_path / "o")]
     base += ["--backend", "torch", "--threads", "0"]
     broken = _write(tmp_path, "r.yaml", "grades:\n  - {name: a}\n  - {max_share: {total: 2}}\n")
     assert main([*base, "--rules", str(broken)]) == 2

@@ -61,9 +61,9 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/yolo_seg.py`
 from nets.profile import count_params  # noqa: E402
 from utils.cli import parse_config  # noqa: E402
 from utils.data.class_names import default_class_names, read_class_names  # noqa: E402
-from utils.data.dataset import resolve_voc_root  # noqa: E402
 from utils.data.labels import map_ignore, read_mask, save_index_mask  # noqa: E402
 from utils.data.preprocess import CLASS_NAMES, read_image  # noqa: E402
+from utils.data.voc import resolve_voc_root  # noqa: E402
 from utils.deploy.optimize import ort_session  # noqa: E402
 from utils.deploy.timing import benchmark, environment  # noqa: E402
 from utils.fileio import write_text  # noqa: E402

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from utils.fileio import write_bytes
 from utils.data.preprocess import IGNORE_INDEX, VOC_PALETTE
+from utils.fileio import write_bytes
 
 # A 0/255 mask is "binary" (not a VOC mask with a thin 255 border) when its 255 pixels contain
 # a solid block this wide: VOC ignore borders are about 5 px wide, defect blobs are solid.

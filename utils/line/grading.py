@@ -24,13 +24,15 @@ grade (what a sorter needs), `GradeCSVSink` one row per fruit per frame or photo
 `evaluate_run` compares the grades with those the same rules give on the ground truth.
 
 Command line (the threaded pipeline: graded video or overlays + OUT/grades.csv):
-    python -m utils.line.grading --model logs/run/best.pth --source line.mp4 --out graded/
-    python -m utils.line.grading --model model.onnx --source photos/ --rules grades.yaml
-    python -m utils.line.grading --model best.pth --source 0 --max-frames 300    # camera 0
+    python -m utils.line.grading --checkpoint logs/run/best.pth --source line.mp4 --out graded/
+    python -m utils.line.grading --checkpoint model.xml --source photos/ --rules grades.yaml
+    python -m utils.line.grading --checkpoint best.pth --source 0 --max-frames 300  # camera 0
     # against the ground truth: a conveyor video rendered with --ground-truth, or a VOC set
     python -m utils.line.conveyor --out test.mp4 --seconds 6 --seed 7 --ground-truth
-    python -m utils.line.grading --model best.pth --source test.mp4 --evaluate --out eval/
-    python -m utils.line.grading --model best.pth --source data/oranges --split test --evaluate
+    python -m utils.line.grading --checkpoint best.pth --source test.mp4 --evaluate --out eval/
+    python -m utils.line.grading --checkpoint best.pth --source data/oranges --split test \
+        --evaluate
+    # an exported .xml / .onnx runs without torch (requirements-deploy.txt)
 """
 
 from __future__ import annotations
@@ -48,16 +50,16 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-import torch
 
 from utils.cli import parse_config
-from utils.data.dataset import resolve_voc_root
 from utils.data.labels import map_ignore, read_mask
 from utils.data.preprocess import CLASS_NAMES, read_image
+from utils.data.voc import resolve_voc_root
 from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.timing import benchmark
 from utils.fileio import temp_path_for, write_bytes
 from utils.inference.evaluate import split_files
+from utils.inference.open_model import check_model_name, open_model
 from utils.inference.predictor import Predictor
 from utils.line.conveyor import ground_truth_dir, read_ground_truth
 from utils.line.fruit import FruitTracker, fruit_regions, region_boxes
@@ -690,8 +692,10 @@ def format_evaluation(doc: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- command line
 @dataclass
 class Config:
-    model: str = ""  # project checkpoint (.pth), ONNX file or OpenVINO IR (.xml)
-    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for a checkpoint (auto: fastest)
+    checkpoint: str = ""  # model file: .pth checkpoint, .onnx or OpenVINO IR (.xml)
+    model: str | None = None  # registry model name, for the original's published weights
+    trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # a .pth's runtime (auto: the fastest)
     calib_data: str = ""  # VOC root whose train split calibrates INT8 (empty: generated oranges)
     threads: int = -1  # model's CPU threads (-1: all cores but one, left to decode/draw/encode)
     deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
@@ -756,24 +760,15 @@ def line_threads(threads: int, cores: int | None = None) -> int:
 
 
 def _load_predictor(cfg: Config) -> Predictor:
-    """The predictor of --model: an ONNX file or OpenVINO IR as it is, a checkpoint on --backend
-    (auto: the fastest runtime on this CPU that keeps accuracy, named in the output)."""
-    path = Path(cfg.model)
-    if not path.is_file():
-        raise SystemExit(
-            f"error: --model {cfg.model}: file not found (a .pth checkpoint, .onnx or .xml)"
-        )
-    threads = line_threads(cfg.threads)
-    if path.suffix == ".onnx":
-        return Predictor.from_onnx(path)
-    if path.suffix == ".xml":
-        return Predictor.from_openvino(path, threads=threads)
-    torch.set_num_threads(threads or torch.get_num_threads())  # the torch backend's threads
-    predictor = Predictor.from_checkpoint(path)
-    return predictor.use_backend(
-        cfg.backend,
+    """The predictor of --checkpoint: an ONNX file or OpenVINO IR as it is, a checkpoint on
+    --backend (auto: the fastest runtime on this CPU that keeps accuracy, named in the output)."""
+    return open_model(
+        cfg.checkpoint,
+        backend=cfg.backend,
+        model_name=cfg.model,
+        threads=line_threads(cfg.threads),
+        trust=cfg.trust_checkpoint,
         calib_data=cfg.calib_data or None,
-        threads=threads,
         cache_dir=cfg.deploy_cache or None,
         log=print,
     )
@@ -786,27 +781,40 @@ def _is_voc(path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Grade every fruit of a video, camera, folder, photo or VOC set; returns the exit status."""
+    """Grade every fruit of a video, camera, folder, photo or VOC set; returns the exit status
+    (2 with one line on stderr for a file or value that cannot be used)."""
     cfg = parse_config(Config, argv, description=__doc__)
-    if not cfg.model or not cfg.source:
-        raise SystemExit("error: give --model (a .pth checkpoint, .onnx or .xml) and --source")
     try:
-        rules = load_rules(cfg.rules)  # a broken rules file stops the run before the model loads
-    except RulesError as err:
+        return run(cfg)
+    except RulesError as err:  # one line per problem of the grading rules
         return _refuse(err)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def run(cfg: Config) -> int:
+    """The grading run of `main`."""
+    check_model_name(cfg.model)
+    if not cfg.checkpoint or not cfg.source:
+        raise ValueError("give --checkpoint (a .pth checkpoint, .onnx or .xml) and --source")
+    if not cfg.source.isdigit() and not Path(cfg.source).exists():
+        raise FileNotFoundError(
+            f"--source {cfg.source}: not found (a video, a folder of photos, one photo, a VOC "
+            f"data set, or a camera index)"
+        )
+    rules = load_rules(cfg.rules)  # a broken rules file stops the run before the model loads
     predictor = _load_predictor(cfg)
     names = predictor.class_names
-    try:
-        rules.check(names)  # every limit must name one of the model's classes
-    except RulesError as err:
-        return _refuse(err)
+    rules.check(names)  # every limit must name one of the model's classes (RulesError)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     src_path = Path(cfg.source)
     truth: GroundTruth | None = None
     if cfg.source.isdigit():
         if cfg.evaluate:
-            raise SystemExit("error: --evaluate needs a video or a VOC data set, not a camera")
+            raise ValueError("--evaluate needs a video or a VOC data set, not a camera")
         source, stem = CameraSource(int(cfg.source)), "camera"
     elif src_path.is_dir() and _is_voc(src_path):  # a VOC data set: the photos of a split
         ids, photos, masks = split_files(src_path, cfg.split, predictor.num_classes)
@@ -815,22 +823,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         truth = voc_ground_truth(resolve_voc_root(src_path), ids, masks or [], len(names))
     elif src_path.is_dir():
         if cfg.evaluate:
-            raise SystemExit(
-                f"error: --source {src_path}: --evaluate needs a VOC data set (VOC2007/ or "
+            raise ValueError(
+                f"--source {src_path}: --evaluate needs a VOC data set (VOC2007/ or "
                 f"JPEGImages/ + SegmentationClass/) or a video with its ground truth"
             )
         source, stem = image_folder_source(src_path), None
     elif src_path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"):
         if cfg.evaluate:
-            raise SystemExit("error: --evaluate needs a video or a VOC data set, not one photo")
+            raise ValueError("--evaluate needs a video or a VOC data set, not one photo")
         source, stem = FrameListSource([(src_path.stem, read_image(src_path))]), None
     else:
         source, stem = VideoFileSource(src_path), src_path.stem
         if cfg.evaluate:
-            try:
-                truth = video_ground_truth(cfg.ground_truth or ground_truth_dir(src_path))
-            except FileNotFoundError as e:
-                raise SystemExit(f"error: {e}") from None
+            truth = video_ground_truth(cfg.ground_truth or ground_truth_dir(src_path))
     tracked = cfg.track and stem is not None  # a video or a camera
     grader = Grader(rules, names, track=tracked)
     sinks: list[Any] = []
@@ -872,7 +877,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grades of every fruit of every photo in {out / 'grades.csv'}")
     if evaluator is not None:
         doc = evaluator.report(grader.decisions)
-        doc.update(model=str(cfg.model), source=str(cfg.source), rules=rules.to_dict())
+        doc.update(model=str(cfg.checkpoint), source=str(cfg.source), rules=rules.to_dict())
         if not tracked:
             doc["split"] = cfg.split
         write_bytes(out / "grading_eval.json", (json.dumps(doc, indent=2) + "\n").encode())
@@ -899,4 +904,4 @@ def _print_speed(stats: PipelineStats, predictor: Predictor, images: Sequence[np
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -35,8 +35,9 @@ from nets.checkpoint import CheckpointError, read_project_checkpoint
 from nets.profile import count_params
 from utils.cli import config_from_dict, parse_config
 from utils.data.class_names import class_names_file, default_class_names, read_class_names
-from utils.data.dataset import VOCSegmentation, resolve_voc_root
+from utils.data.dataset import VOCSegmentation
 from utils.data.synthetic import generate_dataset
+from utils.data.voc import resolve_voc_root
 from utils.training import distributed
 from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.losses import SegLoss, build_seg_loss
