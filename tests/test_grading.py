@@ -16,13 +16,12 @@ from utils.line.grading import (
     FruitGrade,
     GradeCSVSink,
     Grader,
-    GradeRule,
     GradingEvaluator,
-    GradingRules,
     decide,
     draw_grades,
     grade_frame,
 )
+from utils.line.rules import GradeRule, GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import FrameResult
 
 # the grading is under test, not the runtimes: no INT8 builds, and the process keeps its threads
@@ -85,14 +84,14 @@ def test_rules_from_yaml_file(tmp_path):
     path.write_text(
         "grades:\n  - {name: first, max_share: {total: 0.01}}\nreject: cull\nmin_fruit_pixels: 50\n"
     )
-    rules = GradingRules.from_file(path)
+    rules = load_rules(path)
     assert rules.grades[0].name == "first" and rules.reject == "cull"
     assert rules.min_fruit_pixels == 50
     assert GradingRules.from_dict(rules.to_dict()) == rules
-    with pytest.raises(ValueError, match="unknown grading keys"):
+    with pytest.raises(RulesError, match="key 'grade': unknown"):
         GradingRules.from_dict({"grade": []})
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
-        GradingRules.from_file(tmp_path / "nope.yaml")
+    with pytest.raises(RulesError, match="nope.yaml: file not found"):
+        load_rules(tmp_path / "nope.yaml")
 
 
 def test_regions_from_instance_map_and_partial_fruit():

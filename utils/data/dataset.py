@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.data.augment import AugmentParams, random_augment
+from utils.data.class_names import default_class_names
 from utils.data.labels import check_sizes, map_ignore, read_mask
 from utils.data.preprocess import CLASS_NAMES, letterbox, letterbox_mask, read_image, to_tensor
 from utils.data.voc import resolve_voc_root, split_paths
@@ -68,11 +69,7 @@ class VOCSegmentation(Dataset):
         self.std = None if std is None else tuple(float(s) for s in std)
         self.augment = augment or AugmentParams()
         if class_names is None:
-            class_names = (
-                CLASS_NAMES
-                if self.num_classes == len(CLASS_NAMES)
-                else tuple(f"class_{k}" for k in range(self.num_classes))
-            )
+            class_names = default_class_names(self.num_classes)
         self.class_names = tuple(class_names)
 
         self.split_file, self.ids, self.photo_paths, self.mask_paths = split_paths(self.voc, split)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from utils.data.class_names import default_class_names
 from utils.data.preprocess import (
-    CLASS_NAMES,
     LETTERBOX_FILL,
     Letterbox,
     letterbox,
@@ -36,13 +36,6 @@ from utils.data.preprocess import (
 )
 from utils.deploy.backends import AutoChoice
 from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """The paper's four class names, or class_0..class_{K-1} for another class count."""
-    if num_classes == len(CLASS_NAMES):
-        return list(CLASS_NAMES)
-    return [f"class_{k}" for k in range(num_classes)]
 
 
 class Predictor:

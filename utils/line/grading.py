@@ -8,16 +8,11 @@ the scene are class 0. A sorting line needs one decision per fruit, so this modu
    predicted defects, touching fruit split by distance transform + watershed), or takes a fruit
    mask / instance map the caller already has (the conveyor's ground truth);
 2. measures, per fruit, the share of its area covered by each defect class;
-3. grades it with the first rule whose limits all hold (rules are ordered best first), else the
+3. grades it with the first grade whose limits all hold (grades run strictest first), else the
    reject grade. Limits are fractions of the fruit area per class name, plus "total" for all
-   defects together. The defaults below are illustrative, not an industry standard: edit them,
-   or load your own with `GradingRules.from_file("grades.yaml")`:
-
-       grades:
-         - {name: premium, max_share: {total: 0.005}}
-         - {name: standard, max_share: {sunburn: 0.10, ulcer: 0.01, wind_scarring: 0.05}}
-       reject: reject
-       min_fruit_pixels: 400
+   defects together. The rules, their file format, their checks and what "strictest first"
+   means precisely are in `utils.line.rules`; its defaults are illustrative, not an industry
+   standard: load your own with `load_rules("grades.yaml", class_names)` (``--rules``).
 
 4. on video, follows each fruit along the belt (`utils.line.fruit.FruitTracker`) and decides
    once per fruit (`decide`): the defect shares averaged over the frames that show the whole
@@ -49,13 +44,12 @@ import sys
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
-import yaml
 
 from utils.cli import parse_config
 from utils.data.labels import map_ignore, read_mask
@@ -69,6 +63,8 @@ from utils.inference.open_model import check_model_name, open_model
 from utils.inference.predictor import Predictor
 from utils.line.conveyor import ground_truth_dir, read_ground_truth
 from utils.line.fruit import FruitTracker, fruit_regions, region_boxes
+from utils.line.label_placement import GAP, place_labels
+from utils.line.rules import GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import (
     CameraSource,
     FrameListSource,
@@ -83,86 +79,9 @@ from utils.metrics import ConfusionMatrix, segmentation_metrics
 
 GRADE_COLOURS = {"premium": (40, 200, 60), "standard": (250, 200, 0), "reject": (230, 30, 30)}
 OTHER_COLOUR = (200, 200, 200)
+LABEL_BACKGROUND = (24, 24, 24)  # the dark box under a grade label's letters
 UNITS = "fraction"  # as get_miou.py's metrics.json: shares and scores in [0, 1]
 MISSED = "missed"  # a ground-truth fruit no prediction was matched to
-
-
-# ---------------------------------------------------------------------------- rules
-@dataclass
-class GradeRule:
-    """A grade and its limits: fraction of the fruit area per defect class name (or "total")."""
-
-    name: str
-    max_share: dict[str, float] = field(default_factory=dict)
-
-    def accepts(self, shares: dict[str, float], total: float) -> bool:
-        for cls, limit in self.max_share.items():
-            value = total if cls == "total" else shares.get(cls)
-            if value is None:
-                raise KeyError(
-                    f"grade {self.name!r} limits unknown class {cls!r}; "
-                    f"known: {sorted(shares)} and 'total'"
-                )
-            if value > limit:
-                return False
-        return True
-
-
-def _default_grades() -> list[GradeRule]:
-    return [
-        GradeRule("premium", {"total": 0.005}),  # practically clean: under 0.5 % of the peel
-        GradeRule("standard", {"sunburn": 0.10, "ulcer": 0.01, "wind_scarring": 0.05}),
-    ]
-
-
-@dataclass
-class GradingRules:
-    """Ordered grades (best first); a fruit failing all of them gets `reject`."""
-
-    grades: list[GradeRule] = field(default_factory=_default_grades)
-    reject: str = "reject"
-    min_fruit_pixels: int = 400  # smaller regions are specks, not fruit
-
-    def grade(self, shares: dict[str, float], total: float) -> str:
-        for rule in self.grades:
-            if rule.accepts(shares, total):
-                return rule.name
-        return self.reject
-
-    @property
-    def names(self) -> list[str]:
-        """Every grade, best first, the reject grade last."""
-        return [g.name for g in self.grades] + [self.reject]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GradingRules:
-        unknown = set(data) - {"grades", "reject", "min_fruit_pixels"}
-        if unknown:
-            raise ValueError(
-                f"unknown grading keys {sorted(unknown)}; expected grades, reject, min_fruit_pixels"
-            )
-        grades = [
-            GradeRule(g["name"], {k: float(v) for k, v in g.get("max_share", {}).items()})
-            for g in data.get("grades", [])
-        ] or _default_grades()
-        return cls(
-            grades, str(data.get("reject", "reject")), int(data.get("min_fruit_pixels", 400))
-        )
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> GradingRules:
-        """Rules from a YAML or JSON file (see the module docstring for the layout)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"grading rules file not found: {path}")
-        text = path.read_text()
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping with 'grades', got {type(data).__name__}")
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------- one frame
@@ -285,19 +204,34 @@ def draw_grades(
     """Draw each fruit's box, grade and defect share on an RGB image in place.
 
     running: track id -> (grade, defect share) decided so far, shown instead of the frame's own
-    grade for tracked fruit (with the fruit's id).
+    grade for tracked fruit (with the fruit's id). Labels go where
+    `utils.line.label_placement.place_labels` puts them: near their fruit and never over the
+    label of a neighbouring fruit (a label moved away from its fruit gets a line to it).
     """
     scale = max(0.45, image.shape[0] / 800)
+    thickness = 1 if scale < 0.9 else 2
+    texts, colours, sizes = [], [], []
     for g in grades:
-        x, y, w, h = g.bbox
         grade, total = (running or {}).get(g.track, (g.grade, g.total))
-        colour = GRADE_COLOURS.get(grade, OTHER_COLOUR)
-        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, 2 if not g.partial else 1)
         text = (f"#{g.track} " if g.track else "") + f"{grade} {100 * total:.1f}%"
         text += " (partial)" if g.partial else ""
-        origin = (x + 3, max(y - 5, 12))
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        texts.append((text, th))
+        colours.append(GRADE_COLOURS.get(grade, OTHER_COLOUR))
+        sizes.append((tw + 4, th + base + 4))
+    rects = place_labels([g.bbox for g in grades], sizes, image.shape[:2])
+    for g, colour in zip(grades, colours, strict=True):  # boxes first, labels over them
+        x, y, w, h = g.bbox
+        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, 2 if not g.partial else 1)
+    for g, (text, th), colour, (rx, ry, rw, rh) in zip(grades, texts, colours, rects, strict=True):
+        x, y, w, h = g.bbox
+        if ry + rh < y - GAP - 1 or ry > y + h + GAP + 1:  # moved away: a line to its fruit
+            end = (rx + 2, ry + rh - 1) if ry < y else (rx + 2, ry)
+            cv2.line(image, end, (min(max(rx + 2, x), x + w - 1), y if ry < y else y + h - 1),
+                     colour, 1, cv2.LINE_AA)  # fmt: skip
+        cv2.rectangle(image, (rx, ry), (rx + rw - 1, ry + rh - 1), LABEL_BACKGROUND, -1)
+        cv2.putText(image, text, (rx + 2, ry + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                    thickness, cv2.LINE_AA)  # fmt: skip
     return image
 
 
@@ -328,8 +262,9 @@ class Grader:
         track: bool = False,
         tracker: FruitTracker | None = None,
     ) -> None:
-        self.rules = rules or GradingRules()
         self.class_names = tuple(class_names)
+        # every limit must name one of the model's classes (RulesError naming it otherwise)
+        self.rules = (rules or GradingRules()).check(self.class_names)
         self.draw = draw
         self.tracker = (tracker or FruitTracker()) if track else None
         self.decisions: list[FruitDecision] = []
@@ -766,7 +701,7 @@ class Config:
     deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     source: str = ""  # video, folder of photos, one photo, camera index, or (--evaluate) a VOC set
     out: str = "graded"  # output folder: graded video or overlays, grades.csv (+ grading_eval.json)
-    rules: str | None = None  # grading rules YAML/JSON (default: GradingRules())
+    rules: str | None = None  # grading rules YAML/JSON (utils/line/rules.py; default: built in)
     max_frames: int | None = None  # stop after this many frames (video / camera)
     batch_size: int = 1  # largest opportunistic batch (files; cameras use 1)
     track: bool = True  # video / camera: one decision per fruit across frames, grades.csv per fruit
@@ -851,6 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_config(Config, argv, description=__doc__)
     try:
         return run(cfg)
+    except RulesError as err:  # one line per problem of the grading rules
+        return _refuse(err)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
@@ -867,9 +804,10 @@ def run(cfg: Config) -> int:
             f"--source {cfg.source}: not found (a video, a folder of photos, one photo, a VOC "
             f"data set, or a camera index)"
         )
+    rules = load_rules(cfg.rules)  # a broken rules file stops the run before the model loads
     predictor = _load_predictor(cfg)
     names = predictor.class_names
-    rules = GradingRules.from_file(cfg.rules) if cfg.rules else GradingRules()
+    rules.check(names)  # every limit must name one of the model's classes (RulesError)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     src_path = Path(cfg.source)
@@ -946,6 +884,12 @@ def run(cfg: Config) -> int:
         print(format_evaluation(doc))
         print(f"evaluation written to {out / 'grading_eval.json'} (fractions)")
     return 0
+
+
+def _refuse(err: RulesError) -> int:
+    """Print the problems of the grading rules, one line each; the exit status 2."""
+    print("\n".join(f"error: {line}" for line in err.problems), file=sys.stderr)
+    return 2
 
 
 def _print_speed(stats: PipelineStats, predictor: Predictor, images: Sequence[np.ndarray]) -> None:
