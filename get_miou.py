@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from utils.cli import parse_config
+from utils.data.class_names import default_class_names
 from utils.deploy.backends import BACKEND_CHOICES
 from utils.inference.evaluate import MODES, evaluate, format_table
 from utils.inference.open_model import open_model
-from utils.inference.predictor import Predictor, default_class_names
+from utils.inference.predictor import Predictor
 
 RENAMED = {"--onnx": "--checkpoint", "--openvino": "--checkpoint"}  # old flag -> new
 
