@@ -223,6 +223,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def writer_gone(pid: int, host: str, age_s: float) -> bool:
+    """Whether the writer `pid` of machine `host` (a `host_tag`) of something untouched for
+    `age_s` seconds has stopped: its process no longer runs here, or, on another machine (a
+    shared disk), the thing is a day old."""
+    if host != host_tag():
+        return age_s > OTHER_HOST_STALE_S
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
 def _is_stale(path: Path, now: float) -> bool:
     try:
         age = now - path.stat().st_mtime
@@ -231,10 +240,7 @@ def _is_stale(path: Path, now: float) -> bool:
     match = _TEMP_NAME.match(path.name)
     if match is None:  # an earlier version's name: no writer recorded
         return age > LEGACY_STALE_S
-    if match["host"] != host_tag():
-        return age > OTHER_HOST_STALE_S
-    pid = int(match["pid"])
-    return pid != os.getpid() and not _pid_alive(pid)
+    return writer_gone(int(match["pid"]), match["host"], age)
 
 
 def stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:

@@ -16,6 +16,7 @@ be written is scanned without a cache, and an unreadable cache is rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -88,10 +89,9 @@ def scan_masks(mask_paths: Sequence[Path], cache_file: Path | None = None) -> Ma
         entries[key] = [stat.st_size, stat.st_mtime_ns, list(present)]
     if read and cache_file is not None:
         doc = {"format": CACHE_FORMAT, "masks": entries}
-        try:
+        # a read-only data set is scanned again next time: nothing is lost
+        with contextlib.suppress(OSError):
             write_text(cache_file, json.dumps(doc, separators=(",", ":")), fsync=False)
-        except OSError:  # a read-only data set: scanned again next time, nothing lost
-            pass
     return MaskScan(values, errors, read)
 
 

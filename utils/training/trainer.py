@@ -199,7 +199,7 @@ def evaluate_model(
             logits = model(as_memory_format(images, memory_format))  # (B, K, h, w)
         logits = resize_to_target(logits.float(), labels)
         pred = logits.argmax(dim=1)  # (B, H, W)
-        cm.update(pred, labels)
+        cm.update(pred.cpu().numpy(), labels.cpu().numpy())
         if eval_loss is not None:
             loss_sum[0] += float(eval_loss(logits, labels)) * images.shape[0]
             loss_sum[1] += images.shape[0]
@@ -207,7 +207,7 @@ def evaluate_model(
             for i in range(min(overlays - len(panels), images.shape[0])):
                 image = denormalize(images[i], mean, std)
                 panels.append(overlay_panel(image, labels[i].cpu().numpy(), pred[i].cpu().numpy()))
-    cm.all_reduce()
+    cm.matrix = distributed.all_reduce_sum(torch.from_numpy(cm.matrix)).numpy()
     distributed.all_reduce_sum(loss_sum)
     model.train(was_training)
     metrics = segmentation_metrics(cm.matrix)
