@@ -10,7 +10,10 @@ import torch
 from test_train_helpers import TinySegNet, TinySegSet, make_tiny_voc, tiny_config
 
 from nets.checkpoint import (
+    CheckpointError,
     NonFiniteCheckpointError,
+    build_checkpoint,
+    load_checkpoint,
     non_finite_tensors,
     read_checkpoint,
     read_project_checkpoint,
@@ -233,3 +236,28 @@ def test_non_finite_tensors_counts_only_floating_tensors_with_nan_or_inf():
     ]
     assert non_finite_tensors(named) == [("half", 1, 2), ("nan", 2, 3)]
     assert non_finite_tensors(named[:3]) == []
+
+
+def test_weights_with_nan_written_before_the_writer_refused_them_are_refused_when_loaded(
+    tmp_path,
+):
+    """Files from before this check (or from elsewhere) load nowhere: not for prediction,
+    evaluation, --pretrained or a teacher (nets.load_checkpoint), nor for --resume."""
+    model = TinySegNet(3)
+    ckpt = build_checkpoint(model, input_size=(32, 32), class_names=("a", "b", "c"))
+    ckpt["state_dict"]["head.bias"][1] = float("nan")
+    path = tmp_path / "old.pth"
+    torch.save(ckpt, path)  # as the writer did before it refused
+    with pytest.raises(CheckpointError, match=rf"{path} holds NaN or inf weights: head\.bias"):
+        load_checkpoint(TinySegNet(3), path)
+    with pytest.raises(CheckpointError, match=r"predict\.pth holds NaN or inf weights: head\.b"):
+        load_checkpoint(TinySegNet(3), ckpt, source="predict.pth")
+
+    task = SegmentationTask(TinySegNet(3), build_seg_loss("ce"))
+    _trainer(tmp_path, task, epochs=1).fit()
+    last = tmp_path / "run" / "last.pth"
+    state = torch.load(last, weights_only=True)
+    state["optimizer"]["state"][0]["exp_avg_sq"].view(-1)[0] = float("inf")
+    torch.save(state, last)
+    with pytest.raises(CheckpointError, match=r"last\.pth holds NaN or inf: optimizer\.state\.0"):
+        _trainer(tmp_path, SegmentationTask(TinySegNet(3), build_seg_loss("ce")), resume=str(last))

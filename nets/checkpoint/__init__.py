@@ -43,8 +43,9 @@ training loop too: one fused pass decides, and only a failure counts tensor by t
   report lists what was loaded and skipped (classifier heads, final norms).
 
 A tensor whose shape does not fit raises a ``CheckpointError`` naming the model, the key and
-both shapes. ``drop_classifier=True`` (``--drop-classifier`` in the training scripts) leaves
-out the class-count-dependent tensors instead (those whose first dimension is
+both shapes; a NaN or inf weight one naming the file and the tensor (files written before the
+writer refused them). ``drop_classifier=True`` (``--drop-classifier`` in the training scripts)
+leaves out the class-count-dependent tensors instead (those whose first dimension is
 ``model.num_classes`` in the model), to fine-tune on another set of classes. Rebuilding the
 model a project checkpoint records is ``nets.registry.model_from_checkpoint`` (it needs the
 registry, which imports the models).
@@ -322,7 +323,7 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
             `path` is as it was and the temporary file is removed.
     """
     path = Path(path)
-    non_finite = non_finite_tensors(_tensors_in(checkpoint))
+    non_finite = non_finite_tensors(checkpoint_tensors(checkpoint))
     if non_finite:
         raise NonFiniteCheckpointError(
             f"refusing to write {path}: {describe_non_finite(non_finite)}; "
@@ -346,16 +347,17 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-def _tensors_in(obj: Any, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
-    """(dotted key, tensor) of every tensor in nested dicts, lists and tuples."""
+def checkpoint_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+    """(dotted key, tensor) of every tensor in nested dicts, lists and tuples, e.g.
+    ("state_dict.head.weight", ...), ("optimizer.state.3.exp_avg", ...)."""
     if isinstance(obj, Tensor):
         yield prefix, obj
     elif isinstance(obj, Mapping):
         for key, value in obj.items():
-            yield from _tensors_in(value, f"{prefix}.{key}" if prefix else str(key))
+            yield from checkpoint_tensors(value, f"{prefix}.{key}" if prefix else str(key))
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
-            yield from _tensors_in(value, f"{prefix}[{i}]")
+            yield from checkpoint_tensors(value, f"{prefix}[{i}]")
 
 
 def non_finite_tensors(named: Iterable[tuple[str, Tensor]]) -> list[tuple[str, int, int]]:
@@ -710,17 +712,26 @@ def load_checkpoint(
     *,
     drop_classifier: bool = False,
     trust: bool = False,
+    source: str | Path | None = None,
 ) -> LoadReport:
     """Load weights of any supported layout into `model` (see the module docstring).
 
-    A path is read with ``read_checkpoint`` (safe unless ``trust=True``).
+    A path is read with ``read_checkpoint`` (safe unless ``trust=True``). `source` names the
+    file an already read dict came from, for error messages.
     """
     if isinstance(path_or_state_dict, str | Path):
-        source: Any = path_or_state_dict
+        source = path_or_state_dict
         obj = read_checkpoint(path_or_state_dict, trust=trust)
     else:
-        source, obj = "checkpoint", path_or_state_dict
+        source, obj = source or "checkpoint", path_or_state_dict
     state, kind = _unwrap(obj, source)
+    bad = non_finite_tensors(state.items())
+    if bad:
+        raise CheckpointError(
+            f"{source} holds NaN or inf weights: {describe_non_finite(bad)}; a model with them "
+            "predicts wrongly without a warning. Use another checkpoint (an earlier epNNN.pth "
+            "of the run) or retrain"
+        )
     if kind == "project":
         recorded = obj.get("model", {}).get("name")
         ours = getattr(model, "build_config", {}).get("name")
@@ -796,6 +807,7 @@ __all__ = [
     "LoadReport",
     "NonFiniteCheckpointError",
     "build_checkpoint",
+    "checkpoint_tensors",
     "convert_checkpoint",
     "describe_non_finite",
     "is_project_checkpoint",

@@ -129,7 +129,7 @@ class ModelPredictor(Predictor):
                     f"checkpoint {path} is for {saved['num_classes']} classes, but "
                     f"{num_classes} were asked for"
                 )
-            model, ckpt = model_from_checkpoint(ckpt, map_location="cpu")
+            model, ckpt = model_from_checkpoint(ckpt, map_location="cpu", source=path)
             pre = ckpt.get("preprocess") or {}
             predictor = cls(
                 model,

@@ -61,8 +61,10 @@ from tqdm import tqdm
 
 import nets
 from nets.checkpoint import (
+    CheckpointError,
     NonFiniteCheckpointError,
     build_checkpoint,
+    checkpoint_tensors,
     describe_non_finite,
     non_finite_tensors,
     read_project_checkpoint,
@@ -469,6 +471,12 @@ class Trainer:
                 f"{path} holds weights only, no training state (best.pth and exported "
                 "checkpoints keep no optimizer state): resume from the run's last.pth or an "
                 f"ep{{N}}.pth, or start a new run from it with --pretrained {path}"
+            )
+        bad = non_finite_tensors(checkpoint_tensors(ckpt))
+        if bad:
+            raise CheckpointError(
+                f"{path} holds NaN or inf: {describe_non_finite(bad)}; resume from an earlier "
+                "checkpoint of the run (an epNNN.pth)"
             )
         if ckpt["model"].get("name") != self.task.model.build_config.get("name"):
             raise ValueError(
