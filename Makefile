@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make demo` and `make test`.
+# Two commands on a fresh machine: `make demo` and `make test`. `make venv-deploy` makes
+# .venv-deploy, what a sorting-line box needs to run an exported model (no torch).
 # Both create .venv with python3 -m venv and install the requirements on first use; a stamp
 # named after a hash of the requirements files makes later runs start at once and reinstalls
 # when a requirements file changes.
@@ -12,7 +13,13 @@ DEV_HASH := $(shell cat requirements.txt requirements-dev.txt $(YOLO_REQS) | sha
 RUN_STAMP := $(VENV)/.stamp-run-$(RUN_HASH)
 DEV_STAMP := $(VENV)/.stamp-dev-$(DEV_HASH)
 
-.PHONY: demo test lint format venv venv-dev venv-yolo clean-venv
+DEPLOY_VENV := .venv-deploy
+DEPLOY_HASH := $(shell cat requirements-deploy.txt | sha256sum | cut -c1-16)
+APP_HASH := $(shell cat requirements-deploy.txt requirements-deploy-app.txt | sha256sum | cut -c1-16)
+DEPLOY_STAMP := $(DEPLOY_VENV)/.stamp-deploy-$(DEPLOY_HASH)
+APP_STAMP := $(DEPLOY_VENV)/.stamp-app-$(APP_HASH)
+
+.PHONY: demo test lint format venv venv-dev venv-yolo venv-deploy venv-deploy-app clean-venv
 
 demo: $(RUN_STAMP)
 	$(PY) demo.py
@@ -50,5 +57,22 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt $(YOLO_REQS)
 	rm -f $(VENV)/.stamp-dev-* $(VENV)/.stamp-run-*
 	touch $@ $(RUN_STAMP)
 
+# The deployment install: ONNX Runtime, OpenVINO, OpenCV, numpy and the CLI, no training stack
+# (requirements-deploy.txt); venv-deploy-app adds Qt for gui.py.
+venv-deploy: $(DEPLOY_STAMP)
+venv-deploy-app: $(APP_STAMP)
+
+$(DEPLOY_STAMP): requirements-deploy.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install -r requirements-deploy.txt
+	rm -f $(DEPLOY_VENV)/.stamp-deploy-*
+	touch $@
+
+$(APP_STAMP): requirements-deploy.txt requirements-deploy-app.txt
+	test -x $(DEPLOY_VENV)/bin/python || $(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install -r requirements-deploy-app.txt
+	rm -f $(DEPLOY_VENV)/.stamp-app-* $(DEPLOY_VENV)/.stamp-deploy-*
+	touch $@ $(DEPLOY_STAMP)
+
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DEPLOY_VENV)

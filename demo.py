@@ -183,7 +183,7 @@ def grade_test_video(cfg: Config, checkpoint: Path, out: Path) -> dict:
         raise SystemExit(f"demo: utils.line.conveyor failed (exit status {rc})")
     print(f"[6/7] grading {video.name} on the threaded line, against its ground truth", flush=True)
     rc = run_module(
-        "utils.line.grading", "--model", checkpoint, "--source", video, "--evaluate",
+        "utils.line.grading", "--checkpoint", checkpoint, "--source", video, "--evaluate",
         "--out", out, "--backend", cfg.backend, "--calib-data", cfg.data,
     )  # fmt: skip
     if rc != 0:
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  run folder    {run_dir}  (config.yaml, history.json, loss.png, miou.png)\n"
         f"  checkpoint    {checkpoint}\n"
         f"  predictions   {pictures or 'not written (predict.py failed, see above)'}\n"
-        f"  app           python gui.py --model {checkpoint} --source {line['source']}\n"
+        f"  app           python gui.py --checkpoint {checkpoint} --source {line['source']}\n"
         f"  next          python train.py --data {root}   (the paper's full schedule)",
         flush=True,
     )

@@ -10,9 +10,10 @@ bar charts and a confusion-matrix heat map; a table is printed. See docs/inferen
     python get_miou.py --checkpoint logs/run/best.pth --data data/synthetic_oranges --split test
     # the original's published weights: name the model
     python get_miou.py --checkpoint model_data/fastsegformer_p.pth --model fastsegformer_p
-    # an exported ONNX model or OpenVINO IR (predict.py --mode export_onnx / export_openvino)
-    python get_miou.py --onnx model_data/fastsegformer_p.onnx --data data/Orange_Navel_1.5k
-    python get_miou.py --openvino model_data/fastsegformer_p_int8.xml --data data/Orange_Navel_1.5k
+    # an exported ONNX model or OpenVINO IR (predict.py --mode export_onnx / export_openvino);
+    # these run without torch (requirements-deploy.txt)
+    python get_miou.py --checkpoint model_data/p.onnx --data data/Orange_Navel_1.5k
+    python get_miou.py --checkpoint model_data/p_int8.xml --data data/Orange_Navel_1.5k
     # score a deployment backend (INT8 calibrated on the --data train split)
     python get_miou.py --checkpoint logs/run/best.pth --backend ov-int8
     python get_miou.py --checkpoint logs/run/best.pth --backend auto   # the fastest that keeps it
@@ -29,21 +30,23 @@ from dataclasses import dataclass
 from typing import Literal
 
 from utils.cli import parse_config
+from utils.data.class_names import default_class_names
 from utils.deploy.backends import BACKEND_CHOICES
 from utils.inference.evaluate import MODES, evaluate, format_table
-from utils.inference.predictor import Predictor, default_class_names
+from utils.inference.open_model import open_model
+from utils.inference.predictor import Predictor
+
+RENAMED = {"--onnx": "--checkpoint", "--openvino": "--checkpoint"}  # old flag -> new
 
 
 @dataclass
 class Config:
-    # --- the model: a project checkpoint rebuilds itself; original weights need --model
-    checkpoint: str | None = None  # project checkpoint (.pth) or original weights
+    # --- the model file: .pth checkpoint, .onnx or OpenVINO .xml (utils.inference.open_model)
+    checkpoint: str | None = None  # model file: .pth (or the original's weights), .onnx, .xml
     model: str | None = None  # registry model name (nets.MODELS), for the original's weights
     num_classes: int | None = None  # classes (None: the checkpoint's, else 4)
     trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
-    onnx: str | None = None  # evaluate this ONNX file instead
-    openvino: str | None = None  # evaluate this OpenVINO IR (.xml) instead
-    backend: Literal[tuple(BACKEND_CHOICES)] = "torch"  # runtime for --checkpoint (auto: fastest)
+    backend: Literal[tuple(BACKEND_CHOICES)] | None = None  # a .pth's runtime (None: torch)
     calib_images: int = 64  # INT8: train-split photos of --data to calibrate on
     threads: int = 0  # CPU runtime threads (0: all)
     deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
@@ -63,45 +66,33 @@ class Config:
 
 
 def build_predictor(cfg: Config) -> Predictor | None:
-    """The Predictor for --checkpoint or --onnx (None when neither is given)."""
-    if cfg.onnx:
-        return Predictor.from_onnx(cfg.onnx)
-    if cfg.openvino:
-        return Predictor.from_openvino(cfg.openvino, threads=cfg.threads)
-    if cfg.checkpoint:
-        predictor = Predictor.from_checkpoint(
-            cfg.checkpoint,
-            device=cfg.device,
-            half=cfg.half,
-            model_name=cfg.model,
-            num_classes=cfg.num_classes,
-            trust=cfg.trust_checkpoint,
-        )
-        return predictor.use_backend(
-            cfg.backend,
-            calib_data=cfg.data,
-            calib_images=cfg.calib_images,
-            threads=cfg.threads,
-            cache_dir=cfg.deploy_cache or None,
-            log=print,
-        )
-    return None
+    """The Predictor of --checkpoint (None when there is none); a .pth runs on --backend
+    (default torch: the model as trained), an exported file on its own runtime."""
+    if not cfg.checkpoint:
+        return None
+    return open_model(
+        cfg.checkpoint,
+        backend=cfg.backend,
+        default_backend="torch",
+        model_name=cfg.model,
+        num_classes=cfg.num_classes,
+        device=cfg.device,
+        half=cfg.half,
+        threads=cfg.threads,
+        trust=cfg.trust_checkpoint,
+        calib_data=cfg.data,
+        calib_images=cfg.calib_images,
+        cache_dir=cfg.deploy_cache or None,
+        log=print,
+    )
 
 
 def run(cfg: Config) -> dict | None:
     """Predict and/or score the split as --mode says; the metrics document (None: predict)."""
-    given = [flag for flag in ("checkpoint", "onnx", "openvino") if getattr(cfg, flag)]
-    if len(given) > 1:
-        raise ValueError(f"give one of --checkpoint, --onnx, --openvino, not {given}")
     predictor = build_predictor(cfg)
     if predictor is None and cfg.mode != "score":
-        raise ValueError(f"--mode {cfg.mode} needs --checkpoint, --onnx or --openvino PATH")
+        raise ValueError(f"--mode {cfg.mode} needs --checkpoint PATH (.pth, .onnx or .xml)")
     if predictor is not None:
-        if cfg.num_classes is not None and cfg.num_classes != predictor.num_classes:
-            raise ValueError(
-                f"the model predicts {predictor.num_classes} classes, --num-classes says "
-                f"{cfg.num_classes}"
-            )
         num_classes = predictor.num_classes
         names = list(cfg.class_names) or predictor.class_names
         print(f"model: {predictor.describe()}")
@@ -120,7 +111,7 @@ def run(cfg: Config) -> dict | None:
         batch_size=cfg.batch_size,
         progress=cfg.progress,
         extra={
-            "model": cfg.onnx or cfg.openvino or cfg.checkpoint,
+            "model": cfg.checkpoint,
             "backend": predictor.describe() if predictor is not None else None,
         },
     )
@@ -135,10 +126,10 @@ def run(cfg: Config) -> dict | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(Config, argv, description=__doc__)
+    cfg = parse_config(Config, argv, description=__doc__, renamed=RENAMED)
     try:
         run(cfg)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # DiskFullError is an OSError
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {message}", file=sys.stderr)
         return 2

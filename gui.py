@@ -2,19 +2,25 @@
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) came with
 a PyQt desktop app for photos and video. This is its PySide6 (Qt 6) counterpart on the project's
-shared pieces: `utils.inference.predictor.Predictor` (checkpoint on any backend of
-utils.deploy.backends, ONNX or OpenVINO IR), the threaded
+shared pieces: a model file opened by `utils.inference.open_model.open_model` (a checkpoint on
+any backend of utils.deploy.backends; an ONNX file or OpenVINO IR, which need no torch), the
+threaded
 `utils.line.video_pipeline.VideoPipeline` and the per-fruit `utils.line.grading`.
 
     python gui.py                                          # then use the toolbar
-    python gui.py --model logs/run/best.pth --source line.mp4
-    python gui.py --model model.onnx --source photos/ --save-dir results/
-    python gui.py --model logs/run/best.pth --backend ov-int8     # default: --backend auto
-    QT_QPA_PLATFORM=offscreen python gui.py --model best.pth --source line.mp4 \\
+    python gui.py --checkpoint logs/run/best.pth --source line.mp4
+    python gui.py --checkpoint model.xml --source photos/ --save-dir results/
+    python gui.py --checkpoint logs/run/best.pth --rules grades.yaml   # your grading rules
+    python gui.py --checkpoint logs/run/best.pth --backend ov-int8   # default: --backend auto
+    QT_QPA_PLATFORM=offscreen python gui.py --checkpoint best.pth --source line.mp4 \\
         --screenshot docs/images/gui.png                   # run once, save the window, quit
 
 The window shows the original and the result side by side, the colour legend, each defect
-class's share of the image and of the fruit, each fruit's grade, and the end-to-end FPS.
+class's share of the image and of the fruit, each fruit's grade, and the end-to-end FPS; it
+opens at 1240x720 (a 1280x800 screen shows it whole). Grading rules (--rules, or the Rules
+button) go through the one loader of utils.line.rules and must limit the model's classes.
+Without a usable X11 platform (Qt's xcb libraries missing, no display) the app says so in one
+line, exit status 2, before Qt would abort.
 "Save results" picks a folder: the displayed result is saved at once and later runs write
 their overlays (images) or result video, masks and a grades CSV there.
 
@@ -25,11 +31,16 @@ to the GUI thread, where all widgets are updated: no widget is touched from a wo
 
 from __future__ import annotations
 
+import ctypes
+import os
+import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,14 +48,14 @@ from typing import Any, Literal
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-import nets
 from utils.cli import parse_config
 from utils.data.labels import index_to_colour
 from utils.data.preprocess import CLASS_NAMES, VOC_PALETTE, read_image
 from utils.deploy.backends import BACKEND_CHOICES, check_backend_name
-from utils.inference.predictor import Predictor
+from utils.inference.open_model import NeedsFullInstall, model_names, open_model
 from utils.inference.visualize import save_rgb
-from utils.line.grading import FrameGrades, FruitCSVSink, GradeCSVSink, Grader, GradingRules
+from utils.line.grading import FrameGrades, FruitCSVSink, GradeCSVSink, Grader
+from utils.line.rules import GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import (
     IMAGE_SUFFIXES,
     CameraSource,
@@ -59,17 +70,91 @@ from utils.line.video_pipeline import (
 )
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+WINDOW_SIZE = (1240, 720)  # fits a 1280x800 laptop screen with its taskbar and window frame
+FRAME_ROOM = (40, 80)  # what a window manager adds around the window (title bar, borders)
 GRADE_QCOLOURS = {"premium": "#28c83c", "standard": "#d9a400", "reject": "#e61e1e"}
+
+
+# Debian/Ubuntu packages of the libraries Qt's xcb plugin loads, where the name is not the
+# library's own name and version (libxcb-icccm.so.4 -> libxcb-icccm4; Debian policy 8.1)
+DEBIAN_PACKAGES = {
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libz.so.1": "zlib1g",
+    "libbrotlidec.so.1": "libbrotli1",
+    "libbrotlicommon.so.1": "libbrotli1",
+}
+
+
+def debian_package(soname: str) -> str:
+    """The Debian/Ubuntu package that ships the shared library `soname` (its usual name)."""
+    if soname in DEBIAN_PACKAGES:
+        return DEBIAN_PACKAGES[soname]
+    base, _, version = soname.partition(".so.")
+    base = base.lower()
+    if not version:
+        return base
+    return f"{base}-{version}" if base[-1:].isdigit() else f"{base}{version}"
+
+
+def missing_libraries(library: Path) -> list[str]:
+    """The shared libraries `library` needs (itself and through its dependencies) that the
+    dynamic loader cannot find: every one from ldd, else the first one a ctypes load names."""
+    ldd = shutil.which("ldd")
+    if ldd is not None:
+        out = subprocess.run([ldd, str(library)], capture_output=True, text=True, check=False)
+        found = re.findall(r"^\s*(\S+) => not found", out.stdout, re.M)
+        return list(dict.fromkeys(found))
+    try:
+        ctypes.CDLL(str(library))
+    except OSError as err:
+        name = re.match(r"([^:\s]+\.so[.\d]*): cannot open", str(err))
+        return [name.group(1)] if name else [str(err)]
+    return []
+
+
+def qt_platform_problem(env: Mapping[str, str] | None = None) -> str | None:
+    """Why Qt would abort when the app opens its window (one line), or None.
+
+    Only Qt's X11 platform (xcb) is checked, before the QApplication is created: Qt aborts the
+    process (status 134) when that plugin's libraries are missing or there is no display, with
+    a message that does not always name the right library. Other platforms (offscreen,
+    wayland, QT_QPA_PLATFORM) are left to Qt.
+    """
+    env = os.environ if env is None else env
+    requested = env.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip()
+    if requested and requested != "xcb":
+        return None
+    if not requested and (not sys.platform.startswith("linux") or env.get("WAYLAND_DISPLAY")):
+        return None  # not X11, or a Wayland session Qt may use instead
+    plugins = Path(QtCore.QLibraryInfo.path(QtCore.QLibraryInfo.LibraryPath.PluginsPath))
+    plugin = plugins / "platforms" / "libqxcb.so"
+    missing = missing_libraries(plugin) if plugin.is_file() else []
+    if missing:
+        packages = " ".join(dict.fromkeys(debian_package(m) for m in missing))
+        return (
+            f"Qt cannot open a window: its X11 (xcb) platform needs {', '.join(missing)}, not "
+            f"installed; install them (Debian/Ubuntu: sudo apt-get install {packages}), or run "
+            "headless with QT_QPA_PLATFORM=offscreen (and --screenshot FILE)"
+        )
+    if not env.get("DISPLAY"):
+        return (
+            "Qt cannot open a window: no X display (DISPLAY is not set); start the app in a "
+            "desktop session (ssh -X), or run headless with QT_QPA_PLATFORM=offscreen (and "
+            "--screenshot FILE)"
+        )
+    return None
 
 
 @dataclass
 class Config:
-    model: str = ""  # project checkpoint (.pth), ONNX model or OpenVINO IR (.xml) to load
+    checkpoint: str = ""  # model file to load: .pth checkpoint, .onnx or OpenVINO IR (.xml)
+    model: str | None = None  # registry model name, for the original's published weights
     backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for a checkpoint (auto: fastest)
-    trust_checkpoint: bool = False  # unpickle the --model file in full: trusted files only
+    trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
     source: str = ""  # image, folder of images or video to open
     save_dir: str = ""  # folder for overlays/video, masks and grades.csv
-    grades: str = ""  # grading rules YAML/JSON (see utils/line/grading.py)
+    rules: str = ""  # grading rules YAML/JSON (utils/line/rules.py; empty: the defaults)
     screenshot: str = ""  # run --source once, save the window here, quit
 
 
@@ -200,7 +285,7 @@ class ImagePanel(QtWidgets.QLabel):
         self.title = title
         self._pixmap: QtGui.QPixmap | None = None
         self.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(320, 240)
+        self.setMinimumSize(240, 180)
         self.setSizePolicy(
             QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Ignored
         )
@@ -245,6 +330,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.source_path: str | int | None = None
         self.save_dir: Path | None = None
         self.rules = GradingRules()
+        self.rules_problems: list[str] = []  # why the rules do not fit the model (Start is off)
         self.worker: PipelineWorker | None = None
         self.annotator: Annotator | None = None
         self.last_result: FrameResult | None = None
@@ -282,6 +368,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_stop = bar.addAction("Stop", self.stop)
         bar.addSeparator()
         self.act_save = bar.addAction("Save results…", self._ask_save_dir)
+        self.act_rules = bar.addAction("Rules…", self._ask_rules)
+        self.act_rules.setToolTip("grading rules file (YAML/JSON), as --rules")
 
         self.original = ImagePanel("original")
         self.result = ImagePanel("result")
@@ -327,7 +415,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(
             "Open a model (checkpoint .pth, .onnx or OpenVINO .xml), then a source."
         )
-        self.resize(1360, 600)
+        self._fit_screen()
+
+    def _fit_screen(self) -> None:
+        """Start at WINDOW_SIZE, or smaller to stay within the screen's free area with room for
+        the window frame: a 1280x800 screen with a taskbar shows the whole window."""
+        screen = self.screen() or QtGui.QGuiApplication.primaryScreen()
+        free = screen.availableGeometry()
+        want_w, want_h = WINDOW_SIZE
+        w = max(self.minimumSizeHint().width(), min(want_w, free.width() - FRAME_ROOM[0]))
+        h = max(self.minimumSizeHint().height(), min(want_h, free.height() - FRAME_ROOM[1]))
+        self.resize(w, h)
 
     @staticmethod
     def _titled(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QGroupBox:
@@ -354,7 +452,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_buttons(self) -> None:
         running = self.running
-        ready = self.predictor is not None and self.source_kind is not None
+        ready = (
+            self.predictor is not None and self.source_kind is not None and not self.rules_problems
+        )
         self.act_start.setEnabled(ready and not running)
         self.act_stop.setEnabled(running)
         for act in (
@@ -363,6 +463,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.act_folder,
             self.act_video,
             self.act_camera,
+            self.act_rules,
         ):
             act.setEnabled(not running)
 
@@ -386,6 +487,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if path:
             self.open_source(kind, path)
 
+    def _ask_rules(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Grading rules", "", "Grading rules (*.yaml *.yml *.json);;All files (*)"
+        )
+        if path:
+            self.load_rules(path)
+
     def _ask_save_dir(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Save results to folder")
         if path:
@@ -405,30 +513,32 @@ class MainWindow(QtWidgets.QMainWindow):
         self, path: str | Path, model_name: str | None = None, trust: bool = False
     ) -> bool:
         """Load a project checkpoint (run on the chosen backend), the original's weights (asks
-        the model name), an ONNX file or an OpenVINO IR.
+        the model name), an ONNX file or an OpenVINO IR (utils.inference.open_model).
 
         Weights files are read without running code from them unless `trust` (the
-        --trust-checkpoint flag, for the --model file only); a refused file is reported.
+        --trust-checkpoint flag, for the --checkpoint file only); a refused file is reported.
         """
         path = Path(path)
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        self.statusBar().showMessage(f"opening {path.name} (backend {self.backend}) ...")
         try:
-            if path.suffix.lower() in (".onnx", ".xml"):
-                predictor = Predictor.from_file(path)
-            else:
-                predictor = Predictor.from_checkpoint(path, model_name=model_name, trust=trust)
-                self.statusBar().showMessage(f"preparing backend {self.backend} ...")
-                predictor.use_backend(self.backend, cache_dir=self.deploy_cache or None)
+            predictor = open_model(
+                path,
+                backend=self.backend,
+                model_name=model_name,
+                trust=trust,
+                cache_dir=self.deploy_cache or None,
+            )
+        except NeedsFullInstall as e:
+            QtWidgets.QApplication.restoreOverrideCursor()
+            self._error(str(e))
+            return False
         except ValueError as e:
             QtWidgets.QApplication.restoreOverrideCursor()
             if model_name is None and "not a project checkpoint" in str(e) and self.isVisible():
+                question = f"{path.name} holds plain weights: which model?"
                 name, ok = QtWidgets.QInputDialog.getItem(
-                    self,
-                    "Model",
-                    f"{path.name} holds plain weights: which model?",
-                    sorted(nets.MODELS),
-                    0,
-                    False,
+                    self, "Model", question, model_names(), 0, False
                 )
                 return self.load_model(path, name, trust) if ok else False
             self._error(f"cannot load model: {e}")
@@ -448,7 +558,32 @@ class MainWindow(QtWidgets.QMainWindow):
         describe = getattr(predictor, "describe", None)
         self.model_label.setText(f"{label}\n{describe() if describe else ''}")
         self.statusBar().showMessage(f"model {label} loaded")
+        self.set_rules(self.rules)
         self._update_buttons()
+
+    def load_rules(self, path: str | Path) -> bool:
+        """Grade with the rules of `path` (the loader of utils.line.rules, as --rules); a file
+        with problems is reported, one line each, and the rules in use stay."""
+        try:
+            rules = load_rules(path)
+        except RulesError as err:
+            self._error("\n".join(err.problems))
+            return False
+        if not self.set_rules(rules):
+            return False
+        self.statusBar().showMessage(f"grading rules: {rules.source}")
+        return True
+
+    def set_rules(self, rules: GradingRules) -> bool:
+        """Use `rules`; with a model loaded they must limit only its classes, else Start stays
+        off and the status says why (open fitting rules with Rules…)."""
+        self.rules = rules
+        names = self.predictor.class_names if self.predictor is not None else None
+        self.rules_problems = rules.problems(names)
+        if self.rules_problems:
+            self._error("\n".join(self.rules_problems))
+        self._update_buttons()
+        return not self.rules_problems
 
     def open_source(self, kind: str, path: str | int | Path) -> None:
         """Select a source ("image", "folder", "video", "camera") and preview it."""
@@ -637,15 +772,38 @@ class MainWindow(QtWidgets.QMainWindow):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a == "--grades" or a.startswith("--grades=") for a in argv):
+        print(
+            "gui.py: error: --grades is now --rules, the flag of python -m utils.line.grading "
+            "too: pass --rules FILE",
+            file=sys.stderr,
+        )
+        return 2
     args = parse_config(Config, argv, description=__doc__)
+    try:
+        rules = load_rules(args.rules)
+    except RulesError as err:
+        print("\n".join(f"gui.py: error: {line}" for line in err.problems), file=sys.stderr)
+        return 2
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        problem = qt_platform_problem()  # Qt would abort (status 134) creating the application
+        if problem is not None:
+            print(f"gui.py: error: {problem}", file=sys.stderr)
+            return 2
+        app = QtWidgets.QApplication(sys.argv[:1])
     window = MainWindow(backend=args.backend)
-    if args.grades:
-        window.rules = GradingRules.from_file(args.grades)
+    window.set_rules(rules)
     window.show()
-    if args.model and not window.load_model(args.model, trust=args.trust_checkpoint):
+    if args.checkpoint and not window.load_model(
+        args.checkpoint, args.model, trust=args.trust_checkpoint
+    ):
         return 1
+    if window.rules_problems:  # the rules limit classes the model lacks
+        print("\n".join(f"gui.py: error: {p}" for p in window.rules_problems), file=sys.stderr)
+        return 2
     if args.save_dir:
         window.set_save_dir(args.save_dir)
     if args.source:

@@ -1,10 +1,11 @@
 """Predict navel-orange surface defects on photos, folders, videos and cameras; export to ONNX.
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) finds
-sunburn, ulcer and wind scarring on navel oranges. This script runs a trained model (rebuilt
-from its checkpoint alone, or the original's published weights with --model, or an exported
-ONNX file) and, for every photo or frame, prints and writes to CSV the pixel count and area
-share of each defect class, of the whole image and of the fruit. See docs/inference.md.
+sunburn, ulcer and wind scarring on navel oranges. This script runs a trained model
+(--checkpoint: a project checkpoint rebuilt from the file alone, the original's published
+weights with --model, or an exported .onnx / OpenVINO .xml, which need no torch) and, for
+every photo or frame, prints and writes to CSV the pixel count and area share of each defect
+class, of the whole image and of the fruit. See docs/inference.md.
 
     # one or more photos -> logs/img_out/<name>.png overlays (with a colour legend) +
     # logs/img_out/defect_areas.csv
@@ -25,12 +26,12 @@ share of each defect class, of the whole image and of the fruit. See docs/infere
     python predict.py --checkpoint best.pth --inputs a.jpg --backend ov-int8
     # ONNX: export (checked against PyTorch with ONNX Runtime), then predict with it
     python predict.py --mode export_onnx --checkpoint best.pth --onnx-out model_data/p.onnx
-    python predict.py --onnx model_data/p.onnx --inputs a.jpg
-    # OpenVINO IR, float32 or INT8 (NNCF), then predict with it (no checkpoint needed)
+    python predict.py --checkpoint model_data/p.onnx --inputs a.jpg
+    # OpenVINO IR, float32 or INT8 (NNCF), then predict with it (no torch needed)
     python predict.py --mode export_openvino --checkpoint best.pth --ov-out model_data/p.xml
     python predict.py --mode export_openvino --checkpoint best.pth --ov-int8 \
         --calib-data data/Orange_Navel_1.5k --ov-out model_data/p_int8.xml
-    python predict.py --openvino model_data/p_int8.xml --inputs a.jpg
+    python predict.py --checkpoint model_data/p_int8.xml --inputs a.jpg
     # the original's published weights
     python predict.py --checkpoint model_data/fastsegformer_p.pth --model fastsegformer_p ...
     # drafts to correct in labelme (one JSON per photo) or COCO (coco, coco-rle), and the
@@ -49,17 +50,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 
 from utils.cli import parse_config
 from utils.data.labels import save_index_mask
 from utils.data.preprocess import read_image
-from utils.deploy.backends import BACKEND_CHOICES
-from utils.deploy.onnx_export import EXPORTERS, export_onnx
-from utils.deploy.openvino_export import export_openvino
-from utils.deploy.optimize import ImageCalibrationReader
+from utils.deploy.backends import BACKEND_CHOICES, EXPORTERS
 from utils.fileio import describe_removed, remove_stale_temp_files
-from utils.inference.calibration import calibration_photos
+from utils.inference.open_model import open_model
 from utils.inference.predictor import Predictor
 from utils.inference.prelabel import DRAFT_FORMATS, UNCERTAINTY, prelabel, summary
 from utils.inference.visualize import (
@@ -81,6 +78,7 @@ from utils.line.video_pipeline import (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+RENAMED = {"--onnx": "--checkpoint", "--openvino": "--checkpoint"}  # old flag -> new
 
 
 @dataclass
@@ -89,14 +87,12 @@ class Config:
     mode: Literal[tuple(MODES)] = "image"  # one of MODES (image ... export_openvino)
     inputs: tuple[str, ...] = ()  # photo paths, a folder, or a video file
     out: str = "logs/img_out"  # output folder
-    # --- the model: a project checkpoint rebuilds itself; original weights need --model
-    checkpoint: str | None = None  # project checkpoint (.pth) or original weights
+    # --- the model file: .pth checkpoint, .onnx or OpenVINO .xml (utils.inference.open_model)
+    checkpoint: str | None = None  # model file: .pth (or the original's weights), .onnx, .xml
     model: str | None = None  # registry model name (nets.MODELS), for the original's weights
     num_classes: int | None = None  # classes (None: the checkpoint's, else 4)
     trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
-    onnx: str | None = None  # run this ONNX file instead
-    openvino: str | None = None  # run this OpenVINO IR (.xml) instead
-    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for --checkpoint (auto: fastest)
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # a .pth's runtime (auto: the fastest)
     calib_data: str = ""  # VOC root whose train split calibrates INT8 (empty: generated oranges)
     calib_images: int = 64  # INT8 calibration photos (at most)
     threads: int = 0  # CPU runtime threads (0: all)
@@ -140,46 +136,31 @@ class Config:
 
 # ---------------------------------------------------------------------------- helpers
 def build_predictor(cfg: Config) -> Predictor:
-    given = [flag for flag in ("checkpoint", "onnx", "openvino") if getattr(cfg, flag)]
-    if len(given) > 1:
-        raise ValueError(f"give one of --checkpoint, --onnx, --openvino, not {given}")
+    """The predictor of --checkpoint (an export mode keeps the PyTorch model as it is)."""
+    if not cfg.checkpoint:
+        raise ValueError(
+            "no model: pass --checkpoint PATH (a .pth checkpoint, with --model NAME for the "
+            "original's weights; an .onnx file; or an OpenVINO .xml)"
+        )
     exporting = cfg.mode in ("export_onnx", "export_openvino")
-    if (cfg.onnx or cfg.openvino) and exporting:
-        raise ValueError(f"{cfg.mode} needs --checkpoint (a PyTorch model), not an exported file")
-    if cfg.onnx:
-        predictor = Predictor.from_onnx(cfg.onnx, input_size=cfg.input_size)
-    elif cfg.openvino:
-        predictor = Predictor.from_openvino(
-            cfg.openvino, input_size=cfg.input_size, threads=cfg.threads
-        )
-    elif cfg.checkpoint:
-        predictor = Predictor.from_checkpoint(
-            cfg.checkpoint,
-            device=cfg.device,
-            half=cfg.half,
-            model_name=cfg.model,
-            num_classes=cfg.num_classes,
-            trust=cfg.trust_checkpoint,
-            input_size=cfg.input_size,
-        )
-        if not exporting:
-            predictor.use_backend(
-                cfg.backend,
-                calib_data=cfg.calib_data or None,
-                calib_images=cfg.calib_images,
-                threads=cfg.threads,
-                cache_dir=cfg.deploy_cache or None,
-                log=lambda text: print(text, file=sys.stderr),
-            )
-    else:
+    predictor = open_model(
+        cfg.checkpoint,
+        backend="torch" if exporting else cfg.backend,
+        model_name=cfg.model,
+        num_classes=cfg.num_classes,
+        input_size=cfg.input_size,
+        device=cfg.device,
+        half=cfg.half,
+        threads=cfg.threads,
+        trust=cfg.trust_checkpoint,
+        calib_data=cfg.calib_data or None,
+        calib_images=cfg.calib_images,
+        cache_dir=cfg.deploy_cache or None,
+        log=lambda text: print(text, file=sys.stderr),
+    )
+    if exporting and predictor.model is None:
         raise ValueError(
-            "no model: pass --checkpoint PATH (with --model NAME for the original's "
-            "weights), --onnx PATH or --openvino PATH"
-        )
-    if cfg.num_classes is not None and cfg.num_classes != predictor.num_classes:
-        raise ValueError(
-            f"the model predicts {predictor.num_classes} classes, --num-classes says "
-            f"{cfg.num_classes}"
+            f"{cfg.mode} needs a PyTorch checkpoint (.pth), not an exported file: {cfg.checkpoint}"
         )
     return predictor
 
@@ -338,7 +319,7 @@ def fps_loop(cfg: Config, predictor) -> dict[str, float]:
     x, box = predictor.preprocess(image)
     for _ in range(cfg.fps_warmup):
         predictor.postprocess(predictor.infer(x[None])[0], box)
-    sync = _synchronizer(predictor)
+    sync = getattr(predictor.backend, "synchronize", lambda: None)  # CUDA: wait for the work
     times, model_times = [], []
     for _ in range(cfg.fps_runs):
         t0 = time.perf_counter()
@@ -363,54 +344,24 @@ def fps_loop(cfg: Config, predictor) -> dict[str, float]:
     return result
 
 
-def _synchronizer(predictor) -> Callable[[], None]:
-    device = getattr(predictor.backend, "device", None)
-    if device is not None and device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None  # CPU and ONNX Runtime calls return when the work is done
-
-
 def export(cfg: Config, predictor) -> int:
-    ckpt = predictor.checkpoint or {}
-    model = predictor.model
-    metadata = {
-        **predictor.metadata(),
-        "source_checkpoint": str(cfg.checkpoint),
-        "epoch": ckpt.get("epoch"),
-    }
-    report = export_onnx(
-        model,
-        cfg.onnx_out,
-        predictor.input_size,
-        opset=cfg.opset,
-        dynamic_batch=cfg.dynamic_batch,
-        half=cfg.onnx_half,
-        exporter=cfg.exporter,
-        metadata=metadata,
+    """--mode export_onnx: the ONNX file, checked against PyTorch, with its metadata."""
+    options = {"opset": cfg.opset, "dynamic_batch": cfg.dynamic_batch, "half": cfg.onnx_half}
+    report = predictor.export_onnx(
+        cfg.onnx_out, source=cfg.checkpoint, exporter=cfg.exporter, **options
     )
     print(report.summary())
     return 0
 
 
-def export_ir(cfg: Config, predictor: Predictor) -> int:
+def export_ir(cfg: Config, predictor) -> int:
     """--mode export_openvino: the OpenVINO IR (fp32, or INT8 with --ov-int8), checked."""
-    ckpt = predictor.checkpoint or {}
-    metadata = {
-        **predictor.metadata(),
-        "source_checkpoint": str(cfg.checkpoint),
-        "epoch": ckpt.get("epoch"),
-    }
-    calibration = None
-    if cfg.ov_int8:
-        photos, note = calibration_photos(cfg.calib_data or None, "train", cfg.calib_images)
-        reader = ImageCalibrationReader(
-            photos, predictor.input_size, "images", predictor.mean, predictor.std, predictor.fill
-        )
-        calibration = reader.inputs()
-        metadata["calibration"] = note
-        print(f"calibrating INT8 on {note}")
-    report = export_openvino(
-        predictor.model, cfg.ov_out, predictor.input_size, metadata, calibration=calibration
+    report = predictor.export_openvino(
+        cfg.ov_out,
+        source=cfg.checkpoint,
+        int8=cfg.ov_int8,
+        calib_data=cfg.calib_data or None,
+        calib_images=cfg.calib_images,
     )
     print(report.summary())
     return 0
@@ -490,7 +441,7 @@ def run(cfg: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    cfg = parse_config(Config, argv, description=__doc__)
+    cfg = parse_config(Config, argv, description=__doc__, renamed=RENAMED)
     try:
         return run(cfg)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, OSError) as e:

@@ -85,10 +85,12 @@ from utils.deploy.optimize import (
     quantize_int8,
 )
 from utils.deploy.runtimes import OpenVinoBackend
-from utils.deploy.timing import benchmark, cpu_name, cuda_sync, environment
+from utils.deploy.timing import benchmark, cpu_name, environment
+from utils.deploy.torch_runtime import cuda_sync
 from utils.fileio import atomic_open, write_text
 from utils.inference.calibration import calibration_photos
 from utils.inference.evaluate import evaluate
+from utils.inference.open_model import open_model
 from utils.inference.predictor import Predictor, default_class_names
 
 BACKENDS = (
@@ -216,19 +218,20 @@ def load_subjects(cfg: Config) -> list[Subject]:
 
     subjects: list[Subject] = []
     for path in cfg.checkpoint:
-        model, ckpt = nets.model_from_checkpoint(
-            path, map_location="cpu", trust=cfg.trust_checkpoint
-        )
-        pre = ckpt.get("preprocess") or {}
-        size = ckpt.get("input_size") or [model.default_input_size] * 2
+        opened = open_model(path, backend="torch", trust=cfg.trust_checkpoint)
+        if opened.model is None:
+            raise CheckpointError(
+                f"{path}: speeding.py converts a PyTorch checkpoint (.pth) to every backend; "
+                f"an exported file is timed by its own runtime (utils.line.bench --checkpoint)"
+            )
         subjects.append(
             Subject(
-                ckpt["model"]["name"],
-                model.eval(),
-                (int(size[0]), int(size[1])),
-                pre.get("mean"),
-                pre.get("std"),
-                ckpt.get("class_names"),
+                opened.model.build_config["name"],
+                opened.model.eval(),
+                opened.input_size,
+                opened.mean,
+                opened.std,
+                opened.class_names,
                 str(path),
             )
         )
@@ -615,13 +618,12 @@ def _predictor(subject: Subject, runner: Runner):  # noqa: ANN202 (utils.inferen
             return runner.infer(batch)
 
     return Predictor(
-        None,
+        _Backend(),
         subject.input_size,
+        int(subject.model.num_classes),
         subject.mean,
         subject.std,
         class_names=subject.class_names,
-        backend=_Backend(),
-        num_classes=int(subject.model.num_classes),
     )
 
 

@@ -45,6 +45,7 @@ class Config(TrainConfig):
     model_options: tuple[str, ...] = ()  # model options key=value, e.g. pyramid=ppm irb=false
     data: str = ""  # VOC root holding VOC2007/ (empty: real set if present, else synthetic)
     num_classes: int = 4  # classes including background (background, 3 defects)
+    class_names: tuple[str, ...] = ()  # names, background first (empty: data's class_names.txt)
     input_size: tuple[int, ...] = (224, 224)  # network input h w (the paper: 224 224)
     pretrained: str = ""  # weights to start from: a file (any layout) or 'imagenet'
     resume: str = ""  # checkpoint to continue from (its own settings unless flags given)

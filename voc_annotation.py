@@ -3,8 +3,9 @@
 FastSegFormer (Cai et al. 2024) splits Orange_Navel_1.5k 6:2:2. This script, like the
 original's voc_annotation.py, writes ImageSets/Segmentation/{train,val,test,trainval}.txt, and
 before that checks every mask (readable, same size as its photo, palette/index values or VOC
-palette colours, not a 0/255 binary mask), prints a per-class pixel histogram and every
-problem found. Masks with problems are left out of the splits.
+palette colours, not a 0/255 binary mask, no value >= --num-classes but 255, the ignore index),
+prints a per-class pixel histogram and every problem found. Masks with problems are left out of
+the splits; with --check-only nothing is written and the exit status is 1 when any was found.
 
     python voc_annotation.py --data data/Orange_Navel_1.5k             # check + write splits
     python voc_annotation.py --data DIR --ratios 7 2 1 --seed 1 --force  # replace split files
@@ -28,19 +29,26 @@ as above (docs/data.md):
     python voc_annotation.py --from-masks MASK_DIR --images IMG_DIR --data OUT_ROOT \
         --classes background sunburn --binary-class sunburn     # 0/255 masks: 255 -> sunburn
 
-The index of a class is its position in --classes; --label-map is a JSON object mapping source
-label names to class names ("__ignore__": 255). A label that is neither stops the conversion
-with an error naming it and its file, unless --unknown-as-background. Every run that writes
-also writes VOC2007/dataset_report.json and dataset_report.png: photos per split, sizes, class
-pixel shares, photos per class and anything odd.
+The index of a class is its position in --classes (written to VOC2007/class_names.txt, which
+training reads); --label-map is a JSON object mapping source label names to class names
+("__ignore__": 255). A label that is neither is an error naming it and its file, unless
+--unknown-as-background. Every item of a source is read and checked before anything is
+written: all bad items are reported together, one line each, and nothing is written (a rerun
+needs no --force); an interrupted conversion removes what it wrote. Ratios that would leave a
+split with a ratio above 0 empty are refused first; a ratio of 0 leaves that split out. Every
+run that writes also writes VOC2007/dataset_report.json and dataset_report.png: photos per
+split, sizes, class pixel shares, photos per class and anything odd.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +56,8 @@ import numpy as np
 from PIL import Image
 
 from utils.cli import parse_config
-from utils.data.coco import convert_coco
+from utils.data.class_names import class_names_file, default_class_names, read_class_names
+from utils.data.coco import plan_coco
 from utils.data.convert import (
     ClassTable,
     ConversionError,
@@ -56,8 +65,7 @@ from utils.data.convert import (
     VocWriter,
     load_label_map,
 )
-from utils.data.dataset import PHOTO_SUFFIXES, read_split_lines, resolve_voc_root
-from utils.data.labelme import convert_labelme_folder
+from utils.data.labelme import plan_labelme_folder
 from utils.data.labels import (
     MaskError,
     binary_to_index,
@@ -66,10 +74,12 @@ from utils.data.labels import (
     read_mask,
     save_index_mask,
 )
-from utils.data.mask_folder import convert_mask_folder
-from utils.data.preprocess import CLASS_NAMES, IGNORE_INDEX, read_image
+from utils.data.mask_folder import plan_mask_folder
+from utils.data.preprocess import CLASS_NAMES, read_image
 from utils.data.report import build_report, format_report, write_report
+from utils.data.voc import PHOTO_SUFFIXES, read_split_lines, resolve_voc_root
 from utils.fileio import (
+    DiskFullError,
     describe_removed,
     display_path,
     is_utf8_name,
@@ -87,7 +97,7 @@ class Config:
     data: str = "data/synthetic_oranges"  # folder containing VOC2007/ (or VOC2007 itself)
     ratios: tuple[float, float, float] = (6.0, 2.0, 2.0)  # train val test (the paper: 6:2:2)
     seed: int = 0  # split shuffling seed
-    num_classes: int | None = None  # classes (None: len(--classes), else 4); values >= it: ignored
+    num_classes: int | None = None  # classes K (None: len(--classes) or 4); masks: 0..K-1, 255
     force: bool = False  # replace existing split files
     check_only: bool = False  # only check the masks and print the histogram; write nothing
     convert_colour: bool = False  # rewrite RGB/RGBA VOC-palette masks as palette index PNGs
@@ -98,7 +108,7 @@ class Config:
     from_coco: str | None = None  # COCO instance-segmentation JSON file (polygons, RLE)
     from_masks: str | None = None  # folder of mask images named like their photos in --images
     images: str | None = None  # photos of --from-coco (file_name relative to it) or --from-masks
-    classes: tuple[str, ...] = ()  # class names in index order, background first (empty: paper's)
+    classes: tuple[str, ...] = ()  # names, background first (empty: class_names.txt, else paper's)
     label_map: str | None = None  # JSON {source label: class name or "__ignore__"}
     unknown_as_background: bool = False  # unknown labels -> background instead of an error
     unlabelled_as_background: bool = False  # photos without annotation -> all-background masks
@@ -158,7 +168,7 @@ class CheckResult:
 
     good: list[str]  # ids whose photo and mask passed every check
     problems: list[str]  # one line each, naming the file; "(warning; kept)" ones are kept
-    hist: np.ndarray  # (num_classes + 1,) pixels per class, ignored (>= num_classes) last
+    hist: np.ndarray  # (num_classes + 1,) pixels per class, ignored (255) last
     converted: int  # masks rewritten (--convert-colour, --binary-to-index)
     photos: set[str]  # ids with a photo
     masks: set[str]  # ids with a mask
@@ -212,14 +222,7 @@ def check_dataset(cfg: Config) -> CheckResult:
         except (MaskError, ValueError, OSError) as err:  # FileNotFoundError, PIL's OSErrors
             problems.append(str(err))
             continue
-        h = class_histogram(mask, cfg.num_classes)
-        outside = np.unique(mask[(mask >= cfg.num_classes) & (mask != IGNORE_INDEX)])
-        if outside.size:
-            problems.append(
-                f"{mask_path}: values {outside.tolist()} >= num_classes={cfg.num_classes} "
-                f"({int(h[-1])} px incl. 255) will be ignored in training (warning; kept)"
-            )
-        hist += h
+        hist += class_histogram(mask, cfg.num_classes)
         good.append(stem)
     return CheckResult(good, problems, hist, converted, set(photos), set(masks))
 
@@ -228,6 +231,32 @@ def check_ratios(ratios: tuple[float, ...]) -> None:
     """ValueError naming --ratios unless they are three non-negative numbers with a positive sum."""
     if len(ratios) != 3 or min(ratios) < 0 or sum(ratios) <= 0:
         raise ValueError(f"--ratios {ratios}: expected three non-negative numbers, e.g. 6 2 2")
+
+
+def split_counts(n: int, ratios: tuple[float, ...]) -> dict[str, int]:
+    """Photos per split for `n` photos: train and val rounded from their shares, the rest to
+    test (to val when test's ratio is 0, to train when val's is 0 too).
+
+    ValueError naming the counts when a split with a ratio above 0 would get no photo (its
+    split file would be empty: train.py needs train and val, get_miou.py scores test).
+    """
+    check_ratios(ratios)
+    total = float(sum(ratios))
+    train = min(n, round(ratios[0] / total * n))
+    val = min(n - train, round(ratios[1] / total * n))
+    if ratios[2] == 0:
+        train, val = (n, 0) if ratios[1] == 0 else (train, n - train)
+    counts = {"train": train, "val": val, "test": n - train - val}
+    empty = [s for s, r in zip(SPLITS, ratios, strict=True) if r > 0 and counts[s] == 0]
+    if empty:
+        shown = " ".join(f"{r:g}" for r in ratios)
+        got = ", ".join(f"{s} {c}" for s, c in counts.items())
+        raise ValueError(
+            f"--ratios {shown} on {n} photos gives {got}: {' and '.join(empty)} would be empty; "
+            "a split with a ratio above 0 needs at least one photo. Add photos or change "
+            "--ratios (0 leaves a split out, e.g. --ratios 1 1 0)"
+        )
+    return counts
 
 
 def existing_split_files(voc: Path) -> list[Path]:
@@ -239,25 +268,27 @@ def existing_split_files(voc: Path) -> list[Path]:
 def write_splits(cfg: Config, ids: list[str]) -> dict[str, list[str]] | None:
     """Shuffle `ids` with the seed and write the split files; None if they exist (no --force).
 
-    The four files are written as one change (``utils.fileio.write_all``): every file is
-    encoded and staged first, so a failure leaves the old split files as they were.
+    The files are written as one change (``utils.fileio.write_all``): every file is encoded and
+    staged first, so a failure leaves the old split files as they were. A split whose ratio is
+    0 gets no file; one that would be empty stops the run first (`split_counts`).
     """
     voc = resolve_voc_root(cfg.data)
     folder = voc / "ImageSets" / "Segmentation"
     if existing_split_files(voc) and not cfg.force:
         return None
-    check_ratios(cfg.ratios)
-    total = float(sum(cfg.ratios))
+    counts = split_counts(len(ids), cfg.ratios)
+    n_train, n_val = counts["train"], counts["val"]
     order = np.random.default_rng(cfg.seed).permutation(len(ids))
-    n_train = int(round(cfg.ratios[0] / total * len(ids)))
-    n_val = int(round(cfg.ratios[1] / total * len(ids)))
     picks = {
         "train": order[:n_train],
         "val": order[n_train : n_train + n_val],
         "test": order[n_train + n_val :],
+        "trainval": order[: n_train + n_val],
     }
-    picks["trainval"] = order[: n_train + n_val]
-    result = {split: sorted(ids[i] for i in idx) for split, idx in picks.items()}
+    # a split with ratio 0 is left out: no file (an older one is removed below)
+    kept = [s for s, r in zip(SPLITS, cfg.ratios, strict=True) if r > 0]
+    kept += ["trainval"] if n_train + n_val else []
+    result = {split: sorted(ids[i] for i in picks[split]) for split in kept}
     files = {}
     for split, names in result.items():
         text = "".join(f"{n}\n" for n in names)
@@ -270,6 +301,9 @@ def write_splits(cfg: Config, ids: list[str]) -> dict[str, list[str]] | None:
                 "rename those files (nothing was written)"
             ) from None
     write_all(files)
+    for split in (*SPLITS, "trainval"):
+        if split not in result:
+            (folder / f"{split}.txt").unlink(missing_ok=True)  # of an earlier split (--force)
     return result
 
 
@@ -327,7 +361,7 @@ def check_split_files(voc: Path, photos: set[str], masks: set[str], usable: set[
 def format_histogram(hist: np.ndarray, class_names: list[str]) -> str:
     total = max(int(hist.sum()), 1)
     lines = [f"{'class':<18}{'pixels':>14}{'share %':>10}"]
-    for name, count in zip([*class_names, "ignored (>=K)"], hist, strict=True):
+    for name, count in zip([*class_names, "ignored (255)"], hist, strict=True):
         lines.append(f"{name:<18}{int(count):>14}{100 * count / total:>10.3f}")
     return "\n".join(lines)
 
@@ -341,9 +375,17 @@ def resolve_classes(cfg: Config) -> tuple[Config, list[str]]:
                 f"--num-classes {cfg.num_classes} but --classes names {len(names)} classes; "
                 "give one of them (the number of classes is len(--classes))"
             )
+    elif saved := _saved_class_names(cfg):
+        names = list(saved)
+        if cfg.num_classes is not None and cfg.num_classes != len(names):
+            path = class_names_file(resolve_voc_root(cfg.data))
+            raise ValueError(
+                f"--num-classes {cfg.num_classes} but {path} names {len(names)} classes "
+                f"({', '.join(names)}); drop --num-classes or fix the file"
+            )
     else:
         k = len(CLASS_NAMES) if cfg.num_classes is None else cfg.num_classes
-        names = list(CLASS_NAMES) if k == len(CLASS_NAMES) else [f"class_{i}" for i in range(k)]
+        names = default_class_names(k)
     binary = cfg.binary_to_index
     if cfg.binary_class is not None:
         if cfg.binary_class not in names or cfg.binary_class == names[0]:
@@ -358,6 +400,18 @@ def resolve_classes(cfg: Config) -> tuple[Config, list[str]]:
                 f"says {cfg.binary_to_index}; give one of them"
             )
     return dataclasses.replace(cfg, num_classes=len(names), binary_to_index=binary), names
+
+
+def _saved_class_names(cfg: Config) -> tuple[str, ...] | None:
+    """The names of DATA/VOC2007/class_names.txt when no source is converted (a converter
+    writes --classes there), else None."""
+    if cfg.from_labelme or cfg.from_coco or cfg.from_masks:
+        return None
+    try:
+        voc = resolve_voc_root(cfg.data)
+    except ValueError:
+        return None  # no data set yet: reported by the checks
+    return read_class_names(voc)
 
 
 def convert_source(cfg: Config, names: list[str]) -> ConversionResult | None:
@@ -388,25 +442,45 @@ def convert_source(cfg: Config, names: list[str]) -> ConversionResult | None:
         label_map_path=cfg.label_map,
     )
     writer = VocWriter(cfg.data, force=cfg.force)
+    # every item is read and checked first: all problems are reported together, nothing written
     if cfg.from_labelme:
-        result = convert_labelme_folder(
-            cfg.from_labelme, writer, table, cfg.unlabelled_as_background
-        )
+        plan = plan_labelme_folder(cfg.from_labelme, table, cfg.unlabelled_as_background)
     elif cfg.from_coco:
-        result = convert_coco(cfg.from_coco, cfg.images, writer, table)
+        plan = plan_coco(cfg.from_coco, cfg.images, table)
     else:
-        result = convert_mask_folder(
+        plan = plan_mask_folder(
             cfg.from_masks,
             cfg.images,
-            writer,
             table,
             binary_class=cfg.binary_class,
             unlabelled_as_background=cfg.unlabelled_as_background,
         )
-    if not result.written:
-        raise ConversionError(f"{given[0]} {result.source}: no photo was converted")
-    writer.write_class_names(names)
-    return result
+    if not plan.items:
+        raise ConversionError(f"{given[0]} {plan.source}: no photo to convert")
+    if cfg.force or not existing_split_files(writer.voc):  # splits will be written: sizes first
+        existing = {p.stem for p in writer.mask_dir.glob("*.png")}
+        split_counts(len(existing | {item.stem for item in plan.items}), cfg.ratios)
+    with _sigterm_as_interrupt():
+        return writer.write(plan)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt meanwhile, so that an interrupted conversion removes
+    what it had written (as Ctrl-C does) instead of leaving half a data set."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _temp_files(voc: Path, check_only: bool) -> None:
@@ -435,7 +509,20 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # ConversionError included: it names the file and the fix
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: nothing of the conversion into {cfg.data} was kept", file=sys.stderr)
+        return 130
     _temp_files(voc, cfg.check_only)
+    if not cfg.check_only and (cfg.force or not existing_split_files(voc)):
+        ignored: list[str] = []  # reported by the checks below
+        photos = _photo_index(voc / "JPEGImages", ignored)
+        pairs = photos.keys() & _mask_index(voc / "SegmentationClass", ignored).keys()
+        try:  # before any mask is converted: at most these pairs are usable
+            if pairs:
+                split_counts(len(pairs), cfg.ratios)
+        except ValueError as err:
+            print(f"error: {err}; nothing was written", file=sys.stderr)
+            return 2
     if conversion is not None:
         print(conversion.summary())
         print(f"class ids: {', '.join(f'{k} {n}' for k, n in enumerate(names))}\n")
@@ -474,7 +561,13 @@ def main(argv: list[str] | None = None) -> int:
     folder = voc / "ImageSets" / "Segmentation"
     try:
         splits = write_splits(cfg, good)
-    except (OSError, ValueError) as err:
+    except DiskFullError as err:  # says which file and that none was changed
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # ratios that leave a split empty, names that are not UTF-8
+        print(f"error: {err}; the split files in {folder} are as they were", file=sys.stderr)
+        return 2
+    except OSError as err:
         print(
             f"error: writing the split files in {folder} failed ({err}); they are as they were",
             file=sys.stderr,

@@ -90,6 +90,7 @@ def model_from_checkpoint(
     map_location: str | torch.device = "cpu",
     *,
     trust: bool = False,
+    source: str | Path | None = None,
 ) -> tuple[nn.Module, dict]:
     """Rebuild the model a project checkpoint records and load its weights.
 
@@ -97,6 +98,7 @@ def model_from_checkpoint(
         checkpoint: a file (read with ``nets.checkpoint.read_checkpoint``, safe unless
             `trust`) or an already read project checkpoint dict.
         map_location: device of the returned model.
+        source: the file an already read dict came from, for error messages.
 
     Returns:
         (model in eval mode, the checkpoint dict).
@@ -110,16 +112,17 @@ def model_from_checkpoint(
         if isinstance(checkpoint, Mapping)
         else read_checkpoint(checkpoint, map_location, trust=trust)
     )
+    if not isinstance(checkpoint, Mapping):
+        source = checkpoint
     if not is_project_checkpoint(ckpt):
-        source = "checkpoint" if isinstance(checkpoint, Mapping) else str(checkpoint)
         raise CheckpointError(
-            f"{source} is not a project checkpoint (no 'format': {CHECKPOINT_FORMAT!r}); for "
-            "original or ImageNet weights build the model with nets.build_model and use "
-            "nets.load_checkpoint"
+            f"{source or 'checkpoint'} is not a project checkpoint (no 'format': "
+            f"{CHECKPOINT_FORMAT!r}); for original or ImageNet weights build the model with "
+            "nets.build_model and use nets.load_checkpoint"
         )
     spec = ckpt["model"]
     model = build_model(spec["name"], spec["num_classes"], **spec.get("options", {}))
-    load_checkpoint(model, ckpt)
+    load_checkpoint(model, ckpt, source=source)
     return model.to(map_location).eval(), dict(ckpt)
 
 

@@ -8,7 +8,11 @@ Checked on every import statement, including imports inside functions (they run 
     imports ``utils``, and each ``utils`` subpackage imports only the layers its docstring
     allows; no library module imports a script or a tool;
 (c) no script (a top-level .py file or a tool) imports another script;
-(d) an import inside a function is only for a heavy optional dependency (ALLOWED_LAZY).
+(d) an import inside a function is only for a heavy optional dependency (ALLOWED_LAZY), or
+    the one lazy edge from the deployment path to the PyTorch side (LAZY_TORCH_SIDE);
+(e) the deployment path (DEPLOY_PATH: what a sorting-line box runs from an exported model)
+    never imports torch, torchvision or timm at module level, directly or through the project
+    modules it imports at module level.
 
 Tests are left out: they may import anything, anywhere. Each failure lists every offending
 ``file:line``.
@@ -27,6 +31,7 @@ SKIP_DIRS = {".venv", "tests", "logs", "data", "model_data", "docs", ".git"}
 # does not use them neither needs them installed nor pays for their import).
 ALLOWED_LAZY = (
     "PySide6",
+    "matplotlib",
     "onnx",
     "onnxruntime",
     "openvino",
@@ -37,6 +42,21 @@ ALLOWED_LAZY = (
     "tensorboard",
     "torch.utils.tensorboard",
 )
+
+# The deployment path: the entry points a line box runs from an exported .onnx / .xml with only
+# requirements-deploy.txt installed (tests/test_deploy_env.py runs them with torch blocked).
+DEPLOY_PATH = (
+    "predict",
+    "get_miou",
+    "gui",
+    "utils.line.grading",
+    "utils.line.conveyor",
+    "utils.line.bench",
+    "utils.inference.open_model",
+)
+TRAINING_STACK = ("torch", "torchvision", "timm")
+# (importer, imported): a .pth checkpoint reaches the PyTorch side through this lazy import only
+LAZY_TORCH_SIDE = {("utils.inference.open_model", "utils.inference.model_predictor")}
 
 PLAIN = ("utils", "utils.cli", "utils.metrics")
 # layer -> the layers it may import (itself included)
@@ -251,11 +271,53 @@ def test_imports_inside_functions_are_heavy_optional_dependencies_only() -> None
     def allowed(name: str) -> bool:
         return any(name == a or name.startswith(a + ".") for a in ALLOWED_LAZY)
 
-    bad = [f"{i.where}: {i.target}" for i in imports if i.in_function and not allowed(i.target)]
+    bad = [
+        f"{i.where}: {i.target}"
+        for i in imports
+        if i.in_function and not allowed(i.target) and (i.source, i.target) not in LAZY_TORCH_SIDE
+    ]
     assert not bad, _report(
         f"imports inside functions that belong at the top of the file (allowed inside a "
-        f"function: {', '.join(ALLOWED_LAZY)})",
+        f"function: {', '.join(ALLOWED_LAZY)}; and {sorted(LAZY_TORCH_SIDE)})",
         bad,
+    )
+
+
+def module_level_closure(start: str, imports: list[Import], modules: set[str]) -> set[str]:
+    """The project modules that importing `start` imports (module-level imports only)."""
+    edges: dict[str, set[str]] = {}
+    for i in imports:
+        if not i.in_function and i.target in modules:
+            edges.setdefault(i.source, set()).add(i.target)
+    seen, todo = {start}, [start]
+    while todo:
+        for target in edges.get(todo.pop(), ()):
+            # `import utils.x.y` runs the package __init__ files on the way
+            parts = target.split(".")
+            for k in range(1, len(parts) + 1):
+                name = ".".join(parts[:k])
+                if name in modules and name not in seen:
+                    seen.add(name)
+                    todo.append(name)
+    return seen
+
+
+def test_deploy_path_imports_no_training_stack_at_module_level() -> None:
+    files, imports = collect_imports()
+    modules = set(files)
+    assert set(DEPLOY_PATH) <= modules, "a DEPLOY_PATH entry names no module"
+    bad = []
+    for entry in DEPLOY_PATH:
+        closure = module_level_closure(entry, imports, modules)
+        for i in imports:
+            top = i.target.split(".")[0]
+            if i.source in closure and not i.in_function and top in TRAINING_STACK:
+                bad.append(f"{i.where}: {i.source} imports {i.target} (reached from {entry})")
+    assert not bad, _report(
+        "the deployment path imports the training stack at module level (a line box running an "
+        "exported model has no torch: import it inside the function that needs it, or move the "
+        "code to the torch side, utils.inference.model_predictor / utils.deploy.build)",
+        sorted(set(bad)),
     )
 
 
@@ -267,3 +329,7 @@ def test_the_walk_sees_the_project() -> None:
     edges = {(i.source, i.target) for i in _project(imports, set(files))}
     assert ("utils.training.trainer", "utils.metrics") in edges
     assert layer("utils.line.grading") == "line" and layer("utils.cli") == "plain"
+    # the deploy-path walk reaches the modules it must check
+    closure = module_level_closure("get_miou", imports, set(files))
+    assert {"utils.inference.predictor", "utils.deploy.runtimes", "utils.data.voc"} <= closure
+    assert "nets" in module_level_closure("train", imports, set(files))

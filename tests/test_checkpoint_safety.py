@@ -40,7 +40,7 @@ from nets.checkpoint import (
     read_project_checkpoint,
     save_checkpoint,
 )
-from utils.inference.predictor import Predictor
+from utils.inference.model_predictor import ModelPredictor
 from utils.training.config import TrainConfig
 from utils.training.distillation import load_teacher
 from utils.training.run import load_initial_weights, parse_train_config
@@ -132,7 +132,7 @@ def test_predictor_refuses_the_payload(evil_path: Path, monkeypatch) -> None:  #
     register_tiny(monkeypatch)
     for model_name in (None, "tiny_seg"):
         with pytest.raises(CheckpointError, match="builtins.exec"):
-            Predictor.from_checkpoint(evil_path, model_name=model_name)
+            ModelPredictor.from_checkpoint(evil_path, model_name=model_name)
 
 
 def test_get_miou_and_predict_refuse_the_payload(evil_path: Path, tmp_path: Path, capsys) -> None:
@@ -378,12 +378,12 @@ def test_project_checkpoint_round_trips_through_the_safe_path(tmp_path: Path, mo
         assert torch.equal(rebuilt(x), model(x))
     photo = orange_photo()
     assert np.array_equal(
-        Predictor.from_checkpoint(path).predict(photo), predict_with(model, photo)
+        ModelPredictor.from_checkpoint(path).predict(photo), predict_with(model, photo)
     )
 
 
 def predict_with(model: torch.nn.Module, photo: np.ndarray) -> np.ndarray:
-    return Predictor(model, 32).predict(photo)
+    return ModelPredictor(model, 32).predict(photo)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".bin"])

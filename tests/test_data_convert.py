@@ -13,6 +13,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +75,8 @@ def _mask(root: Path, stem: str) -> np.ndarray:
 
 
 def _run(*args: str) -> int:
-    return voc_annotation.main(["--seed", "0", "--ratios", "1", "1", "1", *args])
+    # a few photos each: every one into train (ratio 0 leaves val and test out)
+    return voc_annotation.main(["--seed", "0", "--ratios", "1", "0", "0", *args])
 
 
 # ------------------------------------------------------------------------------ labelme
@@ -166,10 +170,9 @@ def test_labelme_folder_converts_with_order_label_map_and_both_photo_kinds(
     with Image.open(voc / "SegmentationClass" / "a.png") as im:
         assert im.mode == "P"
     assert (voc / "class_names.txt").read_text().split() == CLASSES
-    splits = sum(
-        ((voc / "ImageSets" / "Segmentation" / f"{s}.txt").read_text().split() for s in
-         ("train", "val", "test")), [])  # fmt: skip
-    assert sorted(splits) == ["a", "b"]
+    splits = voc / "ImageSets" / "Segmentation"
+    assert sorted((splits / "train.txt").read_text().split()) == ["a", "b"]
+    assert not (splits / "val.txt").exists() and not (splits / "test.txt").exists()
     out_text = capsys.readouterr().out
     assert "unlabelled.jpg: no labelme file" in out_text
     report = json.loads((voc / "dataset_report.json").read_text())
@@ -414,3 +417,205 @@ def test_report_counts_and_oddities(tmp_path: Path) -> None:
     assert "identical photos p0, p5 (in different splits" in odd
     assert "6 photos smaller than 224" in odd
     assert "1 masks hold defect regions under 16 px: p4" in odd
+
+
+# ------------------------------------------------------------------------------ bad items, splits
+# One policy for every converter: all items are read and checked first; every problem is
+# reported together, one line each, and nothing is written, so the rerun needs no --force.
+
+
+def _written(out: Path) -> list[str]:
+    """Every file under OUT/VOC2007 (hidden ones included)."""
+    voc = out / "VOC2007"
+    files = voc.rglob("*") if voc.is_dir() else []
+    return sorted(str(p.relative_to(voc)) for p in files if p.is_file())
+
+
+def test_labelme_reports_every_bad_item_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    src = tmp_path / "labelme"
+    _photo(src / "good.jpg")
+    _labelme(src / "good.json", [_shape("ulcer", [[1, 1], [4, 4]], "rectangle")], "good.jpg")
+    _labelme(src / "nophoto.json", [], "nophoto.jpg")  # its photo is missing
+    _photo(src / "navel.jpg")
+    _labelme(src / "navel.json", [_shape("navel", [[1, 1], [4, 4]], "rectangle")], "navel.jpg")
+    _photo(src / "shape.jpg")
+    _labelme(src / "shape.json", [_shape("ulcer", [[1, 2]], "rectangle")], "shape.jpg")
+    (src / "broken.json").write_text('{"shapes": [')
+    out = tmp_path / "out"
+    assert _run("--from-labelme", str(src), "--data", str(out), "--classes", *CLASSES) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"error: {src}: 4 of 5 item(s) cannot be converted; nothing was written " \
+        "(fix them and run again):"  # fmt: skip
+    assert [line.split(": ")[0] for line in err[1:]] == [
+        f"  - {src / 'broken.json'}",
+        f"  - {src / 'navel.json'}",
+        f"  - {src / 'nophoto.json'}",
+        f"  - {src / 'shape.json'}",
+    ]
+    assert "'navel' is not one of the classes" in err[2] and "1 points; expected 2" in err[4]
+    assert _written(out) == []
+    for bad in ("broken", "navel", "nophoto", "shape"):
+        (src / f"{bad}.json").unlink()
+    assert _run("--from-labelme", str(src), "--data", str(out), "--classes", *CLASSES) == 0
+    assert _mask(out, "good").max() == 2  # the rerun needed no --force
+
+
+def test_coco_reports_every_bad_item_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    img = tmp_path / "images"
+    for name in ("ok", "small", "broken"):
+        _photo(img / f"{name}.jpg", h=8, w=10)
+    (img / "broken.jpg").write_bytes(b"not a jpeg")
+    square = [[0, 0, 2, 0, 2, 2, 0, 2]]
+    images = [
+        {"id": 1, "file_name": "ok.jpg", "height": 8, "width": 10},
+        {"id": 2, "file_name": "small.jpg", "height": 9, "width": 10},  # size disagrees
+        {"id": 3, "file_name": "gone.jpg", "height": 8, "width": 10},  # no such photo
+        {"id": 4, "file_name": "broken.jpg", "height": 8, "width": 10},  # not decodable
+    ]
+    annotations = [
+        {"id": 1, "image_id": 1, "category_id": 7, "segmentation": square},
+        {"id": 2, "image_id": 9, "category_id": 7, "segmentation": square},  # no image 9
+        {"id": 3, "image_id": 1, "category_id": 99, "segmentation": square},  # no category 99
+    ]
+    path = _coco(tmp_path, images, annotations)
+    out = tmp_path / "out"
+    rc = _run("--from-coco", str(path), "--images", str(img), "--data", str(out),
+              "--classes", *CLASSES)  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "5 of 5 item(s) cannot be converted; nothing was written" in err
+    for found in ("annotations[1] names image_id 9", "photo 'gone.jpg'", "category_id 99",
+                  "small.jpg: photo is 10x8", "broken.jpg: cannot decode the photo"):  # fmt: skip
+        assert found in err, found
+    assert "Traceback" not in err and _written(out) == []
+
+
+def test_mask_folder_reports_every_bad_item_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    img, masks = tmp_path / "images", tmp_path / "masks"
+    masks.mkdir()
+    for name in ("ok", "binary", "wide"):
+        _photo(img / f"{name}.jpg")
+    ok = np.zeros((H, W), np.uint8)
+    ok[2:5, 2:5] = 1
+    save_index_mask(masks / "ok.png", ok)
+    save_index_mask(masks / "orphan.png", ok)  # no photo: its annotation would be lost
+    binary = np.zeros((H, W), np.uint8)
+    binary[2:8, 2:8] = 255
+    Image.fromarray(binary).save(masks / "binary.png")  # 0/255 without --binary-class
+    save_index_mask(masks / "wide.png", np.zeros((H, W + 2), np.uint8))  # not the photo's size
+    out = tmp_path / "out"
+    rc = _run("--from-masks", str(masks), "--images", str(img), "--data", str(out),
+              "--classes", "background", "sunburn")  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "3 of 4 item(s) cannot be converted; nothing was written" in err
+    assert "orphan.png: no photo orphan.* in" in err and "binary.png" in err and "wide" in err
+    assert _written(out) == []
+
+
+def test_an_interrupted_write_removes_what_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import utils.data.convert as convert
+
+    src = tmp_path / "labelme"
+    for i in range(4):
+        _photo(src / f"p{i}.jpg", value=i)
+        _labelme(src / f"p{i}.json", [_shape("ulcer", [[1, 1], [4, 4]], "rectangle")], f"p{i}.jpg")
+    real, calls = convert.save_index_mask, []
+
+    def interrupted_on_the_third_mask(path, mask):  # noqa: ANN001, ANN202
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C, or SIGTERM (voc_annotation turns it into one)
+        return real(path, mask)
+
+    monkeypatch.setattr(convert, "save_index_mask", interrupted_on_the_third_mask)
+    out = tmp_path / "out"
+    assert _run("--from-labelme", str(src), "--data", str(out), "--classes", *CLASSES) == 130
+    assert "nothing of the conversion" in capsys.readouterr().err
+    assert _written(out) == []
+    monkeypatch.setattr(convert, "save_index_mask", real)
+    assert _run("--from-labelme", str(src), "--data", str(out), "--classes", *CLASSES) == 0
+    assert len(list((out / "VOC2007" / "SegmentationClass").glob("*.png"))) == 4
+
+
+_KILLED_CONVERSION = """
+import os, signal, sys
+import utils.data.convert as convert
+import voc_annotation
+real, calls = convert.save_index_mask, []
+def save(path, mask):
+    calls.append(path)
+    if len(calls) == 3:
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    return real(path, mask)
+convert.save_index_mask = save
+sys.exit(voc_annotation.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_killed_conversion_does_not_block_the_rerun(tmp_path: Path, signal_name: str) -> None:
+    src = tmp_path / "labelme"
+    for i in range(4):
+        _photo(src / f"p{i}.jpg", value=i)
+        _labelme(src / f"p{i}.json", [_shape("ulcer", [[1, 1], [4, 4]], "rectangle")], f"p{i}.jpg")
+    out = tmp_path / "out"
+    args = ["--from-labelme", str(src), "--data", str(out), "--classes", *CLASSES,
+            "--ratios", "1", "0", "0"]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_CONVERSION, signal_name, *args],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    masks = out / "VOC2007" / "SegmentationClass"
+    if signal_name == "SIGTERM":  # turned into an interrupt: the writer cleans up at once
+        assert proc.returncode == 130, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("interrupted: nothing of")
+        assert _written(out) == []
+    else:  # killed outright: two masks and the record of the conversion are left
+        assert proc.returncode == -9
+        assert len(list(masks.glob("*.png"))) == 2
+        assert (out / "VOC2007" / ".conversion_in_progress.json").is_file()
+    assert voc_annotation.main(args) == 0  # no --force needed: the leftovers are removed
+    assert sorted(p.stem for p in masks.glob("*.png")) == ["p0", "p1", "p2", "p3"]
+    assert not (out / "VOC2007" / ".conversion_in_progress.json").exists()
+
+
+def test_ratios_that_leave_a_split_empty_are_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    src = tmp_path / "labelme"
+    for i in range(4):
+        _photo(src / f"p{i}.jpg", value=i)
+        _labelme(src / f"p{i}.json", [], f"p{i}.jpg")
+    out = tmp_path / "out"
+    args = ["--from-labelme", str(src), "--data", str(out), "--ratios", "7", "2", "1"]
+    assert voc_annotation.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "--ratios 7 2 1 on 4 photos gives train 3, val 1, test 0: test would be empty" in err[0]
+    assert _written(out) == []  # refused before converting
+    # a ratio of 0 leaves a split out: no empty file
+    assert voc_annotation.main([*args[:4], "--ratios", "3", "1", "0"]) == 0
+    folder = out / "VOC2007" / "ImageSets" / "Segmentation"
+    assert sorted(p.name for p in folder.iterdir()) == ["train.txt", "trainval.txt", "val.txt"]
+    assert voc_annotation.main(["--data", str(out), "--check-only"]) == 0
+    # --force with new ratios replaces the files, and removes the one a 0 now leaves out
+    assert voc_annotation.main(["--data", str(out), "--ratios", "2", "1", "1", "--force"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "test.txt", "train.txt", "trainval.txt", "val.txt"
+    ]  # fmt: skip
+    assert voc_annotation.main(["--data", str(out), "--ratios", "1", "0", "1", "--force"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["test.txt", "train.txt", "trainval.txt"]
+    # a plain data set too: refused before its masks are touched or a split file written
+    capsys.readouterr()
+    assert voc_annotation.main(["--data", str(out), "--ratios", "1", "1", "8", "--force"]) == 2
+    assert "gives train 0, val 0, test 4" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["test.txt", "train.txt", "trainval.txt"]

@@ -136,7 +136,7 @@ def test_optimize_onnx_same_logits_and_metadata(tiny_onnx, tmp_path) -> None:
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
-    assert Predictor.from_onnx(opt).class_names == ["a", "b", "c"]
+    assert Predictor.from_exported(opt).class_names == ["a", "b", "c"]
 
 
 def test_calibration_reader_shapes_and_rewind() -> None:
@@ -164,7 +164,7 @@ def test_quantize_int8_loads_runs_and_tracks_fp32(ops: str, tiny_onnx, tmp_path)
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert not (tmp_path / "tiny_int8_prep.onnx").exists()  # intermediate removed
 
-    predictor = Predictor.from_onnx(dst)
+    predictor = Predictor.from_exported(dst)
     assert predictor.class_names == ["a", "b", "c"]  # metadata carried over
     photo = tiny_photos(1, seed=5)[0]
     mask = predictor.predict(photo)

@@ -16,13 +16,12 @@ from utils.line.grading import (
     FruitGrade,
     GradeCSVSink,
     Grader,
-    GradeRule,
     GradingEvaluator,
-    GradingRules,
     decide,
     draw_grades,
     grade_frame,
 )
+from utils.line.rules import GradeRule, GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import FrameResult
 
 # the grading is under test, not the runtimes: no INT8 builds, and the process keeps its threads
@@ -85,14 +84,14 @@ def test_rules_from_yaml_file(tmp_path):
     path.write_text(
         "grades:\n  - {name: first, max_share: {total: 0.01}}\nreject: cull\nmin_fruit_pixels: 50\n"
     )
-    rules = GradingRules.from_file(path)
+    rules = load_rules(path)
     assert rules.grades[0].name == "first" and rules.reject == "cull"
     assert rules.min_fruit_pixels == 50
     assert GradingRules.from_dict(rules.to_dict()) == rules
-    with pytest.raises(ValueError, match="unknown grading keys"):
+    with pytest.raises(RulesError, match="key 'grade': unknown"):
         GradingRules.from_dict({"grade": []})
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
-        GradingRules.from_file(tmp_path / "nope.yaml")
+    with pytest.raises(RulesError, match="nope.yaml: file not found"):
+        load_rules(tmp_path / "nope.yaml")
 
 
 def test_regions_from_instance_map_and_partial_fruit():
@@ -178,7 +177,7 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, tiny_checkpoint, cap
 
     ckpt = str(tiny_checkpoint)
     video = write_video(tmp_path / "belt.mp4", seconds=0.2, fps=30, seed=0, size=(96, 160))
-    argv = ["--model", ckpt, "--source", str(video), "--out", str(tmp_path / "v"), *TORCH]
+    argv = ["--checkpoint", ckpt, "--source", str(video), "--out", str(tmp_path / "v"), *TORCH]
     assert main(argv) == 0
     cap = cv2.VideoCapture(str(tmp_path / "v" / "belt_graded.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
@@ -196,7 +195,15 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, tiny_checkpoint, cap
     assert "model only" in printed and "end to end" in printed
 
     # --no-track: one row per fruit per frame, as for photos.
-    argv = ["--model", ckpt, "--source", str(video), "--out", str(tmp_path / "n"), "--no-track"]
+    argv = [
+        "--checkpoint",
+        ckpt,
+        "--source",
+        str(video),
+        "--out",
+        str(tmp_path / "n"),
+        "--no-track",
+    ]
     assert main(argv) == 0
     with (tmp_path / "n" / "grades.csv").open() as f:
         assert {r["image"] for r in csv.DictReader(f)} == {f"belt_{i:06d}" for i in range(6)}
@@ -207,7 +214,8 @@ def test_command_line_grades_a_video_and_a_folder(tmp_path, tiny_checkpoint, cap
     for name in ("a", "b"):
         cv2.imwrite(str(photos / f"{name}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     assert (
-        main(["--model", ckpt, "--source", str(photos), "--out", str(tmp_path / "p"), *TORCH]) == 0
+        main(["--checkpoint", ckpt, "--source", str(photos), "--out", str(tmp_path / "p"), *TORCH])
+        == 0
     )
     assert (tmp_path / "p" / "a.png").is_file() and (tmp_path / "p" / "b.png").is_file()
     assert not list((tmp_path / "p").glob(".*"))  # no temporary files left behind
@@ -339,7 +347,9 @@ def _only_ulcer(scene: ConveyorScene, row: dict) -> bool:
     return sprite.defects == (2,)
 
 
-def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path, tiny_checkpoint):
+def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(
+    tmp_path, tiny_checkpoint, capsys
+):
     from utils.line.conveyor import write_video, write_voc
     from utils.line.grading import main
 
@@ -347,7 +357,7 @@ def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path,
         tmp_path / "t.mp4", seconds=0.3, fps=30, seed=2, size=(96, 160), ground_truth=True
     )
     out = tmp_path / "e"
-    assert main(["--model", str(tiny_checkpoint), "--source", str(video), "--evaluate",
+    assert main(["--checkpoint", str(tiny_checkpoint), "--source", str(video), "--evaluate",
                  "--out", str(out), "--no-model-fps", *TORCH]) == 0  # fmt: skip
     doc = json.loads((out / "grading_eval.json").read_text())
     for key in ("grade_accuracy", "reject_as_premium", "defect_share_mae", "mIoU"):
@@ -357,13 +367,15 @@ def test_command_line_evaluates_against_a_video_and_a_voc_ground_truth(tmp_path,
 
     root = write_voc(tmp_path / "voc", seconds=0.5, fps=20, seed=3, size=(96, 160), every=1)
     out = tmp_path / "ev"
-    assert main(["--model", str(tiny_checkpoint), "--source", str(root), "--split", "test",
+    assert main(["--checkpoint", str(tiny_checkpoint), "--source", str(root), "--split", "test",
                  "--evaluate", "--out", str(out), "--no-model-fps", *TORCH]) == 0  # fmt: skip
     doc = json.loads((out / "grading_eval.json").read_text())
     assert doc["frames"] == 2 and not doc["tracked"] and doc["split"] == "test"
-    with pytest.raises(SystemExit, match="ground-truth folder not found|--evaluate"):
-        other = write_video(tmp_path / "no_gt.mp4", seconds=0.1, fps=30, size=(96, 160))
-        main(["--model", str(tiny_checkpoint), "--source", str(other), "--evaluate", *TORCH])
+    other = write_video(tmp_path / "no_gt.mp4", seconds=0.1, fps=30, size=(96, 160))
+    capsys.readouterr()
+    rc = main(["--checkpoint", str(tiny_checkpoint), "--source", str(other), "--evaluate", *TORCH])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "ground-truth folder not found" in err[0], err
 
 
 def test_command_line_runs_the_backend_it_is_given(tmp_path, tiny_checkpoint, capsys):
@@ -373,9 +385,9 @@ def test_command_line_runs_the_backend_it_is_given(tmp_path, tiny_checkpoint, ca
 
     assert Config().backend == "auto"
     video = write_video(tmp_path / "b.mp4", seconds=0.1, fps=30, seed=1, size=(96, 160))
-    argv = ["--model", str(tiny_checkpoint), "--source", str(video), "--out", str(tmp_path / "o"),
-            "--backend", "ort-fp32", "--threads", "0", "--no-model-fps",
-            "--deploy-cache", str(tmp_path / "c")]  # fmt: skip
+    argv = ["--checkpoint", str(tiny_checkpoint), "--source", str(video),
+            "--out", str(tmp_path / "o"), "--backend", "ort-fp32", "--threads", "0",
+            "--no-model-fps", "--deploy-cache", str(tmp_path / "c")]  # fmt: skip
     assert main(argv) == 0
     assert "backend: ort-fp32: onnxruntime" in capsys.readouterr().out
 

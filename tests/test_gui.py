@@ -7,7 +7,10 @@ checkpoint, so loading goes through the real `Predictor.from_checkpoint` path in
 from __future__ import annotations
 
 import csv
+import json
 import os
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before Qt is imported
@@ -168,3 +171,96 @@ def test_numpy_to_pixmap_keeps_colours(app):
     colour = pixmap.toImage().pixelColor(2, 2)
     assert (pixmap.width(), pixmap.height()) == (6, 4)
     assert (colour.red(), colour.green(), colour.blue()) == (200, 0, 0)
+
+
+# ---------------------------------------------------------------------------- screen, platform
+_FIT_SCRIPT = """
+import json, sys
+from PySide6 import QtWidgets
+import gui
+app = QtWidgets.QApplication([])
+window = gui.MainWindow()
+window.show()
+app.processEvents()
+bar = window.findChild(QtWidgets.QToolBar)
+hidden = [a.text() for a in bar.actions()
+          if not a.isSeparator() and not bar.widgetForAction(a).isVisible()]
+free, frame = app.primaryScreen().availableGeometry(), window.frameGeometry()
+window.grab().save(sys.argv[1])
+print(json.dumps({"free": free.getRect(), "frame": frame.getRect(), "hidden": hidden,
+                  "size": [window.width(), window.height()], "room": gui.FRAME_ROOM}))
+"""
+
+
+def test_the_window_fits_a_1280x800_screen(tmp_path, repo_root):
+    """A 1280x800 offscreen screen (Qt's offscreen plugin reads its screens from a JSON file):
+    the whole window, frame included, is on it, and no toolbar button is folded away."""
+    config = tmp_path / "screen.json"
+    config.write_text(
+        json.dumps(
+            {
+                "screens": [
+                    {
+                        "name": "laptop",
+                        "x": 0,
+                        "y": 0,
+                        "width": 1280,
+                        "height": 800,
+                        "logicalDpi": 96,
+                    }
+                ]
+            }
+        )  # fmt: skip
+    )
+    shot = tmp_path / "window.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": f"offscreen:configfile={config}"}
+    env["PYTHONPATH"] = str(repo_root)
+    proc = subprocess.run([sys.executable, "-c", _FIT_SCRIPT, str(shot)], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    fx, fy, fw, fh = found["frame"]
+    ax, ay, aw, ah = found["free"]
+    assert (aw, ah) == (1280, 800)
+    assert ax <= fx and ay <= fy and fx + fw <= ax + aw and fy + fh <= ay + ah, found
+    # with room for a window manager's title bar and borders, larger than offscreen's
+    (w, h), (room_w, room_h) = found["size"], found["room"]
+    assert w + room_w <= aw and h + room_h <= ah and room_h >= 60
+    assert found["hidden"] == []
+    assert cv2.imread(str(shot)).std() > 10  # the window was drawn
+
+
+def test_missing_xcb_libraries_are_one_line_naming_the_packages(monkeypatch):
+    import gui
+
+    monkeypatch.setattr(gui, "missing_libraries", lambda path: ["libxcb-cursor.so.0"])
+    problem = gui.qt_platform_problem({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"})
+    assert "\n" not in problem and "sudo apt-get install libxcb-cursor0" in problem
+    assert "QT_QPA_PLATFORM=offscreen" in problem
+    assert gui.qt_platform_problem({"DISPLAY": ":0"}) == problem  # xcb is Linux's default
+    # other platforms are Qt's business
+    for env in ({"QT_QPA_PLATFORM": "offscreen"}, {"WAYLAND_DISPLAY": "wayland-0"},
+                {"QT_QPA_PLATFORM": "wayland;xcb", "DISPLAY": ":0"}):  # fmt: skip
+        assert gui.qt_platform_problem(env) is None, env
+    monkeypatch.setattr(gui, "missing_libraries", lambda path: [])
+    assert "no X display" in gui.qt_platform_problem({"QT_QPA_PLATFORM": "xcb"})
+    assert gui.qt_platform_problem({"QT_QPA_PLATFORM": "xcb", "DISPLAY": ":0"}) is None
+    assert [gui.debian_package(n) for n in (
+        "libxcb-icccm.so.4", "libxkbcommon-x11.so.0", "libX11-xcb.so.1", "libEGL.so.1",
+        "libdbus-1.so.3", "libglib-2.0.so.0")] == [
+        "libxcb-icccm4", "libxkbcommon-x11-0", "libx11-xcb1", "libegl1", "libdbus-1-3",
+        "libglib2.0-0"]  # fmt: skip
+
+
+def test_the_app_without_a_usable_x11_platform_says_so_in_one_line(repo_root):
+    """The real thing, in a process of its own: xcb asked for, no display. Qt would abort
+    (status 134) with its own message; the app exits 2 with one line (missing libraries where
+    this machine lacks them, else the missing display)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(QT_QPA_PLATFORM="xcb", PYTHONPATH=str(repo_root))
+    proc = subprocess.run([sys.executable, "gui.py"], cwd=repo_root, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("gui.py: error: Qt cannot open a window: ")
+    assert "apt-get install" in lines[0] or "no X display" in lines[0]

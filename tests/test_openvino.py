@@ -32,6 +32,8 @@ from utils.deploy.openvino_export import (
 )
 from utils.deploy.runtimes import OpenVinoBackend
 from utils.inference.calibration import calibration_photos
+from utils.inference.model_predictor import ModelPredictor
+from utils.inference.open_model import open_model
 from utils.inference.predictor import Predictor
 
 SIZE = 32
@@ -55,12 +57,12 @@ def test_ir_export_carries_metadata_and_matches_torch(tmp_path) -> None:
     assert report.precision == "fp32" and report.argmax_agreement >= 0.999
     assert report.max_rel_diff <= 1e-4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]  # no temp files
-    predictor = Predictor.from_openvino(tmp_path / "m.xml")
+    predictor = Predictor.from_exported(tmp_path / "m.xml")
     assert predictor.class_names == ["bg", "a", "b", "c"] and predictor.input_size == (SIZE, SIZE)
-    reference = Predictor(make_tiny(seed=1), SIZE)
+    reference = ModelPredictor(make_tiny(seed=1), SIZE)
     for photo in photos(3):
         assert (predictor.predict(photo) == reference.predict(photo)).mean() >= 0.999
-    assert Predictor.from_file(tmp_path / "m.xml").describe().startswith("ov-fp32: openvino")
+    assert Predictor.from_exported(tmp_path / "m.xml").describe().startswith("ov-fp32: openvino")
 
 
 def test_ir_batches_of_any_size(tmp_path) -> None:
@@ -112,7 +114,7 @@ def test_predict_exports_ir_then_runs_it_without_the_checkpoint(tmp_path, ckpt, 
     import cv2
 
     cv2.imwrite(str(photo), orange_photo(40, 56, 0)[..., ::-1])
-    rc = predict.main(["--openvino", str(ir), "--inputs", str(photo), "--out", str(tmp_path)])
+    rc = predict.main(["--checkpoint", str(ir), "--inputs", str(photo), "--out", str(tmp_path)])
     assert rc == 0
     assert "ov-int8: openvino" in capsys.readouterr().out
     assert (tmp_path / "a.png").is_file()
@@ -147,7 +149,7 @@ def test_get_miou_scores_a_backend_and_an_ir(tmp_path, ckpt, capsys) -> None:
     assert doc["backend"].startswith("ov-int8: openvino") and "train photos of" in doc["backend"]
     export_openvino(make_tiny(seed=2), tmp_path / "t.xml", SIZE, metadata={"num_classes": 4})
     rc = get_miou.main(
-        ["--openvino", str(tmp_path / "t.xml"), "--out", str(tmp_path / "m2"), *common]
+        ["--checkpoint", str(tmp_path / "t.xml"), "--out", str(tmp_path / "m2"), *common]
     )
     assert rc == 0 and (tmp_path / "m2" / "metrics.json").is_file()
     assert "ov-fp32" in capsys.readouterr().out
@@ -155,26 +157,30 @@ def test_get_miou_scores_a_backend_and_an_ir(tmp_path, ckpt, capsys) -> None:
 
 def test_auto_is_cached_per_weights_and_cpu(tmp_path) -> None:
     cache = tmp_path / "cache"
-    first = Predictor(make_tiny(seed=3), SIZE).use_backend("auto", calib_images=6, cache_dir=cache)
+    first = ModelPredictor(make_tiny(seed=3), SIZE).use_backend(
+        "auto", calib_images=6, cache_dir=cache
+    )
     assert first.auto_choice is not None and first.auto_choice.chosen in ("ov-int8", "ov-fp32")
     (folder,) = cache.iterdir()
     record = next(folder.glob("auto_*.json"))
     stamp = record.stat().st_mtime_ns
-    again = Predictor(make_tiny(seed=3), SIZE).use_backend("auto", calib_images=6, cache_dir=cache)
+    again = ModelPredictor(make_tiny(seed=3), SIZE).use_backend(
+        "auto", calib_images=6, cache_dir=cache
+    )
     assert again.auto_choice.chosen == first.auto_choice.chosen
     assert record.stat().st_mtime_ns == stamp  # read, not measured again
-    other = Predictor(make_tiny(seed=4), SIZE).use_backend("ov-fp32", cache_dir=cache)
+    other = ModelPredictor(make_tiny(seed=4), SIZE).use_backend("ov-fp32", cache_dir=cache)
     assert len(list(cache.iterdir())) == 2 and other.backend.label == "ov-fp32"
 
 
-def test_exported_predictor_refuses_a_conversion(tmp_path) -> None:
+def test_exported_file_runs_on_its_own_runtime(tmp_path) -> None:
     export_openvino(make_tiny(seed=1), tmp_path / "m.xml", SIZE)
-    predictor = Predictor.from_openvino(tmp_path / "m.xml")
-    assert predictor.use_backend("auto") is predictor  # already a deployed file: kept
-    with pytest.raises(ValueError, match="needs the PyTorch model"):
-        predictor.use_backend("ov-int8")
+    assert open_model(tmp_path / "m.xml", backend="auto").backend.label == "ov-fp32"
+    assert open_model(tmp_path / "m.xml", backend="ov-fp32").backend.label == "ov-fp32"
+    with pytest.raises(ValueError, match=r"an OpenVINO IR \(ov-fp32\) and runs as it is"):
+        open_model(tmp_path / "m.xml", backend="ov-int8")
     with pytest.raises(ValueError, match="unknown backend"):
-        predictor.use_backend("tensorrt")
+        open_model(tmp_path / "m.xml", backend="tensorrt")
 
 
 def test_calibration_falls_back_to_generated_oranges(tmp_path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from utils.inference.predictor import Predictor
+from utils.inference.model_predictor import ModelPredictor
 from utils.line.conveyor import write_video
 from utils.line.grading import FrameGrades, GradeCSVSink, Grader
 from utils.line.video_pipeline import CollectSink, VideoFileSource, VideoPipeline, VideoWriterSink
@@ -31,7 +31,7 @@ class TinyNet(nn.Module):
 
 def test_conveyor_video_through_predictor_grader_and_sinks(tmp_path):
     video = write_video(tmp_path / "line.mp4", seconds=0.5, fps=30, seed=4, size=(144, 256))
-    predictor = Predictor(TinyNet(), input_size=64)
+    predictor = ModelPredictor(TinyNet(), input_size=64)
     collect = CollectSink()
     writer = VideoWriterSink(tmp_path / "out.mp4", fps=30)
     grades_csv = GradeCSVSink(tmp_path / "grades.csv")

@@ -32,7 +32,7 @@ from utils.data.labelme import is_labelme, paint_shapes
 from utils.data.labels import read_mask
 from utils.data.preprocess import CLASS_NAMES, read_image
 from utils.deploy.onnx_export import export_onnx
-from utils.inference.predictor import Predictor
+from utils.inference.open_model import open_model
 from utils.inference.prelabel import photo_uncertainty, pixel_entropy, pixel_margin, prelabel
 
 NAMES = list(CLASS_NAMES)  # background, sunburn, ulcer, wind_scarring
@@ -273,7 +273,8 @@ def test_uncertainty_measures_and_where_they_are_averaged():
 # ---------------------------------------------------------------------------- the files
 def convert_back(tmp_path: Path, *source: str) -> Path:
     root = tmp_path / "voc"
-    rc = voc_annotation.main([*source, "--data", str(root), "--classes", *NAMES, "--no-report"])
+    argv = [*source, "--data", str(root), "--classes", *NAMES, "--ratios", "1", "0", "0"]
+    rc = voc_annotation.main([*argv, "--no-report"])
     assert rc == 0
     return root / "VOC2007" / "SegmentationClass"
 
@@ -394,9 +395,9 @@ def test_predict_prelabel_mode_end_to_end(tmp_path, monkeypatch, capsys, source,
     model = colour_model()
     ckpt = write_project_checkpoint(model, tmp_path / "m.pth", input_size=64)
     model_flag = ["--checkpoint", str(ckpt), "--backend", "torch"]
-    if source == "onnx":
+    if source == "onnx":  # an exported file runs on its own runtime: no --backend
         export_onnx(model, tmp_path / "m.onnx", 64, metadata={"class_names": NAMES})
-        model_flag = ["--onnx", str(tmp_path / "m.onnx")]
+        model_flag = ["--checkpoint", str(tmp_path / "m.onnx")]
     photos = tmp_path / "photos"
     photos.mkdir()
     shifted = np.roll(scene(), 5, axis=1)  # a second photo: the scene moved right
@@ -419,7 +420,7 @@ def test_predict_prelabel_mode_end_to_end(tmp_path, monkeypatch, capsys, source,
         masks = convert_back(
             tmp_path, "--from-coco", str(out / "annotations.json"), "--images", str(photos)
         )
-    predictor = Predictor.from_checkpoint(ckpt)  # the model's own masks
+    predictor = open_model(tmp_path / f"m.{source}", backend=None if source == "onnx" else "torch")
     for stem in "ab":
         own = predictor.predict(read_image(photos / f"{stem}.png"))
         assert len(np.unique(own)) == 4  # the model sees every class of the scene

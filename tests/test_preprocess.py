@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from utils.data.preprocess import (
     VOC_PALETTE,
@@ -43,10 +42,11 @@ def test_unletterbox_inverts_letterbox():
     image = np.zeros((60, 120, 3), dtype=np.uint8)
     image[:, 60:] = 255
     padded, box = letterbox(image, (64, 64))
-    x = torch.from_numpy(to_tensor(padded))[None]  # (1, 3, 64, 64)
-    back = unletterbox(x, box)
-    assert back.shape == (1, 3, 60, 120)
-    assert back[0, 0, :, :50].max() < 0.05 and back[0, 0, :, 70:].min() > 0.95
+    back = unletterbox(to_tensor(padded), box)  # (3, 64, 64) -> (3, 60, 120)
+    assert back.shape == (3, 60, 120) and back.dtype == np.float32
+    assert back[0, :, :50].max() < 0.05 and back[0, :, 70:].min() > 0.95
+    single = unletterbox(to_tensor(padded)[:1], box)  # one map keeps its axis
+    assert single.shape == (1, 60, 120)
 
 
 def test_to_tensor_scaling_and_normalisation():

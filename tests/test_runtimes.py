@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from utils.deploy.runtimes import TorchBackend
-from utils.inference.predictor import Predictor
+from utils.deploy.torch_runtime import TorchBackend
+from utils.inference.model_predictor import ModelPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 32
@@ -56,9 +56,9 @@ def test_torch_cpu_backend_runs_channels_last_and_returns_contiguous_nchw() -> N
 def test_predictor_refuses_another_size_for_a_fixed_size_model() -> None:
     model = TinySeg(fixed=True).eval()
     with pytest.raises(ValueError, match="runs only at 32x32 input, not 64x64"):
-        Predictor(model, 64)
-    assert Predictor(model, SIZE).input_size == (SIZE, SIZE)
-    assert Predictor(TinySeg().eval(), 64).input_size == (64, 64)  # not fixed: any size
+        ModelPredictor(model, 64)
+    assert ModelPredictor(model, SIZE).input_size == (SIZE, SIZE)
+    assert ModelPredictor(TinySeg().eval(), 64).input_size == (64, 64)  # not fixed: any size
 
 
 def _imports(path: Path) -> set[str]:

@@ -111,7 +111,7 @@ def test_write_all_stages_every_file_before_replacing_any(tmp_path, monkeypatch)
         real_fsync(fd)
 
     monkeypatch.setattr(fileio.os, "fsync", fail_second)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(fileio.DiskFullError, match="no space left on device writing .*b; none of"):
         fileio.write_all({a: b"new A", b: b"new B"})
     assert (a.read_text(), b.read_text()) == ("A", "B") and not _temps(tmp_path)
 
@@ -242,7 +242,7 @@ def test_a_failed_split_write_leaves_every_split_file_as_it_was(tmp_path, monkey
     monkeypatch.setattr(fileio.os, "fsync", disk_full_on_the_third_file)
     assert voc_annotation.main(["--data", str(tmp_path), "--force", "--no-report"]) == 2
     err = capsys.readouterr().err
-    assert "No space left on device" in err and "they are as they were" in err
+    assert "error: no space left on device writing" in err and "none of the 4 files was" in err
     assert _split_bytes(voc) == before and not _temps(voc)
 
 

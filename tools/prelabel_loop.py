@@ -51,14 +51,14 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/prelabel_loop.py
 
 from utils.cli import parse_config  # noqa: E402
 from utils.data.convert import ClassTable  # noqa: E402
-from utils.data.dataset import read_split, resolve_voc_root  # noqa: E402
 from utils.data.labelme import paint_shapes, read_labelme  # noqa: E402
 from utils.data.labels import map_ignore, read_mask  # noqa: E402
 from utils.data.preprocess import CLASS_NAMES  # noqa: E402
 from utils.data.synthetic import generate_dataset  # noqa: E402
+from utils.data.voc import read_split, resolve_voc_root, split_paths  # noqa: E402
 from utils.fileio import write_text  # noqa: E402
 from utils.inference.evaluate import evaluate  # noqa: E402
-from utils.inference.predictor import Predictor  # noqa: E402
+from utils.inference.open_model import open_model  # noqa: E402
 from utils.inference.prelabel import UNCERTAINTY, prelabel  # noqa: E402
 
 RESULT = "result.json"  # a finished seed's record
@@ -171,7 +171,7 @@ def train(cfg: Config, data: Path, run_dir: Path, n_photos: int, seed: int) -> P
 
 def score_test_split(checkpoint: Path, voc_root: Path, out: Path) -> dict[str, Any]:
     """mIoU and per-class IoU of `checkpoint` on the test split (full-size photos)."""
-    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor = open_model(checkpoint, backend="torch")
     names = predictor.class_names
     doc = evaluate(voc_root, "test", out, len(names), names, predictor, progress=False)
     return {"mIoU": doc["mIoU"], "IoU": dict(zip(names, doc["IoU"], strict=True))}
@@ -185,7 +185,7 @@ def run_seed(cfg: Config, voc_root: Path, seed: int) -> dict[str, Any]:
         return json.loads((folder / RESULT).read_text())
     started = time.perf_counter()
     voc = resolve_voc_root(voc_root)
-    _, train_ids = read_split(voc, "train")
+    _, train_ids, train_photos, train_masks = split_paths(voc, "train")
     _, val_ids = read_split(voc, "val")
     val = val_ids[:8]  # only picks best.pth, evaluated once at the end: kept small
     labelled, pool = split_pool(train_ids, cfg.labelled, cfg.pool, seed)
@@ -193,9 +193,11 @@ def run_seed(cfg: Config, voc_root: Path, seed: int) -> dict[str, Any]:
 
     first = train(cfg, write_data_root(folder / "data_first", voc, labelled, val),
                   folder / "first", len(labelled), seed)  # fmt: skip
-    predictor = Predictor.from_checkpoint(first)
+    predictor = open_model(first, backend="torch")
     names = predictor.class_names
-    photos = [next((voc / "JPEGImages").glob(f"{i}.*")) for i in pool]
+    photo_of = dict(zip(train_ids, train_photos, strict=True))
+    mask_of = dict(zip(train_ids, train_masks, strict=True))
+    photos = [photo_of[i] for i in pool]
     drafted = prelabel(predictor, photos, folder / "drafts", min_area=cfg.min_area, rank=True,
                        rank_by=cfg.rank_by, log=lambda _: None)  # fmt: skip
     ranked = [p.photo.stem for p in drafted.ranked(cfg.rank_by)]
@@ -203,8 +205,7 @@ def run_seed(cfg: Config, voc_root: Path, seed: int) -> dict[str, Any]:
     picks = {"ranked": ranked[: cfg.correct], "random": shuffled[: cfg.correct]}
     costs = {}
     for photo in drafted.photos:
-        truth = read_mask(voc / "SegmentationClass" / f"{photo.photo.stem}.png", len(names))
-        truth = map_ignore(truth, len(names))
+        truth = map_ignore(read_mask(mask_of[photo.photo.stem], len(names)), len(names))
         costs[photo.photo.stem] = {
             **edit_cost(photo.draft, truth, names),
             "uncertainty": photo.scores[cfg.rank_by],

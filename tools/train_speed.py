@@ -50,7 +50,8 @@ import nets  # noqa: E402
 from utils.cli import config_to_dict, parse_config  # noqa: E402
 from utils.data.dataset import VOCSegmentation  # noqa: E402
 from utils.data.synthetic import generate_dataset  # noqa: E402
-from utils.deploy.timing import cuda_sync, environment  # noqa: E402
+from utils.deploy.timing import environment  # noqa: E402
+from utils.deploy.torch_runtime import cuda_sync  # noqa: E402
 from utils.fileio import write_text  # noqa: E402
 from utils.training.distillation import DistillationTask  # noqa: E402
 from utils.training.losses import LOSSES, build_seg_loss  # noqa: E402

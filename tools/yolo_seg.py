@@ -60,9 +60,10 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/yolo_seg.py`
 
 from nets.profile import count_params  # noqa: E402
 from utils.cli import parse_config  # noqa: E402
-from utils.data.dataset import resolve_voc_root  # noqa: E402
+from utils.data.class_names import default_class_names, read_class_names  # noqa: E402
 from utils.data.labels import map_ignore, read_mask, save_index_mask  # noqa: E402
 from utils.data.preprocess import CLASS_NAMES, read_image  # noqa: E402
+from utils.data.voc import resolve_voc_root  # noqa: E402
 from utils.deploy.optimize import ort_session  # noqa: E402
 from utils.deploy.timing import benchmark, environment  # noqa: E402
 from utils.fileio import write_text  # noqa: E402
@@ -285,14 +286,7 @@ def rasterise_labels(lines: Sequence[str], hw: tuple[int, int]) -> np.ndarray:
 
 
 def _class_names(voc: Path, num_classes: int, given: Sequence[str]) -> list[str]:
-    if given:
-        names = list(given)
-    elif (voc / "class_names.txt").is_file():
-        names = (voc / "class_names.txt").read_text(encoding="utf-8").split()
-    elif num_classes == len(CLASS_NAMES):
-        names = list(CLASS_NAMES)
-    else:
-        names = [f"class_{k}" for k in range(num_classes)]
+    names = list(given or read_class_names(voc) or default_class_names(num_classes))
     if len(names) != num_classes:
         raise ValueError(
             f"{len(names)} class names ({', '.join(names)}) for --num-classes {num_classes}"

@@ -19,5 +19,6 @@ Layers, lowest first; each may import only what its line names:
   ``utils.inference``, ``utils.deploy``, ``utils.data`` and ``nets``.
 
 ``tests/test_architecture.py`` checks these rules on every import, including imports inside
-functions.
+functions, and that the deployment path (what runs an exported model on a sorting-line box)
+imports no torch at module level.
 """

@@ -24,9 +24,10 @@ A plain module: imports nothing of the project but ``utils.fileio`` (atomic writ
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,14 +44,27 @@ def parse_config(
     argv: Sequence[str] | None = None,
     description: str | None = None,
     default: T | None = None,
+    renamed: Mapping[str, str] | None = None,
 ) -> T:
     """`config_cls` filled from its defaults (or `default`'s values), overridden by `argv`.
 
     `argv` None reads sys.argv[1:]. Exits with status 2 and a message naming the flag on an
     unknown flag, a missing value, a value of the wrong type or outside its choices.
+    `renamed` maps old flag spellings to their new names: an old one still works, with one
+    line on stderr naming the new one.
     """
-    args = None if argv is None else list(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if renamed:
+        args = [_rename(arg, renamed) for arg in args]
     return tyro.cli(config_cls, args=args, description=description, default=default)
+
+
+def _rename(arg: str, renamed: Mapping[str, str]) -> str:
+    flag, eq, value = arg.partition("=")
+    if flag not in renamed:
+        return arg
+    print(f"note: {flag} is now {renamed[flag]}; {flag} still works", file=sys.stderr)
+    return f"{renamed[flag]}{eq}{value}"
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -4,7 +4,10 @@ Everything the project's tools write (split files, masks, data-set reports, chec
 exported models, CSVs, metrics, charts, overlays) goes through a temporary file in the target's
 own folder, flushed to disk, then ``os.replace``d over the target. A reader sees the old file or
 the new one, never half of one, and a failed write (an exception, a full disk, Ctrl-C) leaves
-the old file as it was and removes its temporary file.
+the old file as it was and removes its temporary file. A full disk (ENOSPC, or a full quota)
+raises ``DiskFullError``, whose message is the one line a script prints: "no space left on
+device writing PATH; the previous file is intact" (or "nothing was written" when there was no
+file).
 
 A process killed with SIGKILL (or a power cut) cannot remove its temporary file. The names say
 who wrote them, ``.<target name>.<pid>-<host>-<random>.tmp<target suffix>``: hidden, and ending
@@ -22,6 +25,7 @@ A plain module: imports nothing of the project.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -43,6 +47,38 @@ _LEGACY_TEMP_NAME = re.compile(r"^\..+\.([a-z0-9_]{8}\.tmp|tmp\.png|json\.tmp)$"
 
 OTHER_HOST_STALE_S = 24 * 3600.0  # a temp file of another machine (shared disk): stale after a day
 LEGACY_STALE_S = 3600.0  # a temp file without a writer's id: stale once untouched for an hour
+
+
+class DiskFullError(OSError):
+    """No space left on the device (or quota) during an atomic write; the targets are as they
+    were and the temporary files are removed. ``str()`` is the message for the user."""
+
+    def __init__(self, path: str | Path, previous: str) -> None:
+        super().__init__(errno.ENOSPC, f"no space left on device writing {path}; {previous}")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or an exception it was raised from or during, is ENOSPC or EDQUOT (some
+    writers, torch.save among them, report the OSError of a full disk as their own error)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _previous(path: Path) -> str:
+    """What a failed write left at `path`, as it is."""
+    if path.exists():
+        return "the previous file is intact"
+    return f"nothing was written ({path.name} did not exist before)"
 
 
 def host_tag(hostname: str | None = None) -> str:
@@ -74,7 +110,8 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
         with atomic_path(out / "overlay.png") as tmp:
             ok = cv2.imwrite(str(tmp), image)    # format from the suffix, kept in `tmp`
 
-    Raises OSError when the writer wrote nothing to the temporary path.
+    Raises OSError when the writer wrote nothing to the temporary path, `DiskFullError` when
+    the disk filled up.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +123,10 @@ def atomic_path(path: str | Path, *, fsync: bool = True) -> Iterator[Path]:
         if fsync:
             _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path, _previous(path)) from None
         raise
 
 
@@ -134,10 +173,11 @@ def write_text(path: str | Path, text: str, *, encoding: str = "utf-8", fsync: b
 def write_all(files: Mapping[str | Path, bytes], *, fsync: bool = True) -> list[Path]:
     """Write several files as one change: every temporary file first, then the replaces.
 
-    Any failure while writing the temporary files (a full disk, Ctrl-C) removes them and leaves
-    every target as it was. Returns the targets in the order given.
+    Any failure while writing the temporary files (a full disk: `DiskFullError`, Ctrl-C)
+    removes them and leaves every target as it was. Returns the targets in the order given.
     """
     staged: list[tuple[Path, Path]] = []
+    target = None
     try:
         for target, data in files.items():
             target = Path(target)
@@ -151,9 +191,12 @@ def write_all(files: Mapping[str | Path, bytes], *, fsync: bool = True) -> list[
                     os.fsync(f.fileno())
         for tmp, target in staged:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)
+        if is_disk_full(exc) and target is not None:
+            previous = f"none of the {len(files)} files was changed" if len(files) > 1 else None
+            raise DiskFullError(target, previous or _previous(Path(target))) from None
         raise
     return [target for _, target in staged]
 
@@ -180,6 +223,15 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def writer_gone(pid: int, host: str, age_s: float) -> bool:
+    """Whether the writer `pid` of machine `host` (a `host_tag`) of something untouched for
+    `age_s` seconds has stopped: its process no longer runs here, or, on another machine (a
+    shared disk), the thing is a day old."""
+    if host != host_tag():
+        return age_s > OTHER_HOST_STALE_S
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
 def _is_stale(path: Path, now: float) -> bool:
     try:
         age = now - path.stat().st_mtime
@@ -188,10 +240,7 @@ def _is_stale(path: Path, now: float) -> bool:
     match = _TEMP_NAME.match(path.name)
     if match is None:  # an earlier version's name: no writer recorded
         return age > LEGACY_STALE_S
-    if match["host"] != host_tag():
-        return age > OTHER_HOST_STALE_S
-    pid = int(match["pid"])
-    return pid != os.getpid() and not _pid_alive(pid)
+    return writer_gone(int(match["pid"]), match["host"], age)
 
 
 def stale_temp_files(folder: str | Path, *, recursive: bool = False) -> list[Path]:

@@ -8,67 +8,48 @@ split, never from an average of per-batch scores; pixels labelled `ignore_index`
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.distributed as dist
-
-ArrayLike = np.ndarray | torch.Tensor
-
-
-def _flat_long(x: ArrayLike) -> torch.Tensor:
-    """1-D int64 tensor; numpy input is copied (read-only arrays from PIL warn in torch)."""
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.array(x, dtype=np.int64).reshape(-1))
-    return torch.as_tensor(x).reshape(-1).long()
 
 
 def confusion_matrix(
-    pred: ArrayLike, target: ArrayLike, num_classes: int, ignore_index: int = 255
+    pred: np.ndarray, target: np.ndarray, num_classes: int, ignore_index: int = 255
 ) -> np.ndarray:
     """(K, K) int64 counts; rows are ground truth, columns prediction.
 
-    `pred` and `target` are integer arrays of the same shape (any number of images).
-    Target pixels equal to `ignore_index` (or otherwise outside [0, K)) are skipped.
+    `pred` and `target` are integer arrays of the same shape (any number of images; anything
+    numpy can read, a CPU tensor included). Target pixels equal to `ignore_index` (or otherwise
+    outside [0, K)) are skipped. numpy only: evaluation on a deployment box needs no torch.
     """
-    pred_t = _flat_long(pred)
-    target_t = _flat_long(target)
-    if pred_t.shape != target_t.shape:
-        raise ValueError(
-            f"prediction and label sizes differ: {tuple(torch.as_tensor(pred).shape)} vs "
-            f"{tuple(torch.as_tensor(target).shape)}"
-        )
-    keep = (target_t != ignore_index) & (target_t >= 0) & (target_t < num_classes)
-    pred_t, target_t = pred_t[keep], target_t[keep]
-    if pred_t.numel() and (int(pred_t.min()) < 0 or int(pred_t.max()) >= num_classes):
+    pred_a = np.asarray(pred)
+    target_a = np.asarray(target)
+    if pred_a.shape != target_a.shape:
+        raise ValueError(f"prediction and label sizes differ: {pred_a.shape} vs {target_a.shape}")
+    pred_a = pred_a.reshape(-1).astype(np.int64, copy=False)
+    target_a = target_a.reshape(-1).astype(np.int64, copy=False)
+    keep = (target_a != ignore_index) & (target_a >= 0) & (target_a < num_classes)
+    pred_a, target_a = pred_a[keep], target_a[keep]
+    if pred_a.size and (int(pred_a.min()) < 0 or int(pred_a.max()) >= num_classes):
         raise ValueError(
             f"prediction holds class ids outside [0, {num_classes}): "
-            f"min {int(pred_t.min())}, max {int(pred_t.max())}"
+            f"min {int(pred_a.min())}, max {int(pred_a.max())}"
         )
-    counts = torch.bincount(target_t * num_classes + pred_t, minlength=num_classes**2)
-    return counts.reshape(num_classes, num_classes).cpu().numpy().astype(np.int64)
+    counts = np.bincount(target_a * num_classes + pred_a, minlength=num_classes**2)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
 
 
 class ConfusionMatrix:
-    """Accumulates a confusion matrix batch by batch (and across processes)."""
+    """Accumulates a confusion matrix batch by batch (`matrix`, (K, K) int64); under torchrun
+    the training loop sums the matrices of every process (utils.training.distributed)."""
 
     def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
 
-    def update(self, pred: ArrayLike, target: ArrayLike) -> None:
+    def update(self, pred: np.ndarray, target: np.ndarray) -> None:
         self.matrix += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
 
     def reset(self) -> None:
         self.matrix[:] = 0
-
-    def all_reduce(self) -> None:
-        """Sum the matrices of every process when torch.distributed is initialised."""
-        if dist.is_available() and dist.is_initialized():
-            t = torch.from_numpy(self.matrix)
-            if dist.get_backend() == "nccl":
-                t = t.cuda()
-            dist.all_reduce(t)
-            self.matrix = t.cpu().numpy()
 
     def compute(self) -> dict:
         return segmentation_metrics(self.matrix)

@@ -24,6 +24,11 @@ one-time conversion that itself runs no code from the file (``convert_checkpoint
 disk, then ``os.replace``d over the target, so a kill during a save leaves the previous file
 intact. The temporary file is named as ``utils.fileio`` names them, so the next run finds and
 removes one that a killed save left behind. ``.safetensors`` targets take a flat dict of tensors.
+A checkpoint holding a NaN or infinite value anywhere (weights, buffers, optimizer state) is
+refused before anything is written (``NonFiniteCheckpointError`` naming the tensor), and a full
+disk ends the write with one ``CheckpointError`` line ("no space left on device writing PATH;
+the previous checkpoint is intact"). ``non_finite_tensors`` is the check both use, and the
+training loop too: one fused pass decides, and only a failure counts tensor by tensor.
 
 **Loading into a model** (``load_checkpoint(model, path_or_state_dict)``) recognises:
 
@@ -38,8 +43,9 @@ removes one that a killed save left behind. ``.safetensors`` targets take a flat
   report lists what was loaded and skipped (classifier heads, final norms).
 
 A tensor whose shape does not fit raises a ``CheckpointError`` naming the model, the key and
-both shapes. ``drop_classifier=True`` (``--drop-classifier`` in the training scripts) leaves
-out the class-count-dependent tensors instead (those whose first dimension is
+both shapes; a NaN or inf weight one naming the file and the tensor (files written before the
+writer refused them). ``drop_classifier=True`` (``--drop-classifier`` in the training scripts)
+leaves out the class-count-dependent tensors instead (those whose first dimension is
 ``model.num_classes`` in the model), to fine-tune on another set of classes. Rebuilding the
 model a project checkpoint records is ``nets.registry.model_from_checkpoint`` (it needs the
 registry, which imports the models).
@@ -50,6 +56,7 @@ This module imports nothing from ``nets``: the models import it to read their Im
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import pickle
 import re
@@ -58,7 +65,7 @@ import socket
 import sys
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -73,7 +80,12 @@ REQUIRED_KEYS = ("format", "model", "state_dict", "input_size", "class_names", "
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, refused by the safe reader, not in the
-    project format, or does not fit the model; the message names the file and what to do."""
+    project format, or does not fit the model, or could not be written; the message names the
+    file and what to do."""
+
+
+class NonFiniteCheckpointError(CheckpointError):
+    """A checkpoint to be written holds NaN or infinite values; nothing was written."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,7 +114,8 @@ def read_checkpoint(
             return safetensors.torch.load_file(str(path), device=str(map_location))
         except Exception as exc:  # truncated file, bad header
             raise CheckpointError(
-                f"cannot read safetensors file {path}: {type(exc).__name__}: {exc}"
+                f"cannot read safetensors file {path}: {type(exc).__name__}: {exc} (is the "
+                "file complete?)"
             ) from exc
     try:
         return torch.load(path, map_location=map_location, weights_only=not trust)
@@ -192,16 +205,46 @@ def _refusal_message(path: Path, refused: Sequence[str]) -> str:
 
 
 def _unreadable_message(path: Path, exc: BaseException) -> str:
+    damage = _damage(path)
+    if damage is not None:
+        return f"cannot read checkpoint {path}: {damage}"
     text = str(exc).strip()
     marker = "WeightsUnpickler error: "
     if marker in text:  # torch wraps the reason in advice about weights_only
         text = text.split(marker, 1)[1]
     lines = [line for line in text.splitlines() if line.strip()]
     first = lines[0].strip() if lines else ""
+    first = first.split(". This is an internal miniz error")[0]  # torch's advice follows
     return (
         f"cannot read checkpoint {path}: {type(exc).__name__}: {first} "
         "(is the file complete and written by torch.save or safetensors?)"
     )
+
+
+_ZIP_DIRECTORY_END = b"PK\x05\x06"  # the end-of-central-directory record of a zip file
+_ZIP_DIRECTORY_REACH = 22 + 65535  # that record, with its longest comment, ends the file
+
+
+def _damage(path: Path) -> str | None:
+    """What is wrong with the file itself when its bytes show it: empty, or a zip-format
+    ``torch.save`` file cut short (its central directory, written last, is missing)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(4)
+            f.seek(max(0, size - _ZIP_DIRECTORY_REACH))
+            tail = f.read()
+    except OSError:
+        return None
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    if head == b"PK\x03\x04" and _ZIP_DIRECTORY_END not in tail:
+        return (
+            f"the file is cut short ({size} bytes, without the directory a torch.save file "
+            "ends with): a save, copy or download that did not finish. Use another checkpoint "
+            "of the run (last.pth, best.pth, epNNN.pth) or copy the file again"
+        )
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,8 +315,20 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
 
     ``.pth`` (any suffix but ``.safetensors``): ``torch.save`` of the dict. ``.safetensors``:
     the dict must map names to tensors (a state dict). Returns `path`.
+
+    Raises:
+        NonFiniteCheckpointError: a tensor anywhere in `checkpoint` holds NaN or inf (named
+            in the message); nothing is written.
+        CheckpointError: the disk is full ("no space left on device writing PATH; ...");
+            `path` is as it was and the temporary file is removed.
     """
     path = Path(path)
+    non_finite = non_finite_tensors(checkpoint_tensors(checkpoint))
+    if non_finite:
+        raise NonFiniteCheckpointError(
+            f"refusing to write {path}: {describe_non_finite(non_finite)}; "
+            f"{_previous_state(path, 'checkpoint')}"
+        )
     if path.suffix == ".safetensors":
         bad = [
             k for k, v in checkpoint.items() if not (isinstance(k, str) and isinstance(v, Tensor))
@@ -290,6 +345,67 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | Path) -> Path:
     else:
         _write_atomically(path, lambda f: torch.save(dict(checkpoint), f))
     return path
+
+
+def checkpoint_tensors(obj: Any, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+    """(dotted key, tensor) of every tensor in nested dicts, lists and tuples, e.g.
+    ("state_dict.head.weight", ...), ("optimizer.state.3.exp_avg", ...)."""
+    if isinstance(obj, Tensor):
+        yield prefix, obj
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            yield from checkpoint_tensors(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(obj, (list, tuple)):
+        for i, value in enumerate(obj):
+            yield from checkpoint_tensors(value, f"{prefix}[{i}]")
+
+
+def non_finite_tensors(named: Iterable[tuple[str, Tensor]]) -> list[tuple[str, int, int]]:
+    """(name, NaN/inf count, size) of every floating-point tensor of `named` holding NaN or inf.
+
+    One fused pass decides (``torch.nn.utils.get_total_norm``: the L2 norm of all of them is
+    finite unless a value is NaN or inf, or unless it overflows float32); only then is each
+    tensor counted, so the common case costs one read of the tensors.
+    """
+    tensors = [(n, t.detach()) for n, t in named if t.is_floating_point() and t.numel()]
+    if not tensors:
+        return []
+    total = torch.nn.utils.get_total_norm([t for _, t in tensors], norm_type=2.0)
+    if bool(torch.isfinite(total)):
+        return []
+    bad = []
+    for name, t in tensors:
+        count = int(t.numel() - torch.isfinite(t).sum())
+        if count:
+            bad.append((name, count, t.numel()))
+    return bad
+
+
+def describe_non_finite(bad: Sequence[tuple[str, int, int]], limit: int = 3) -> str:
+    """'w (12 of 784 values NaN or inf), ... and 2 more tensors' for messages."""
+    parts = [f"{name} ({count} of {size} values NaN or inf)" for name, count, size in bad[:limit]]
+    more = f" and {len(bad) - limit} more tensors" if len(bad) > limit else ""
+    return ", ".join(parts) + more
+
+
+def _previous_state(path: Path, kind: str) -> str:
+    """What a failed write left at `path`: true whether or not a previous file was there."""
+    if path.exists():
+        return f"the previous {kind} is intact"
+    return f"nothing was written ({path.name} did not exist before)"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` or an exception it was raised from or during is ENOSPC / EDQUOT (torch
+    reports a failed write as a RuntimeError of its zip writer, raised during the OSError).
+    ``utils.fileio.is_disk_full`` is the same test (``nets`` never imports ``utils``)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _temp_path(path: Path) -> Path:
@@ -310,9 +426,13 @@ def _write_atomically(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         # a failed or interrupted save must not leave a stray temp file; the target is untouched
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, Exception) and _disk_full(exc):
+            raise CheckpointError(
+                f"no space left on device writing {path}; {_previous_state(path, 'checkpoint')}"
+            ) from None
         raise
 
 
@@ -592,17 +712,26 @@ def load_checkpoint(
     *,
     drop_classifier: bool = False,
     trust: bool = False,
+    source: str | Path | None = None,
 ) -> LoadReport:
     """Load weights of any supported layout into `model` (see the module docstring).
 
-    A path is read with ``read_checkpoint`` (safe unless ``trust=True``).
+    A path is read with ``read_checkpoint`` (safe unless ``trust=True``). `source` names the
+    file an already read dict came from, for error messages.
     """
     if isinstance(path_or_state_dict, str | Path):
-        source: Any = path_or_state_dict
+        source = path_or_state_dict
         obj = read_checkpoint(path_or_state_dict, trust=trust)
     else:
-        source, obj = "checkpoint", path_or_state_dict
+        source, obj = source or "checkpoint", path_or_state_dict
     state, kind = _unwrap(obj, source)
+    bad = non_finite_tensors(state.items())
+    if bad:
+        raise CheckpointError(
+            f"{source} holds NaN or inf weights: {describe_non_finite(bad)}; a model with them "
+            "predicts wrongly without a warning. Use another checkpoint (an earlier epNNN.pth "
+            "of the run) or retrain"
+        )
     if kind == "project":
         recorded = obj.get("model", {}).get("name")
         ours = getattr(model, "build_config", {}).get("name")
@@ -676,11 +805,15 @@ __all__ = [
     "REQUIRED_KEYS",
     "CheckpointError",
     "LoadReport",
+    "NonFiniteCheckpointError",
     "build_checkpoint",
+    "checkpoint_tensors",
     "convert_checkpoint",
+    "describe_non_finite",
     "is_project_checkpoint",
     "load_checkpoint",
     "main",
+    "non_finite_tensors",
     "read_checkpoint",
     "read_project_checkpoint",
     "save_checkpoint",

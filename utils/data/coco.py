@@ -34,8 +34,12 @@ import numpy as np
 from utils.data.convert import (
     ClassTable,
     ConversionError,
+    ConversionPlan,
     ConversionResult,
+    Item,
+    Photo,
     VocWriter,
+    check_items,
     decode_photo,
 )
 
@@ -120,45 +124,18 @@ def _photo_path(images: Path, file_name: str) -> Path | None:
     return None
 
 
-def convert_coco(
-    annotations: str | Path, images: str | Path, writer: VocWriter, table: ClassTable
-) -> ConversionResult:
-    """Convert every image of a COCO file into `writer`'s VOC folder (module docstring)."""
-    path, images = Path(annotations), Path(images)
-    if not images.is_dir():
-        raise ConversionError(f"--images {images}: not a folder (the photos of {path})")
-    doc = _load(path)
-    names: dict[Any, str] = {}
-    for cat in doc["categories"]:
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise ConversionError(f"{path}: category {cat!r} needs an 'id' and a 'name'")
-        names[cat["id"]] = cat["name"]
-    by_image: dict[Any, list[dict]] = defaultdict(list)
-    notes: list[str] = []
-    image_ids = {im.get("id") for im in doc["images"] if isinstance(im, dict)}
-    for i, ann in enumerate(doc["annotations"]):
-        if not isinstance(ann, dict) or ann.get("image_id") not in image_ids:
-            notes.append(f"{path}: annotations[{i}] names no listed image; skipped")
-            continue
-        by_image[ann["image_id"]].append({**ann, "_index": i})
+def _coco_item(
+    path: Path, image: dict, photo_path: Path, anns: list[dict], names: dict, table: ClassTable
+) -> Item:
+    file_name = image["file_name"]
 
-    written: list[str] = []
-    for image in doc["images"]:
-        file_name = image.get("file_name") if isinstance(image, dict) else None
-        if not isinstance(file_name, str) or not file_name:
-            raise ConversionError(f"{path}: image {image!r} has no 'file_name'")
-        photo_path = _photo_path(images, file_name)
-        if photo_path is None:
-            raise ConversionError(
-                f"{path}: photo {file_name!r} (image id {image.get('id')}) not found in "
-                f"{images}; expected --images to be the folder the file names are relative to"
-            )
+    def read() -> tuple[Photo, np.ndarray]:
         declared = (image.get("height"), image.get("width"))
         expect = declared if all(isinstance(v, int) for v in declared) else None
         photo = decode_photo(photo_path.read_bytes(), photo_path, expect, orientation="match")
         hw = (photo.height, photo.width)
         mask = np.zeros(hw, dtype=np.uint8)
-        for ann in by_image.get(image.get("id"), []):
+        for ann in anns:
             where = f"{path}: annotations[{ann['_index']}] (image {file_name!r})"
             if ann.get("category_id") not in names:
                 raise ConversionError(
@@ -168,12 +145,65 @@ def convert_coco(
             segm = ann.get("segmentation")
             region = segmentation_mask(segm, hw, where) if segm else None
             if region is None:
-                notes.append(f"{where}: no segmentation (box only or empty); not painted")
-                continue
+                continue  # box only or empty: noted when the source was listed
             mask[region] = table.index(label, f"{path} (category {label!r}, {file_name})")
-        writer.add(Path(file_name).stem, photo, mask, photo_path)
-        written.append(Path(file_name).stem)
+        return photo, mask
+
+    return Item(Path(file_name).stem, photo_path, read)
+
+
+def plan_coco(annotations: str | Path, images: str | Path, table: ClassTable) -> ConversionPlan:
+    """Every image of a COCO file, read and checked (`check_items`; module docstring)."""
+    path, images = Path(annotations), Path(images)
+    if not images.is_dir():
+        raise ConversionError(f"--images {images}: not a folder (the photos of {path})")
+    doc = _load(path)
+    names: dict[Any, str] = {}
+    for cat in doc["categories"]:
+        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
+            raise ConversionError(f"{path}: category {cat!r} needs an 'id' and a 'name'")
+        names[cat["id"]] = cat["name"]
+    problems: list[str] = []
+    notes: list[str] = []
+    by_image: dict[Any, list[dict]] = defaultdict(list)
+    image_ids = {im.get("id") for im in doc["images"] if isinstance(im, dict)}
+    for i, ann in enumerate(doc["annotations"]):
+        if not isinstance(ann, dict) or ann.get("image_id") not in image_ids:
+            image_id = ann.get("image_id") if isinstance(ann, dict) else None
+            problems.append(
+                f"{path}: annotations[{i}] names image_id {image_id!r}, which 'images' does not "
+                "list; its region would be lost"
+            )
+            continue
+        by_image[ann["image_id"]].append({**ann, "_index": i})
+        if not ann.get("segmentation"):
+            notes.append(
+                f"{path}: annotations[{i}]: no segmentation (box only or empty); not painted"
+            )
+    items: list[Item] = []
+    for image in doc["images"]:
+        file_name = image.get("file_name") if isinstance(image, dict) else None
+        if not isinstance(file_name, str) or not file_name:
+            problems.append(f"{path}: image {image!r} has no 'file_name'")
+            continue
+        photo_path = _photo_path(images, file_name)
+        if photo_path is None:
+            problems.append(
+                f"{path}: photo {file_name!r} (image id {image.get('id')}) not found in "
+                f"{images}; expected --images to be the folder the file names are relative to"
+            )
+            continue
+        anns = by_image.get(image.get("id"), [])
+        items.append(_coco_item(path, image, photo_path, anns, names, table))
+    plan = check_items(items, notes, table, str(path), problems)
     unused = sorted(set(names.values()) - set(table.used))
     if unused:
-        notes.append(f"{path}: categories with no annotation: {', '.join(unused)}")
-    return ConversionResult(written, notes + writer.notes, dict(table.unknown), str(path))
+        plan.notes.append(f"{path}: categories with no annotation: {', '.join(unused)}")
+    return plan
+
+
+def convert_coco(
+    annotations: str | Path, images: str | Path, writer: VocWriter, table: ClassTable
+) -> ConversionResult:
+    """`plan_coco`, then written by `writer` (nothing is written on a problem)."""
+    return writer.write(plan_coco(annotations, images, table))

@@ -12,27 +12,39 @@ pairs to `VocWriter`, which writes the VOC layout. Here:
   error naming the label and the file, or background when asked (``--unknown-as-background``).
   A label mapped to ``"__ignore__"`` becomes the ignore index 255.
 - `decode_photo`: a photo's bytes, checked, with its EXIF orientation resolved, ready to copy.
-- `VocWriter`: writes the photo and the mask of each id atomically (temporary file in the same
-  folder, then ``os.replace``), refuses to write two sources to one id, and keeps notes of
-  anything odd for the data-set report.
+- `check_items`: every converter lists its source as `Item`s and has them all read and checked
+  before anything is written; every problem is reported at once (`ConversionProblems`), and
+  files that are not annotations are skipped with a note (the same policy for all three).
+- `VocWriter`: writes a checked `ConversionPlan` as one change: the photo and the mask of each
+  id atomically (temporary file in the same folder, then ``os.replace``), class_names.txt,
+  and on a failure or an interrupt removes what it created; it refuses to write two sources to
+  one id, and keeps notes of anything odd for the data-set report.
 """
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from utils.data.class_names import (
+    ClassNamesError,
+    check_class_names,
+    class_names_file,
+    write_class_names,
+)
 from utils.data.labels import save_index_mask
-from utils.fileio import display_path, is_utf8_name, write_bytes
 from utils.data.preprocess import IGNORE_INDEX
+from utils.fileio import display_path, host_tag, is_utf8_name, write_bytes, write_text, writer_gone
 
 IGNORE_LABEL = "__ignore__"  # label-map target that marks pixels as ignore (255)
 EXIF_ORIENTATION = 0x0112
@@ -88,15 +100,10 @@ class ClassTable:
     used: Counter = field(default_factory=Counter)  # label -> shapes/annotations converted
 
     def __post_init__(self) -> None:
-        self.classes = tuple(self.classes)
-        if len(self.classes) < 2:
-            raise ConversionError(
-                f"--classes {' '.join(self.classes) or '(none)'}: need at least two names, "
-                "background first (e.g. --classes background sunburn ulcer wind_scarring)"
-            )
-        duplicated = sorted(n for n, c in Counter(self.classes).items() if c > 1)
-        if duplicated:
-            raise ConversionError(f"--classes names {', '.join(duplicated)} more than once")
+        try:
+            self.classes = check_class_names(self.classes, "--classes")
+        except ClassNamesError as err:
+            raise ConversionError(str(err)) from None
         self._index = {name: k for k, name in enumerate(self.classes)}
 
     def index(self, label: str, source: str | Path) -> int:
@@ -196,20 +203,119 @@ def decode_photo(
     return Photo(_png_bytes(chosen), ".png", height, width, note)
 
 
+# ------------------------------------------------------------------------------ checking
+
+
+@dataclass
+class Item:
+    """One photo of a source: the id it gets, the file it comes from, and how to read it
+    (`read() -> (Photo, (H, W) uint8 class ids)`, `ConversionError` naming the file)."""
+
+    stem: str
+    source: str | Path
+    read: Callable[[], tuple[Photo, np.ndarray]]
+
+
+@dataclass
+class ConversionPlan:
+    """Every item of a source, checked (`check_items`), and what was noted on the way."""
+
+    items: list[Item]
+    notes: list[str]  # files skipped on purpose (unlabelled photos, other JSON files) and why
+    unknown: dict[str, int]  # labels painted as background by --unknown-as-background
+    source: str
+    classes: tuple[str, ...]
+
+
+class ConversionProblems(ConversionError):
+    """Items of a source that cannot be converted, all of them; nothing was written."""
+
+    def __init__(self, source: str, problems: Sequence[str], total: int) -> None:
+        self.problems = list(problems)
+        head = (
+            f"{source}: {len(self.problems)} of {total} item(s) cannot be converted; nothing "
+            "was written (fix them and run again):"
+        )
+        super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+def check_pair(
+    stem: str, photo: Photo, mask: np.ndarray, source: str | Path, taken: dict[str, str]
+) -> None:
+    """`ConversionError` naming `source` unless `stem` can name a photo of the VOC set (not
+    already in `taken`, id -> source, which it is added to) and `mask` fits the photo."""
+    if not stem or stem.startswith(".") or "/" in stem or "\\" in stem:
+        raise ConversionError(f"{source}: cannot name a photo {stem!r}")
+    if not is_utf8_name(stem):
+        raise ConversionError(
+            f"{display_path(source)}: the photo's name is not valid UTF-8 (bytes "
+            f"{os.fsencode(stem)!r}); split files are UTF-8 text and could not list it. "
+            "Rename the source files (e.g. convmv -f latin1 -t utf-8 --notest DIR, without "
+            "--notest to apply)"
+        )
+    if stem in taken:
+        raise ConversionError(
+            f"{source}: photo name {stem!r} is already taken by {taken[stem]}; "
+            "every photo needs its own name (rename one of them)"
+        )
+    if mask.shape != (photo.height, photo.width):
+        raise ConversionError(
+            f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but the photo is "
+            f"{photo.width}x{photo.height}"
+        )
+    taken[stem] = str(source)
+
+
+def check_items(
+    items: Sequence[Item], notes: list[str], table: ClassTable, source: str, problems: list[str]
+) -> ConversionPlan:
+    """Read and check every item before anything is written; `problems` (found while listing
+    the source) and those of the items are raised together as `ConversionProblems`.
+
+    The same policy for every converter: an annotation that cannot be converted (unreadable,
+    an unknown label, a broken shape or segmentation, a missing or undecodable photo, a size
+    that disagrees, a bad mask, two items of one name) is a problem, and all problems are
+    reported at once with nothing written; files that are not annotations (photos nobody
+    annotated, JSON files of another kind) are skipped and listed in the notes.
+    """
+    total = len(items) + len(problems)  # the problems so far are items that could not be listed
+    problems = list(problems)
+    taken: dict[str, str] = {}
+    for item in items:
+        try:
+            photo, mask = item.read()
+            check_pair(item.stem, photo, mask, item.source, taken)
+        except ConversionError as err:
+            problems.append(str(err))
+        except OSError as err:  # a file that cannot be read (permissions, I/O)
+            problems.append(f"{item.source}: cannot read ({err})")
+    if problems:
+        raise ConversionProblems(source, problems, total)
+    return ConversionPlan(list(items), notes, dict(table.unknown), source, table.classes)
+
+
 # ------------------------------------------------------------------------------ writing
+
+_MARKER = ".conversion_in_progress.json"  # VOC2007/: what a conversion began to write
 
 
 class VocWriter:
     """Writes converted pairs into ``ROOT/VOC2007/{JPEGImages,SegmentationClass}``.
 
     Refuses to start when SegmentationClass/ already holds masks, unless `force` (then files of
-    the same name are replaced and the others left alone).
+    the same name are replaced and the others left alone). `write(plan)` writes a checked plan
+    as one change: a failure or an interrupt (Ctrl-C; SIGTERM where the script turns it into
+    one) removes the files it had created; a run killed outright (SIGKILL, power cut) leaves
+    ``VOC2007/.conversion_in_progress.json``, and the next `VocWriter` on the folder removes
+    what that run had begun to write before anything else.
     """
 
     def __init__(self, root: str | Path, force: bool = False) -> None:
         self.voc = Path(root) / "VOC2007"
         self.photo_dir = self.voc / "JPEGImages"
         self.mask_dir = self.voc / "SegmentationClass"
+        self.notes: list[str] = []
+        self._recover_interrupted()
         existing = sorted(self.mask_dir.glob("*.png")) if self.mask_dir.is_dir() else []
         if existing and not force:
             raise ConversionError(
@@ -218,46 +324,96 @@ class VocWriter:
                 "files of the same name"
             )
         self.sources: dict[str, str] = {}  # id -> source it came from
-        self.notes: list[str] = []
+        self.created: list[Path] = []  # files this writer made that did not exist before
         self.hist = Counter()  # class index -> pixels written
+
+    @property
+    def marker(self) -> Path:
+        return self.voc / _MARKER
+
+    def _recover_interrupted(self) -> None:
+        """Remove what a conversion killed while writing into this folder had written."""
+        if not self.marker.is_file():
+            return
+        try:
+            doc = json.loads(self.marker.read_text(encoding="utf-8"))
+            pid, host, new_ids = int(doc["pid"]), str(doc["host"]), list(doc["new_ids"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConversionError(
+                f"{self.marker}: unreadable record of an interrupted conversion ({err}); remove "
+                "it, and the photos and masks that conversion wrote, by hand"
+            ) from None
+        age = time.time() - self.marker.stat().st_mtime
+        if not writer_gone(pid, host, age):
+            raise ConversionError(
+                f"{self.voc}: another conversion (process {pid}) is writing into it; wait for it "
+                "to finish or choose another --data folder"
+            )
+        removed = 0
+        for stem in new_ids:
+            for path in [
+                *self.photo_dir.glob(f"{glob.escape(stem)}.*"),
+                self.mask_dir / f"{stem}.png",
+            ]:
+                if path.stem == stem and path.is_file():
+                    path.unlink()
+                    removed += 1
+        self.marker.unlink()
+        self.notes.append(
+            f"{self.voc}: removed {removed} file(s) of {len(new_ids)} id(s) that an interrupted "
+            f"conversion from {doc.get('source')} had begun to write"
+        )
+
+    def write(self, plan: ConversionPlan) -> ConversionResult:
+        """Write every item of `plan` and class_names.txt, as one change (class docstring)."""
+        new_ids = [i.stem for i in plan.items if not (self.mask_dir / f"{i.stem}.png").exists()]
+        record = {"pid": os.getpid(), "host": host_tag(), "source": plan.source}
+        write_text(self.marker, json.dumps({**record, "new_ids": new_ids}))
+        try:
+            for item in plan.items:
+                photo, mask = item.read()
+                self.add(item.stem, photo, mask, item.source)
+            self.write_class_names(plan.classes)
+        except BaseException:
+            self.discard()
+            raise
+        self.marker.unlink()
+        written = [i.stem for i in plan.items]
+        return ConversionResult(written, plan.notes + self.notes, plan.unknown, plan.source)
+
+    def discard(self) -> None:
+        """Remove the files this writer created (a failed or interrupted `write`)."""
+        for path in reversed(self.created):
+            path.unlink(missing_ok=True)
+        self.created.clear()
+        self.marker.unlink(missing_ok=True)
 
     def add(self, stem: str, photo: Photo, mask: np.ndarray, source: str | Path) -> None:
         """Write `<stem><photo.suffix>` and `<stem>.png`; `mask` is (H, W) class ids."""
-        if not stem or stem.startswith(".") or "/" in stem or "\\" in stem:
-            raise ConversionError(f"{source}: cannot name a photo {stem!r}")
-        if not is_utf8_name(stem):
-            raise ConversionError(
-                f"{display_path(source)}: the photo's name is not valid UTF-8 (bytes "
-                f"{os.fsencode(stem)!r}); split files are UTF-8 text and could not list it. "
-                "Rename the source files (e.g. convmv -f latin1 -t utf-8 --notest DIR, without "
-                "--notest to apply)"
-            )
-        if stem in self.sources:
-            raise ConversionError(
-                f"{source}: photo name {stem!r} is already taken by {self.sources[stem]}; "
-                "every photo needs its own name (rename one of them)"
-            )
-        if mask.shape != (photo.height, photo.width):
-            raise ConversionError(
-                f"{source}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but the photo is "
-                f"{photo.width}x{photo.height}"
-            )
-        self.sources[stem] = str(source)
-        for other in self.photo_dir.glob(f"{stem}.*") if self.photo_dir.is_dir() else []:
+        check_pair(stem, photo, mask, source, self.sources)
+        for other in (
+            self.photo_dir.glob(f"{glob.escape(stem)}.*") if self.photo_dir.is_dir() else []
+        ):
             if other.suffix.lower() != photo.suffix and other.stem == stem:
                 other.unlink()  # a stale photo of another format would shadow the new one
-        write_bytes(self.photo_dir / f"{stem}{photo.suffix}", photo.data)
-        save_index_mask(self.mask_dir / f"{stem}.png", mask.astype(np.uint8, copy=False))
+        photo_path, mask_path = (
+            self.photo_dir / f"{stem}{photo.suffix}",
+            self.mask_dir / f"{stem}.png",
+        )
+        self.created += [p for p in (photo_path, mask_path) if not p.exists()]
+        write_bytes(photo_path, photo.data)
+        save_index_mask(mask_path, mask.astype(np.uint8, copy=False))
         if photo.note:
             self.notes.append(f"{source}: {photo.note}")
         values, counts = np.unique(mask, return_counts=True)
         self.hist.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
 
     def write_class_names(self, classes: Sequence[str]) -> Path:
-        """VOC2007/class_names.txt: one class name per line, in index order."""
-        return write_bytes(
-            self.voc / "class_names.txt", "".join(f"{n}\n" for n in classes).encode("utf-8")
-        )
+        """VOC2007/class_names.txt (`utils.data.class_names`), what training reads."""
+        path = class_names_file(self.voc)
+        if not path.exists():
+            self.created.append(path)
+        return write_class_names(self.voc, classes)
 
 
 @dataclass

@@ -44,9 +44,12 @@ from PIL import Image, ImageDraw
 from utils.data.convert import (
     ClassTable,
     ConversionError,
+    ConversionPlan,
     ConversionResult,
+    Item,
     Photo,
     VocWriter,
+    check_items,
     decode_photo,
 )
 
@@ -186,27 +189,38 @@ def is_labelme(doc: Any) -> bool:
     )
 
 
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConversionError(f"{path}: cannot read as JSON ({err})") from err
+
+
+def _photo_ref(path: Path, doc: dict[str, Any]) -> tuple[str, Path | None]:
+    """(the photo's id, the photo file `imagePath` names or None) of a labelme document."""
+    image_path = doc.get("imagePath") or ""
+    relative = Path(PureWindowsPath(image_path).as_posix()) if image_path else None
+    stem = relative.stem if relative is not None and relative.stem else path.stem
+    return stem, (path.parent / relative if relative is not None else None)
+
+
 def read_labelme(path: str | Path) -> LabelmeFile:
     """Read one labelme JSON and its photo; `ConversionError` naming the file on any problem."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ConversionError(f"{path}: cannot read as JSON ({err})") from err
+    doc = _load_json(path)
     if not is_labelme(doc):
         raise ConversionError(
             f"{path}: not a labelme file; expected 'shapes' and 'imagePath'/'imageData' keys"
         )
     image_path = doc.get("imagePath") or ""
-    relative = Path(PureWindowsPath(image_path).as_posix()) if image_path else None
-    photo_path = None
+    stem, photo_path = _photo_ref(path, doc)
     if doc.get("imageData"):
         data = _b64decode(doc["imageData"], "imageData", path)
         what = f"{path} (imageData)"
+        photo_path = None
     else:
-        if relative is None:
+        if photo_path is None:
             raise ConversionError(f"{path}: neither imageData nor imagePath is set")
-        photo_path = path.parent / relative
         if not photo_path.is_file():
             raise ConversionError(
                 f"{path}: imagePath {image_path!r} not found (looked for {photo_path}) and no "
@@ -217,8 +231,75 @@ def read_labelme(path: str | Path) -> LabelmeFile:
     declared = (doc.get("imageHeight"), doc.get("imageWidth"))
     expect = declared if all(isinstance(v, int) for v in declared) else None
     photo = decode_photo(data, what, expect_hw=expect, orientation="apply")
-    stem = relative.stem if relative is not None and relative.stem else path.stem
     return LabelmeFile(path, stem, photo, photo_path, doc["shapes"])
+
+
+def _labelme_item(path: Path, stem: str, table: ClassTable) -> Item:
+    def read() -> tuple[Photo, np.ndarray]:
+        item = read_labelme(path)
+        mask = paint_shapes((item.photo.height, item.photo.width), item.shapes, table, path)
+        return item.photo, mask
+
+    return Item(stem, path, read)
+
+
+def _background_item(photo_path: Path) -> Item:
+    """An unlabelled photo kept with an all-background mask."""
+
+    def read() -> tuple[Photo, np.ndarray]:
+        photo = decode_photo(photo_path.read_bytes(), photo_path, orientation="apply")
+        return photo, np.zeros((photo.height, photo.width), np.uint8)
+
+    return Item(photo_path.stem, photo_path, read)
+
+
+def plan_labelme_folder(
+    src: str | Path, table: ClassTable, unlabelled_as_background: bool = False
+) -> ConversionPlan:
+    """Every labelme JSON in `src` (not its subfolders), read and checked (`check_items`).
+
+    Photos in `src` that no JSON file names are unlabelled: skipped (listed in the notes), or
+    kept with an all-background mask when `unlabelled_as_background`. JSON files that are not
+    labelme files are skipped with a note.
+    """
+    src = Path(src)
+    if not src.is_dir():
+        raise ConversionError(f"--from-labelme {src}: not a folder")
+    json_files = sorted(src.glob("*.json"), key=lambda p: p.name.lower())
+    if not json_files:
+        raise ConversionError(f"--from-labelme {src}: no .json files in this folder")
+    notes: list[str] = []
+    items: list[Item] = []
+    used_photos: set[Path] = set()
+    for path in json_files:
+        try:
+            doc = _load_json(path)
+        except ConversionError:
+            items.append(_labelme_item(path, path.stem, table))  # read() reports it
+            continue
+        if not is_labelme(doc):
+            notes.append(f"{path}: not a labelme file (no 'shapes'/'imagePath'); skipped")
+            continue
+        stem, photo_path = _photo_ref(path, doc)
+        items.append(_labelme_item(path, stem, table))
+        if photo_path is not None:
+            used_photos.add(photo_path.resolve())
+        if not doc["shapes"]:
+            notes.append(f"{path}: no shapes; written as all background")
+    written = {item.stem for item in items}
+    photos = sorted(p for p in src.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    for photo_path in photos:
+        if photo_path.resolve() in used_photos or photo_path.stem in written:
+            continue
+        if unlabelled_as_background:
+            items.append(_background_item(photo_path))
+            notes.append(f"{photo_path}: no labelme file; written as all background")
+        else:
+            notes.append(
+                f"{photo_path}: no labelme file names it; skipped (--unlabelled-as-background "
+                "keeps it as a photo without defects)"
+            )
+    return check_items(items, notes, table, str(src), [])
 
 
 def convert_labelme_folder(
@@ -227,48 +308,5 @@ def convert_labelme_folder(
     table: ClassTable,
     unlabelled_as_background: bool = False,
 ) -> ConversionResult:
-    """Convert every labelme JSON in `src` (not its subfolders) into `writer`'s VOC folder.
-
-    Photos in `src` that no JSON file names are unlabelled: skipped (listed in the notes), or
-    written with an all-background mask when `unlabelled_as_background`.
-    """
-    src = Path(src)
-    if not src.is_dir():
-        raise ConversionError(f"--from-labelme {src}: not a folder")
-    notes: list[str] = []
-    written: list[str] = []
-    used_photos: set[Path] = set()
-    json_files = sorted(src.glob("*.json"), key=lambda p: p.name.lower())
-    if not json_files:
-        raise ConversionError(f"--from-labelme {src}: no .json files in this folder")
-    for path in json_files:
-        try:
-            doc_ok = is_labelme(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            doc_ok = True  # let read_labelme report it
-        if not doc_ok:
-            notes.append(f"{path}: not a labelme file (no 'shapes'/'imagePath'); skipped")
-            continue
-        item = read_labelme(path)
-        mask = paint_shapes((item.photo.height, item.photo.width), item.shapes, table, path)
-        writer.add(item.stem, item.photo, mask, path)
-        written.append(item.stem)
-        if item.photo_path is not None:
-            used_photos.add(item.photo_path.resolve())
-        if not item.shapes:
-            notes.append(f"{path}: no shapes; written as all background")
-    photos = sorted(p for p in src.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
-    unlabelled = [p for p in photos if p.resolve() not in used_photos and p.stem not in written]
-    for photo_path in unlabelled:
-        if unlabelled_as_background:
-            photo = decode_photo(photo_path.read_bytes(), photo_path, orientation="apply")
-            mask = np.zeros((photo.height, photo.width), np.uint8)
-            writer.add(photo_path.stem, photo, mask, photo_path)
-            written.append(photo_path.stem)
-            notes.append(f"{photo_path}: no labelme file; written as all background")
-        else:
-            notes.append(
-                f"{photo_path}: no labelme file names it; skipped (--unlabelled-as-background "
-                "keeps it as a photo without defects)"
-            )
-    return ConversionResult(written, notes + writer.notes, dict(table.unknown), str(src))
+    """`plan_labelme_folder`, then written by `writer` (nothing is written on a problem)."""
+    return writer.write(plan_labelme_folder(src, table, unlabelled_as_background))

@@ -12,8 +12,10 @@ The FastSegFormer data set (Orange_Navel_1.5k, Cai et al. 2024) stores one PNG p
 and stops with a `MaskError` naming the file, what was found and what was expected for what
 would otherwise become silently wrong labels: a binary 0/255 mask (all defects would become
 "ignore"), colours outside the palette (anti-aliased or hand-picked colours), a colour mask
-converted to greyscale, or a file that is not an image. Values >= num_classes other than
-those cases are the ignore index (255), as the original code treats them.
+converted to greyscale, a file that is not an image, and any value that is not a class
+(>= num_classes) other than 255, the ignore index. The original code turned such values into
+"ignore" without a word, so a mask of classes 4, 5 and 7 trained to a perfect score with four
+classes; this project refuses them (docs/data.md).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from utils.fileio import write_bytes
 from utils.data.preprocess import IGNORE_INDEX, VOC_PALETTE
+from utils.fileio import write_bytes
 
 # A 0/255 mask is "binary" (not a VOC mask with a thin 255 border) when its 255 pixels contain
 # a solid block this wide: VOC ignore borders are about 5 px wide, defect blobs are solid.
@@ -124,14 +126,38 @@ _VOC_LUMA = np.round(VOC_PALETTE.astype(np.float64) @ np.array([0.299, 0.587, 0.
 _VOC_GREY_LEVELS = np.array(sorted({int(c[0]) for c in VOC_PALETTE if c[0] == c[1] == c[2]}))
 
 
+def check_class_range(
+    mask: np.ndarray,
+    num_classes: int,
+    source: str | Path = "<array>",
+    counts: np.ndarray | None = None,
+) -> None:
+    """Raise `MaskError` naming `source`, the values and their pixel counts when `mask` holds
+    a value >= num_classes other than 255 (ignore). `counts`: its bincount, if already made."""
+    if num_classes >= IGNORE_INDEX:
+        return
+    counts = np.bincount(mask.ravel(), minlength=256) if counts is None else counts
+    present = np.flatnonzero(counts)
+    above = present[(present >= num_classes) & (present != IGNORE_INDEX)]
+    if above.size:
+        found = ", ".join(f"{int(v)} ({int(counts[v])} px)" for v in above[:8])
+        more = f", ... {above.size - 8} more" if above.size > 8 else ""
+        raise MaskError(
+            f"{source}: values {found}{more} are not classes of --num-classes {num_classes}; "
+            f"expected class ids 0..{num_classes - 1} or 255 (ignore). If they are classes, use "
+            f"--num-classes {int(above.max()) + 1}; if those pixels should not count, set them "
+            "to 255 (values >= num_classes are refused, not ignored as in the original code)"
+        )
+
+
 def check_index_mask(mask: np.ndarray, num_classes: int, source: str | Path = "<array>") -> None:
     """Raise `MaskError` for index masks that would silently give wrong labels.
 
     - binary 0/255 masks (every defect would become ignore);
-    - colour masks converted to greyscale (values 38, 75, 113, ... instead of 1, 2, 3).
-    Other values >= num_classes are left to become ignore (255), as in the original.
+    - colour masks converted to greyscale (values 38, 75, 113, ... instead of 1, 2, 3);
+    - any other value >= num_classes but 255 (`check_class_range`).
     """
-    if num_classes >= 255:
+    if num_classes >= IGNORE_INDEX:
         return
     counts = np.bincount(mask.ravel(), minlength=256)
     if _is_binary_mask(mask, counts):
@@ -155,13 +181,15 @@ def check_index_mask(mask: np.ndarray, num_classes: int, source: str | Path = "<
             f"({names}): this looks like a colour mask converted to greyscale; expected class ids "
             f"0..{num_classes - 1}. Re-export the original colour mask or an index PNG."
         )
+    check_class_range(mask, num_classes, source, counts)
 
 
 def read_mask(path: str | Path, num_classes: int = 256) -> np.ndarray:
     """Read a mask PNG of any supported kind as (H, W) uint8 class ids (not yet ignore-mapped).
 
     Raises `MaskError` (a ValueError) naming the file for unreadable files, colours outside the
-    VOC palette, binary 0/255 masks and greyscale-converted colour masks.
+    VOC palette, binary 0/255 masks, greyscale-converted colour masks and values >= num_classes
+    other than 255 (the default 256 checks none of the last three).
     """
     path = Path(path)
     if not path.is_file():
@@ -198,7 +226,9 @@ def read_mask(path: str | Path, num_classes: int = 256) -> np.ndarray:
                 mask = rgb[..., 0].copy()
                 check_index_mask(mask, num_classes, path)
                 return mask
-        return colour_to_index(rgb, path, num_classes)
+        mask = colour_to_index(rgb, path, num_classes)
+        check_class_range(mask, num_classes, path)
+        return mask
     else:
         raise MaskError(
             f"{path}: unsupported mask image mode {mode!r}; expected a palette (P), greyscale "
@@ -222,7 +252,8 @@ def binary_to_index(path: str | Path, class_id: int) -> np.ndarray | None:
 
 
 def map_ignore(mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Values >= num_classes -> IGNORE_INDEX (255), as the original data loader does."""
+    """Values >= num_classes -> IGNORE_INDEX (255), as the original data loader does. After
+    `read_mask(path, num_classes)`, which refuses other values, only 255 is left to map."""
     out = mask.copy()
     out[out >= num_classes] = IGNORE_INDEX
     return out
@@ -255,6 +286,7 @@ def check_sizes(
 
 
 def class_histogram(mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Pixel count per class 0..num_classes-1, then one entry for ignored (>= num_classes)."""
+    """Pixel count per class 0..num_classes-1, then one entry for ignored (255, and any other
+    value >= num_classes)."""
     counts = np.bincount(mask.ravel(), minlength=256)
     return np.concatenate([counts[:num_classes], [counts[num_classes:].sum()]]).astype(np.int64)

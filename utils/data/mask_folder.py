@@ -19,8 +19,12 @@ import numpy as np
 from utils.data.convert import (
     ClassTable,
     ConversionError,
+    ConversionPlan,
     ConversionResult,
+    Item,
+    Photo,
     VocWriter,
+    check_items,
     decode_photo,
 )
 from utils.data.labels import MaskError, binary_to_index, read_mask
@@ -41,17 +45,51 @@ def _by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Pa
     return found
 
 
-def convert_mask_folder(
+def _mask_item(
+    stem: str,
+    mask_path: Path,
+    photo_path: Path,
+    num_classes: int,
+    binary_id: int | None,
+    binary: set[str],
+) -> Item:
+    def read() -> tuple[Photo, np.ndarray]:
+        # With --binary-class every 0/255 mask is binary (the user said so); else never.
+        mask = binary_to_index(mask_path, binary_id) if binary_id is not None else None
+        if mask is not None:
+            binary.add(stem)  # counted for the notes
+        else:
+            try:
+                mask = read_mask(mask_path, num_classes)
+            except MaskError as err:
+                raise ConversionError(str(err)) from err
+        photo = decode_photo(photo_path.read_bytes(), photo_path, mask.shape, orientation="apply")
+        return photo, mask
+
+    return Item(stem, mask_path, read)
+
+
+def _background_item(stem: str, photo_path: Path) -> Item:
+    def read() -> tuple[Photo, np.ndarray]:
+        photo = decode_photo(photo_path.read_bytes(), photo_path)
+        return photo, np.zeros((photo.height, photo.width), np.uint8)
+
+    return Item(stem, photo_path, read)
+
+
+def plan_mask_folder(
     masks: str | Path,
     images: str | Path,
-    writer: VocWriter,
     table: ClassTable,
     binary_class: str | None = None,
     unlabelled_as_background: bool = False,
-) -> ConversionResult:
-    """Pair `masks/<id>.png` with `images/<id>.*` and write them; masks are checked on the way.
+) -> ConversionPlan:
+    """Pair `masks/<id>.png` with `images/<id>.*`, every pair read and checked (`check_items`).
 
-    `binary_class`: the class name of the 255 pixels of 0/255 masks (None: such masks stop).
+    A mask without its photo is a problem (its annotation would be lost); a photo without a
+    mask is unlabelled: skipped with a note, or kept all background when
+    `unlabelled_as_background`. `binary_class`: the class name of the 255 pixels of 0/255 masks
+    (None: such masks are problems).
     """
     masks, images = Path(masks), Path(images)
     for folder, flag in ((masks, "--from-masks"), (images, "--images")):
@@ -64,43 +102,44 @@ def convert_mask_folder(
     binary_id = None
     if binary_class is not None:
         binary_id = table.index(binary_class, f"--binary-class {binary_class}")
-    num_classes = len(table.classes)
     mask_files = _by_stem(masks, MASK_SUFFIXES, "masks")
     photo_files = _by_stem(images, PHOTO_SUFFIXES, "photos")
     if not mask_files:
         raise ConversionError(f"--from-masks {masks}: no mask images ({', '.join(MASK_SUFFIXES)})")
+    problems: list[str] = []
     notes: list[str] = []
-    written: list[str] = []
-    binary_count = 0
+    items: list[Item] = []
+    binary: set[str] = set()  # ids of the 0/255 masks read as --binary-class
     for stem, mask_path in mask_files.items():
         photo_path = photo_files.get(stem)
         if photo_path is None:
-            notes.append(f"{mask_path}: no photo {stem}.* in {images}; skipped")
+            problems.append(f"{mask_path}: no photo {stem}.* in {images}")
             continue
-        # With --binary-class every 0/255 mask is binary (the user said so); else never.
-        mask = binary_to_index(mask_path, binary_id) if binary_id is not None else None
-        if mask is not None:
-            binary_count += 1
-        else:
-            try:
-                mask = read_mask(mask_path, num_classes)
-            except MaskError as err:
-                raise ConversionError(str(err)) from err
-        photo = decode_photo(photo_path.read_bytes(), photo_path, mask.shape, orientation="apply")
-        writer.add(stem, photo, mask, mask_path)
-        written.append(stem)
+        k = len(table.classes)
+        items.append(_mask_item(stem, mask_path, photo_path, k, binary_id, binary))
     for stem in sorted(set(photo_files) - set(mask_files)):
         if unlabelled_as_background:
-            photo = decode_photo(photo_files[stem].read_bytes(), photo_files[stem])
-            empty = np.zeros((photo.height, photo.width), np.uint8)
-            writer.add(stem, photo, empty, photo_files[stem])
-            written.append(stem)
+            items.append(_background_item(stem, photo_files[stem]))
             notes.append(f"{photo_files[stem]}: no mask; written as all background")
         else:
             notes.append(
                 f"{photo_files[stem]}: no mask in {masks}; skipped (--unlabelled-as-background "
                 "keeps it as a photo without defects)"
             )
-    if binary_count:
-        notes.append(f"{binary_count} binary 0/255 masks: 255 -> {binary_class!r}")
-    return ConversionResult(written, notes + writer.notes, dict(table.unknown), str(masks))
+    plan = check_items(items, notes, table, str(masks), problems)
+    if binary:
+        plan.notes.append(f"{len(binary)} binary 0/255 masks: 255 -> {binary_class!r}")
+    return plan
+
+
+def convert_mask_folder(
+    masks: str | Path,
+    images: str | Path,
+    writer: VocWriter,
+    table: ClassTable,
+    binary_class: str | None = None,
+    unlabelled_as_background: bool = False,
+) -> ConversionResult:
+    """`plan_mask_folder`, then written by `writer` (nothing is written on a problem)."""
+    plan = plan_mask_folder(masks, images, table, binary_class, unlabelled_as_background)
+    return writer.write(plan)

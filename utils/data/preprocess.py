@@ -3,7 +3,8 @@
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024)
 feeds the network RGB scaled to [0, 1] with no mean/std, letterboxed onto a grey (128)
 canvas at 224x224. Every script in this project goes through these functions, so a model
-sees the same pixels at training and at deployment.
+sees the same pixels at training and at deployment. numpy and OpenCV only (no torch): the
+deployment path runs without the training stack.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 CLASS_NAMES: tuple[str, ...] = ("background", "sunburn", "ulcer", "wind_scarring")
 IGNORE_INDEX = 255
@@ -196,7 +195,23 @@ def to_tensor(
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def unletterbox(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
-    """Crop the padding from (B, C, h, w) network output and resize it to the photo size."""
-    crop = logits[..., box.top : box.top + box.new_h, box.left : box.left + box.new_w]
-    return F.interpolate(crop, size=(box.orig_h, box.orig_w), mode="bilinear", align_corners=False)
+def softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Softmax of float32 `logits` over `axis` (the class axis), numerically stable."""
+    e = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def unletterbox(maps: np.ndarray, box: Letterbox, channels_last: bool = False) -> np.ndarray:
+    """Crop the letterbox padding from (K, h, w) float maps and resize them to the photo size.
+
+    Bilinear with half-pixel centres (cv2.INTER_LINEAR, the original's post-processing: it
+    resizes the softmax probabilities with OpenCV before the argmax). Returns (K, H, W) float32,
+    or (H, W, K) with `channels_last` (OpenCV's own layout: no copy back, and an argmax over
+    the last axis is the fast one).
+    """
+    crop = maps[:, box.top : box.top + box.new_h, box.left : box.left + box.new_w]
+    hwk = np.ascontiguousarray(crop.transpose(1, 2, 0), dtype=np.float32)
+    out = cv2.resize(hwk, (box.orig_w, box.orig_h), interpolation=cv2.INTER_LINEAR)
+    if out.ndim == 2:  # OpenCV drops a single channel axis
+        out = out[:, :, None]
+    return out if channels_last else np.ascontiguousarray(out.transpose(2, 0, 1))

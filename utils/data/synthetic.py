@@ -40,6 +40,7 @@ import numpy as np
 
 from utils.cli import parse_config
 from utils.data.labels import read_mask, save_index_mask
+from utils.data.preprocess import CLASS_NAMES
 from utils.fileio import (
     atomic_path,
     remove_stale_temp_files,
@@ -48,7 +49,6 @@ from utils.fileio import (
     write_bytes,
     write_text,
 )
-from utils.data.preprocess import CLASS_NAMES
 
 SUNBURN, ULCER, WIND = 1, 2, 3
 

@@ -5,7 +5,7 @@ real-time model; on a sorting line's CPU the runtime matters as much as the netw
 of names serves every script (get_miou.py, predict.py, the video pipeline, gui.py; speeding.py
 adds its benchmark variants):
 
-| name | what runs | built from the PyTorch model by |
+| name | what runs | built from the PyTorch model (utils.deploy.build) by |
 |---|---|---|
 | `torch` | eager PyTorch (CPU channels-last, or CUDA fp32/fp16) | nothing |
 | `ort-fp32` | ONNX Runtime, CPU, graph optimised | utils.deploy.onnx_export + optimize |
@@ -22,30 +22,19 @@ candidate that passed, interleaved, and keeps the fastest; its choice and the ti
 record (`AutoChoice`) that every output line can name.
 
 Built files (ONNX, OpenVINO IR) go in `workdir`; given a persistent folder (a cache keyed by the
-checkpoint, see utils.inference.predictor), later runs load them instead of converting again.
+checkpoint, see utils.inference.model_predictor), later runs load them instead of converting
+again. This module holds the names and the choice (numpy only); utils.deploy.build converts a
+PyTorch model, so an exported model is run without torch.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-
-from utils.deploy.onnx_export import export_onnx
-from utils.deploy.openvino_export import quantize_openvino, save_openvino, to_openvino
-from utils.deploy.optimize import (
-    ImageCalibrationReader,
-    optimize_onnx,
-    quantize_int8,
-    session_options,
-)
-from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend
 
 BACKENDS = ("torch", "ort-fp32", "ort-int8", "ov-fp32", "ov-int8")
 AUTO = "auto"
@@ -53,6 +42,7 @@ BACKEND_CHOICES = (AUTO, *BACKENDS)
 INT8_BACKENDS = ("ort-int8", "ov-int8")
 # auto on the CPU: OpenVINO first (the CPU's own runtime), ONNX Runtime where it is missing
 AUTO_CANDIDATES = ("ov-int8", "ov-fp32", "ort-int8", "ort-fp32")
+EXPORTERS = ("auto", "dynamo", "torchscript")  # torch.onnx exporters (utils.deploy.onnx_export)
 AUTO_MIN_AGREEMENT = 0.99  # INT8 vs fp32 argmax agreement over held-out photos
 AUTO_MIN_MASK_IOU = 0.90  # mean over classes of IoU(INT8 mask, fp32 mask)
 
@@ -76,63 +66,6 @@ def runtime_available(name: str) -> str | None:
     except ImportError as e:
         return f"{name} needs {e.name} (pip install -r requirements.txt)"
     return None
-
-
-def build_backend(
-    name: str,
-    model: torch.nn.Module,
-    input_size: Sequence[int],
-    *,
-    device: str = "cpu",
-    half: bool = False,
-    threads: int = 0,
-    calibration: ImageCalibrationReader | None = None,
-    exclude: str = "head",
-    workdir: str | Path | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> Any:
-    """A runtime callable ((B, 3, h, w) -> (B, K, h, w) float32) of backend `name` for `model`.
-
-    Every backend but `torch` runs on the CPU. Files are written to (and, when present, read
-    from) `workdir` (a temporary folder when None).
-    """
-    check_backend_name(name, BACKENDS)
-    if name == "torch":
-        return TorchBackend(model, device, half)
-    if torch.device(device).type != "cpu":
-        raise ValueError(f"backend {name} runs on the CPU; use --backend torch on {device}")
-    missing = runtime_available(name)
-    if missing:
-        raise ValueError(missing)
-    if name in INT8_BACKENDS and calibration is None:
-        raise ValueError(f"backend {name} needs calibration photos")
-    folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="deploy_"))
-    folder.mkdir(parents=True, exist_ok=True)
-    size = (int(input_size[0]), int(input_size[1]))
-    meta = dict(metadata or {})
-    meta.setdefault("input_size", list(size))
-
-    if name.startswith("ov-"):
-        path = folder / f"{name}.xml"
-        if not path.is_file():
-            ov_model = to_openvino(model, size)
-            if name == "ov-int8":
-                ov_model = quantize_openvino(ov_model, calibration.inputs(), exclude=exclude)
-            save_openvino(ov_model, path, {**meta, "precision": name[3:]})
-        return OpenVinoBackend(path, threads=threads, label=name)
-
-    raw = folder / "ort-raw.onnx"
-    path = folder / f"{name}.onnx"
-    if not path.is_file():
-        if not raw.is_file():
-            export_onnx(model, raw, size, opset=20, metadata=meta)
-        if name == "ort-int8":
-            quantize_int8(raw, path, calibration, exclude=exclude)
-        else:
-            optimize_onnx(raw, path)
-    backend = OnnxBackend(path, ["CPUExecutionProvider"], session_options("all", threads))
-    backend.label = name
-    return backend
 
 
 def mask_agreement(got: np.ndarray, ref: np.ndarray, num_classes: int) -> tuple[float, float]:

@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from utils.deploy.backends import EXPORTERS
 from utils.deploy.runtimes import ONNX_METADATA_KEY, OnnxBackend
 from utils.fileio import atomic_path
 
-EXPORTERS = ("auto", "dynamo", "torchscript")
 FP32_RTOL = 1e-4  # max |ort - torch| / max |torch logits|
 FP32_AGREEMENT = 0.999
 FP16_RTOL = 2e-2

@@ -4,10 +4,8 @@ FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604,
 real-time model for fruit-sorting lines; which engine runs it is deployment policy, kept here
 and out of the model:
 
-- `TorchBackend`: an nn.Module in eager PyTorch, CPU or CUDA, float32 or float16. On the CPU
-  the weights and inputs are channels-last (NHWC) by default: oneDNN's convolutions then skip
-  their layout reorders (about 10% less time for FastSegFormer-P and 5% for -E on a 2-core CPU,
-  docs/models.md). Logits are handed back contiguous NCHW either way.
+- `TorchBackend` (utils.deploy.torch_runtime, the one runtime that needs torch): an nn.Module
+  in eager PyTorch.
 - `OnnxBackend`: an exported .onnx file in ONNX Runtime (CUDA provider when present, else CPU).
 - `OpenVinoBackend`: an OpenVINO model (IR file or in memory, float32 or NNCF INT8) on the CPU
   plugin, the CPU's own runtime: latency hint (one stream), `threads` inference threads, and
@@ -16,7 +14,10 @@ and out of the model:
 
 The project's ONNX files and OpenVINO IRs carry one metadata entry (`ONNX_METADATA_KEY`, JSON:
 model, input size, class names, preprocessing) written by utils.deploy.onnx_export and
-utils.deploy.openvino_export; `read_onnx_metadata` / `OpenVinoBackend.metadata` read it.
+utils.deploy.openvino_export; `OnnxBackend.metadata` / `OpenVinoBackend.metadata` read it.
+
+No torch here: a sorting-line box runs exported files with ONNX Runtime or OpenVINO alone
+(requirements-deploy.txt); both are imported when a runtime is built.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 ONNX_METADATA_KEY = "fastsegformer"  # ONNX metadata_props entry written by utils.deploy.onnx_export
 
@@ -49,8 +49,8 @@ def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
 
 def runtime_versions() -> dict[str, str | None]:
     """Versions of the inference libraries installed (None where one is missing)."""
-    versions: dict[str, str | None] = {"torch": torch.__version__}
-    for name in ("onnxruntime", "onnx", "openvino", "nncf"):
+    versions: dict[str, str | None] = {}
+    for name in ("torch", "onnxruntime", "onnx", "openvino", "nncf"):
         for dist in (name, f"{name}-gpu"):  # the installed distribution, not imported
             try:
                 versions[name] = importlib.metadata.version(dist)
@@ -60,48 +60,9 @@ def runtime_versions() -> dict[str, str | None]:
     return versions
 
 
-class TorchBackend:
-    """Runs an nn.Module on CPU or CUDA, in float32 or float16.
-
-    `channels_last` (None: on for the CPU, off for CUDA) keeps weights and inputs in NHWC
-    memory; the logits come back contiguous NCHW.
-    """
-
-    name = "torch"
-    label = "torch"
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        device: str = "cpu",
-        half: bool = False,
-        channels_last: bool | None = None,
-    ) -> None:
-        self.device = torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} asked for, but CUDA is not available here")
-        self.dtype = torch.float16 if half else torch.float32
-        if channels_last is None:
-            channels_last = self.device.type == "cpu"
-        self.channels_last = bool(channels_last)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(self.device, self.dtype, memory_format=self.memory_format).eval()
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
-        x = x.contiguous(memory_format=self.memory_format)
-        with torch.inference_mode():
-            logits = self.model(x)  # (B, K, h, w)
-        return logits.float().contiguous().cpu().numpy()
-
-    def describe(self) -> str:
-        precision = "fp16" if self.dtype == torch.float16 else "fp32"
-        layout = ", channels_last" if self.channels_last else ""
-        return f"torch {self.device} {precision}{layout}"
-
-
 class OnnxBackend:
-    """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU)."""
+    """Runs an exported model with ONNX Runtime (CUDA provider when present, else CPU);
+    `threads` > 0 sets its intra-op threads unless `sess_options` are given."""
 
     name = "onnxruntime"
     label = "onnxruntime"
@@ -111,6 +72,7 @@ class OnnxBackend:
         path: str | Path,
         providers: Sequence[str] | None = None,
         sess_options: Any = None,
+        threads: int = 0,
     ) -> None:
         import onnxruntime as ort
 
@@ -122,6 +84,9 @@ class OnnxBackend:
             providers = [
                 p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
             ]
+        if sess_options is None and threads > 0:
+            sess_options = ort.SessionOptions()
+            sess_options.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=sess_options, providers=list(providers)

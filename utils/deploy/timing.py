@@ -5,7 +5,9 @@ inference speed as FPS at batch 1 on a random input after a warm-up, with the GP
 around the timed runs. `benchmark` is that protocol (the shape of nanoGPT's bench.py), with
 every run timed on its own so the spread is visible: the median is the headline figure (robust
 to the other processes of a shared machine), the 10th/90th percentiles and min/max show how
-noisy the machine was. `environment` records what the numbers were measured on.
+noisy the machine was. `environment` records what the numbers were measured on. No torch
+here (the sorting line times exported models without it); `cuda_sync` lives beside the torch
+runtime (utils.deploy.torch_runtime).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import importlib.metadata
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 
 @dataclass
@@ -98,15 +100,6 @@ def benchmark(
     return summarize(times, batch=batch, warmup=warmup)
 
 
-def cuda_sync(device: Any) -> Callable[[], None] | None:
-    """torch.cuda.synchronize for a CUDA device, None for the CPU (nothing to wait for)."""
-
-    device = torch.device(device)
-    if device.type != "cuda":
-        return None
-    return lambda: torch.cuda.synchronize(device)
-
-
 def cpu_name() -> str:
     """The CPU model name (from /proc/cpuinfo on Linux, else platform)."""
     try:
@@ -144,21 +137,23 @@ def package_version(name: str) -> str | None:
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """Machine, library versions and thread counts, saved next to every benchmark."""
-
+    """Machine, library versions and thread counts, saved next to every benchmark (torch's
+    threads and GPU when the process uses torch)."""
+    torch = sys.modules.get("torch")  # imported by the caller, or not needed
+    cuda = torch is not None and torch.cuda.is_available()
     info: dict[str, Any] = {
         "cpu": cpu_name(),
         "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch": package_version("torch"),
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "numpy": np.__version__,
         "device": str(device),
-        "cuda_available": torch.cuda.is_available(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_available": cuda,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
     }
     try:
         info["load_average_1_5_15"] = list(os.getloadavg())

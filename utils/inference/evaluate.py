@@ -11,7 +11,9 @@ left out), never from an average of per-image scores. Three modes, like the orig
 Outputs in the output folder: `predictions/<id>.png` (palette PNGs whose indices are class
 ids), `metrics.json` (fractions in [0, 1]: key "units" says so), `confusion_matrix.csv` (rows
 ground truth, columns prediction, pixel counts), `IoU.png`, `Recall.png`, `Precision.png`
-(per-class bar charts) and `confusion_matrix.png` (row-normalised heat map).
+(per-class bar charts) and `confusion_matrix.png` (row-normalised heat map). The charts need
+matplotlib, which a deployment box may lack: then they are left out with one line saying so,
+and every score is the same.
 """
 
 from __future__ import annotations
@@ -23,12 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from utils.data.dataset import PHOTO_SUFFIXES, VOCSegmentation, read_split, resolve_voc_root
 from utils.data.labels import map_ignore, read_mask, save_index_mask
 from utils.data.preprocess import IGNORE_INDEX, read_image
+from utils.data.voc import PHOTO_SUFFIXES, read_split, resolve_voc_root, split_paths
 from utils.fileio import (
     atomic_open,
     atomic_path,
@@ -55,8 +56,8 @@ def split_files(
     if split == "all" and not (voc / "ImageSets" / "Segmentation" / "all.txt").is_file():
         return _all_files(voc, need_masks, PHOTO_SUFFIXES)
     if need_masks:
-        ds = VOCSegmentation(data, split, input_size=32, num_classes=num_classes, train=False)
-        return list(ds.ids), list(ds.photo_paths), list(ds.mask_paths)
+        _, ids, photos, masks = split_paths(voc, split)
+        return ids, photos, masks
     split_file, ids = read_split(voc, split)
     photos = []
     for i in ids:
@@ -122,7 +123,7 @@ def score_split(
     """(K, K) confusion matrix of the PNGs `pred_dir/<id>.png` against the ground-truth masks.
 
     Both are read with utils.data.labels.read_mask, so index, palette and RGB/RGBA PNGs in VOC
-    colours all work; ground-truth values >= num_classes are ignored.
+    colours all work; 255 is ignored, other values >= num_classes are refused (MaskError).
     """
     pred_dir = Path(pred_dir)
     cm = ConfusionMatrix(num_classes, ignore_index)
@@ -195,6 +196,8 @@ def write_confusion_csv(cm: np.ndarray, class_names: Sequence[str], path: str | 
 def _bar_chart(
     values: Sequence[float | None], names: Sequence[str], title: str, path: Path
 ) -> None:
+    from matplotlib.figure import Figure
+
     vals = [float("nan") if v is None else 100.0 * v for v in values]
     fig = Figure(figsize=(6, 0.6 * len(names) + 1.2))
     ax = fig.subplots()
@@ -217,6 +220,8 @@ def _bar_chart(
 
 
 def _heat_map(cm: np.ndarray, names: Sequence[str], path: Path) -> None:
+    from matplotlib.figure import Figure
+
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -255,6 +260,11 @@ def write_report(doc: dict, cm: np.ndarray, out_dir: str | Path) -> dict[str, Pa
     paths = {"metrics": out / "metrics.json", "confusion_csv": out / "confusion_matrix.csv"}
     write_text(paths["metrics"], json.dumps(doc, indent=2))
     write_confusion_csv(cm, names, paths["confusion_csv"])
+    try:
+        import matplotlib  # noqa: F401 - the charts need it; a deployment box may lack it
+    except ImportError:
+        print("charts left out: matplotlib is not installed (pip install matplotlib)")
+        return paths
     for key, title in (("IoU", "IoU"), ("Recall", "Recall"), ("Precision", "Precision")):
         paths[key] = out / f"{key}.png"
         _bar_chart(doc[key], names, title, paths[key])

@@ -4,11 +4,11 @@ FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604,
 45-55 FPS end to end on video with FP16 and multi-threading. This benchmark runs
 `utils.line.video_pipeline.VideoPipeline` (decode -> preprocess -> infer -> mask + overlay
 (+ grading) -> MP4 encode) on a video, alternating with `predictor.infer` alone on the same
-pre-processed frames, with the same torch threads; medians are reported. See
+pre-processed frames, with the same runtime threads; medians are reported. See
 docs/production_line.md.
 
     python -m utils.line.bench --model fastsegformer_p --threads 1 --batch-size 1
-    python -m utils.line.bench --onnx model_data/p.onnx --video line.mp4
+    python -m utils.line.bench --checkpoint model_data/p_int8.xml --video line.mp4  # no torch
     python -m utils.line.bench --checkpoint best.pth --backend ov-int8 --threads 2
     (--backend auto, the default, runs the fastest backend on this CPU that keeps accuracy)
 """
@@ -25,12 +25,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 
-import nets
 from utils.cli import parse_config
 from utils.deploy.backends import BACKEND_CHOICES
-from utils.inference.predictor import Predictor
+from utils.inference.open_model import open_model, torch_side
 from utils.line.conveyor import write_video
 from utils.line.grading import Grader
 from utils.line.video_pipeline import PipelineStats, VideoFileSource, VideoPipeline, VideoWriterSink
@@ -39,15 +37,13 @@ from utils.line.video_pipeline import PipelineStats, VideoFileSource, VideoPipel
 @dataclass
 class Config:
     model: str = "fastsegformer_p"  # registry name, built with random weights (speed only)
-    checkpoint: str | None = None  # or a project checkpoint
-    onnx: str | None = None  # or an ONNX file (ONNX Runtime backend)
-    openvino: str | None = None  # or an OpenVINO IR (.xml)
-    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for model/checkpoint
+    checkpoint: str | None = None  # or a model file: .pth checkpoint, .onnx or OpenVINO .xml
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for --model / a .pth
     calib_data: str = ""  # INT8: VOC root whose train split calibrates (empty: generated oranges)
     deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     video: str | None = None  # default: a conveyor video rendered to a temporary folder
     seconds: float = 4.0  # conveyor video length when rendering one
-    threads: int = 1  # torch.set_num_threads for the whole process
+    threads: int = 1  # the model runtime's CPU threads
     batch_size: int = 1  # the pipeline's largest opportunistic batch
     grade: bool = True  # grade every fruit and draw the grades (as on the line)
     repeats: int = 2  # alternate model-only / pipeline runs this many times; medians reported
@@ -61,25 +57,17 @@ def benchmark(cfg: Config) -> dict[str, float]:
     pipeline's batch size, after a warm-up. End to end: decode -> preprocess -> infer ->
     mask + overlay (+ grading) -> MP4 encode through `VideoPipeline`.
     """
-    torch.set_num_threads(cfg.threads)
-    if cfg.onnx:
-        predictor = Predictor.from_onnx(cfg.onnx)
-    elif cfg.openvino:
-        predictor = Predictor.from_openvino(cfg.openvino, threads=cfg.threads)
+    options = {
+        "calib_data": cfg.calib_data or None,
+        "threads": cfg.threads,
+        "cache_dir": cfg.deploy_cache or None,
+        "log": print,
+    }
+    if cfg.checkpoint:
+        predictor = open_model(cfg.checkpoint, backend=cfg.backend, **options)
     else:
-        if cfg.checkpoint:
-            predictor = Predictor.from_checkpoint(cfg.checkpoint)
-        else:
-            torch.manual_seed(0)
-            model = nets.build_model(cfg.model).eval()
-            predictor = Predictor(model, model.default_input_size)
-        predictor.use_backend(
-            cfg.backend,
-            calib_data=cfg.calib_data or None,
-            threads=cfg.threads,
-            cache_dir=cfg.deploy_cache or None,
-            log=print,
-        )
+        predictor = torch_side().ModelPredictor.from_registry(cfg.model)
+        predictor.use_backend(cfg.backend, **options)
     tmp = Path(tempfile.mkdtemp(prefix="pipeline_bench_"))
     video = Path(cfg.video) if cfg.video else None
     if video is None:
@@ -133,7 +121,7 @@ def benchmark(cfg: Config) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: float(np.median(v)) for k, v in runs.items() if v}
     print(
-        f"backend: {predictor.describe()}; torch threads {cfg.threads}; video {video} "
+        f"backend: {predictor.describe()}; threads {cfg.threads}; video {video} "
         f"({len(inputs)} frames); batch {cfg.batch_size}; grading {cfg.grade}"
     )
     print(
@@ -156,7 +144,8 @@ def benchmark(cfg: Config) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m utils.line.bench [--threads 1 --batch-size 1 ...]`: run the benchmark."""
-    benchmark(parse_config(Config, argv, description=__doc__))
+    renamed = {"--onnx": "--checkpoint", "--openvino": "--checkpoint"}
+    benchmark(parse_config(Config, argv, description=__doc__, renamed=renamed))
 
 
 if __name__ == "__main__":

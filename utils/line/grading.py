@@ -8,16 +8,11 @@ the scene are class 0. A sorting line needs one decision per fruit, so this modu
    predicted defects, touching fruit split by distance transform + watershed), or takes a fruit
    mask / instance map the caller already has (the conveyor's ground truth);
 2. measures, per fruit, the share of its area covered by each defect class;
-3. grades it with the first rule whose limits all hold (rules are ordered best first), else the
+3. grades it with the first grade whose limits all hold (grades run strictest first), else the
    reject grade. Limits are fractions of the fruit area per class name, plus "total" for all
-   defects together. The defaults below are illustrative, not an industry standard: edit them,
-   or load your own with `GradingRules.from_file("grades.yaml")`:
-
-       grades:
-         - {name: premium, max_share: {total: 0.005}}
-         - {name: standard, max_share: {sunburn: 0.10, ulcer: 0.01, wind_scarring: 0.05}}
-       reject: reject
-       min_fruit_pixels: 400
+   defects together. The rules, their file format, their checks and what "strictest first"
+   means precisely are in `utils.line.rules`; its defaults are illustrative, not an industry
+   standard: load your own with `load_rules("grades.yaml", class_names)` (``--rules``).
 
 4. on video, follows each fruit along the belt (`utils.line.fruit.FruitTracker`) and decides
    once per fruit (`decide`): the defect shares averaged over the frames that show the whole
@@ -29,13 +24,15 @@ grade (what a sorter needs), `GradeCSVSink` one row per fruit per frame or photo
 `evaluate_run` compares the grades with those the same rules give on the ground truth.
 
 Command line (the threaded pipeline: graded video or overlays + OUT/grades.csv):
-    python -m utils.line.grading --model logs/run/best.pth --source line.mp4 --out graded/
-    python -m utils.line.grading --model model.onnx --source photos/ --rules grades.yaml
-    python -m utils.line.grading --model best.pth --source 0 --max-frames 300    # camera 0
+    python -m utils.line.grading --checkpoint logs/run/best.pth --source line.mp4 --out graded/
+    python -m utils.line.grading --checkpoint model.xml --source photos/ --rules grades.yaml
+    python -m utils.line.grading --checkpoint best.pth --source 0 --max-frames 300  # camera 0
     # against the ground truth: a conveyor video rendered with --ground-truth, or a VOC set
     python -m utils.line.conveyor --out test.mp4 --seconds 6 --seed 7 --ground-truth
-    python -m utils.line.grading --model best.pth --source test.mp4 --evaluate --out eval/
-    python -m utils.line.grading --model best.pth --source data/oranges --split test --evaluate
+    python -m utils.line.grading --checkpoint best.pth --source test.mp4 --evaluate --out eval/
+    python -m utils.line.grading --checkpoint best.pth --source data/oranges --split test \
+        --evaluate
+    # an exported .xml / .onnx runs without torch (requirements-deploy.txt)
 """
 
 from __future__ import annotations
@@ -43,29 +40,31 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import cv2
 import numpy as np
-import torch
-import yaml
 
 from utils.cli import parse_config
-from utils.data.dataset import resolve_voc_root
 from utils.data.labels import map_ignore, read_mask
 from utils.data.preprocess import CLASS_NAMES, read_image
+from utils.data.voc import resolve_voc_root
 from utils.deploy.backends import BACKEND_CHOICES
 from utils.deploy.timing import benchmark
 from utils.fileio import temp_path_for, write_bytes
 from utils.inference.evaluate import split_files
+from utils.inference.open_model import check_model_name, open_model
 from utils.inference.predictor import Predictor
 from utils.line.conveyor import ground_truth_dir, read_ground_truth
 from utils.line.fruit import FruitTracker, fruit_regions, region_boxes
+from utils.line.label_placement import GAP, place_labels
+from utils.line.rules import GradingRules, RulesError, load_rules
 from utils.line.video_pipeline import (
     CameraSource,
     FrameListSource,
@@ -80,86 +79,9 @@ from utils.metrics import ConfusionMatrix, segmentation_metrics
 
 GRADE_COLOURS = {"premium": (40, 200, 60), "standard": (250, 200, 0), "reject": (230, 30, 30)}
 OTHER_COLOUR = (200, 200, 200)
+LABEL_BACKGROUND = (24, 24, 24)  # the dark box under a grade label's letters
 UNITS = "fraction"  # as get_miou.py's metrics.json: shares and scores in [0, 1]
 MISSED = "missed"  # a ground-truth fruit no prediction was matched to
-
-
-# ---------------------------------------------------------------------------- rules
-@dataclass
-class GradeRule:
-    """A grade and its limits: fraction of the fruit area per defect class name (or "total")."""
-
-    name: str
-    max_share: dict[str, float] = field(default_factory=dict)
-
-    def accepts(self, shares: dict[str, float], total: float) -> bool:
-        for cls, limit in self.max_share.items():
-            value = total if cls == "total" else shares.get(cls)
-            if value is None:
-                raise KeyError(
-                    f"grade {self.name!r} limits unknown class {cls!r}; "
-                    f"known: {sorted(shares)} and 'total'"
-                )
-            if value > limit:
-                return False
-        return True
-
-
-def _default_grades() -> list[GradeRule]:
-    return [
-        GradeRule("premium", {"total": 0.005}),  # practically clean: under 0.5 % of the peel
-        GradeRule("standard", {"sunburn": 0.10, "ulcer": 0.01, "wind_scarring": 0.05}),
-    ]
-
-
-@dataclass
-class GradingRules:
-    """Ordered grades (best first); a fruit failing all of them gets `reject`."""
-
-    grades: list[GradeRule] = field(default_factory=_default_grades)
-    reject: str = "reject"
-    min_fruit_pixels: int = 400  # smaller regions are specks, not fruit
-
-    def grade(self, shares: dict[str, float], total: float) -> str:
-        for rule in self.grades:
-            if rule.accepts(shares, total):
-                return rule.name
-        return self.reject
-
-    @property
-    def names(self) -> list[str]:
-        """Every grade, best first, the reject grade last."""
-        return [g.name for g in self.grades] + [self.reject]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GradingRules:
-        unknown = set(data) - {"grades", "reject", "min_fruit_pixels"}
-        if unknown:
-            raise ValueError(
-                f"unknown grading keys {sorted(unknown)}; expected grades, reject, min_fruit_pixels"
-            )
-        grades = [
-            GradeRule(g["name"], {k: float(v) for k, v in g.get("max_share", {}).items()})
-            for g in data.get("grades", [])
-        ] or _default_grades()
-        return cls(
-            grades, str(data.get("reject", "reject")), int(data.get("min_fruit_pixels", 400))
-        )
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> GradingRules:
-        """Rules from a YAML or JSON file (see the module docstring for the layout)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"grading rules file not found: {path}")
-        text = path.read_text()
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping with 'grades', got {type(data).__name__}")
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # ---------------------------------------------------------------------------- one frame
@@ -282,19 +204,34 @@ def draw_grades(
     """Draw each fruit's box, grade and defect share on an RGB image in place.
 
     running: track id -> (grade, defect share) decided so far, shown instead of the frame's own
-    grade for tracked fruit (with the fruit's id).
+    grade for tracked fruit (with the fruit's id). Labels go where
+    `utils.line.label_placement.place_labels` puts them: near their fruit and never over the
+    label of a neighbouring fruit (a label moved away from its fruit gets a line to it).
     """
     scale = max(0.45, image.shape[0] / 800)
+    thickness = 1 if scale < 0.9 else 2
+    texts, colours, sizes = [], [], []
     for g in grades:
-        x, y, w, h = g.bbox
         grade, total = (running or {}).get(g.track, (g.grade, g.total))
-        colour = GRADE_COLOURS.get(grade, OTHER_COLOUR)
-        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, 2 if not g.partial else 1)
         text = (f"#{g.track} " if g.track else "") + f"{grade} {100 * total:.1f}%"
         text += " (partial)" if g.partial else ""
-        origin = (x + 3, max(y - 5, 12))
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        texts.append((text, th))
+        colours.append(GRADE_COLOURS.get(grade, OTHER_COLOUR))
+        sizes.append((tw + 4, th + base + 4))
+    rects = place_labels([g.bbox for g in grades], sizes, image.shape[:2])
+    for g, colour in zip(grades, colours, strict=True):  # boxes first, labels over them
+        x, y, w, h = g.bbox
+        cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), colour, 2 if not g.partial else 1)
+    for g, (text, th), colour, (rx, ry, rw, rh) in zip(grades, texts, colours, rects, strict=True):
+        x, y, w, h = g.bbox
+        if ry + rh < y - GAP - 1 or ry > y + h + GAP + 1:  # moved away: a line to its fruit
+            end = (rx + 2, ry + rh - 1) if ry < y else (rx + 2, ry)
+            cv2.line(image, end, (min(max(rx + 2, x), x + w - 1), y if ry < y else y + h - 1),
+                     colour, 1, cv2.LINE_AA)  # fmt: skip
+        cv2.rectangle(image, (rx, ry), (rx + rw - 1, ry + rh - 1), LABEL_BACKGROUND, -1)
+        cv2.putText(image, text, (rx + 2, ry + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                    thickness, cv2.LINE_AA)  # fmt: skip
     return image
 
 
@@ -325,8 +262,9 @@ class Grader:
         track: bool = False,
         tracker: FruitTracker | None = None,
     ) -> None:
-        self.rules = rules or GradingRules()
         self.class_names = tuple(class_names)
+        # every limit must name one of the model's classes (RulesError naming it otherwise)
+        self.rules = (rules or GradingRules()).check(self.class_names)
         self.draw = draw
         self.tracker = (tracker or FruitTracker()) if track else None
         self.decisions: list[FruitDecision] = []
@@ -754,14 +692,16 @@ def format_evaluation(doc: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- command line
 @dataclass
 class Config:
-    model: str = ""  # project checkpoint (.pth), ONNX file or OpenVINO IR (.xml)
-    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # runtime for a checkpoint (auto: fastest)
+    checkpoint: str = ""  # model file: .pth checkpoint, .onnx or OpenVINO IR (.xml)
+    model: str | None = None  # registry model name, for the original's published weights
+    trust_checkpoint: bool = False  # unpickle --checkpoint in full: trusted files only
+    backend: Literal[tuple(BACKEND_CHOICES)] = "auto"  # a .pth's runtime (auto: the fastest)
     calib_data: str = ""  # VOC root whose train split calibrates INT8 (empty: generated oranges)
     threads: int = -1  # model's CPU threads (-1: all cores but one, left to decode/draw/encode)
     deploy_cache: str = "logs/deploy_cache"  # converted models are kept here
     source: str = ""  # video, folder of photos, one photo, camera index, or (--evaluate) a VOC set
     out: str = "graded"  # output folder: graded video or overlays, grades.csv (+ grading_eval.json)
-    rules: str | None = None  # grading rules YAML/JSON (default: GradingRules())
+    rules: str | None = None  # grading rules YAML/JSON (utils/line/rules.py; default: built in)
     max_frames: int | None = None  # stop after this many frames (video / camera)
     batch_size: int = 1  # largest opportunistic batch (files; cameras use 1)
     track: bool = True  # video / camera: one decision per fruit across frames, grades.csv per fruit
@@ -820,24 +760,15 @@ def line_threads(threads: int, cores: int | None = None) -> int:
 
 
 def _load_predictor(cfg: Config) -> Predictor:
-    """The predictor of --model: an ONNX file or OpenVINO IR as it is, a checkpoint on --backend
-    (auto: the fastest runtime on this CPU that keeps accuracy, named in the output)."""
-    path = Path(cfg.model)
-    if not path.is_file():
-        raise SystemExit(
-            f"error: --model {cfg.model}: file not found (a .pth checkpoint, .onnx or .xml)"
-        )
-    threads = line_threads(cfg.threads)
-    if path.suffix == ".onnx":
-        return Predictor.from_onnx(path)
-    if path.suffix == ".xml":
-        return Predictor.from_openvino(path, threads=threads)
-    torch.set_num_threads(threads or torch.get_num_threads())  # the torch backend's threads
-    predictor = Predictor.from_checkpoint(path)
-    return predictor.use_backend(
-        cfg.backend,
+    """The predictor of --checkpoint: an ONNX file or OpenVINO IR as it is, a checkpoint on
+    --backend (auto: the fastest runtime on this CPU that keeps accuracy, named in the output)."""
+    return open_model(
+        cfg.checkpoint,
+        backend=cfg.backend,
+        model_name=cfg.model,
+        threads=line_threads(cfg.threads),
+        trust=cfg.trust_checkpoint,
         calib_data=cfg.calib_data or None,
-        threads=threads,
         cache_dir=cfg.deploy_cache or None,
         log=print,
     )
@@ -850,20 +781,40 @@ def _is_voc(path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Grade every fruit of a video, camera, folder, photo or VOC set; returns the exit status."""
+    """Grade every fruit of a video, camera, folder, photo or VOC set; returns the exit status
+    (2 with one line on stderr for a file or value that cannot be used)."""
     cfg = parse_config(Config, argv, description=__doc__)
-    if not cfg.model or not cfg.source:
-        raise SystemExit("error: give --model (a .pth checkpoint, .onnx or .xml) and --source")
+    try:
+        return run(cfg)
+    except RulesError as err:  # one line per problem of the grading rules
+        return _refuse(err)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+def run(cfg: Config) -> int:
+    """The grading run of `main`."""
+    check_model_name(cfg.model)
+    if not cfg.checkpoint or not cfg.source:
+        raise ValueError("give --checkpoint (a .pth checkpoint, .onnx or .xml) and --source")
+    if not cfg.source.isdigit() and not Path(cfg.source).exists():
+        raise FileNotFoundError(
+            f"--source {cfg.source}: not found (a video, a folder of photos, one photo, a VOC "
+            f"data set, or a camera index)"
+        )
+    rules = load_rules(cfg.rules)  # a broken rules file stops the run before the model loads
     predictor = _load_predictor(cfg)
     names = predictor.class_names
-    rules = GradingRules.from_file(cfg.rules) if cfg.rules else GradingRules()
+    rules.check(names)  # every limit must name one of the model's classes (RulesError)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     src_path = Path(cfg.source)
     truth: GroundTruth | None = None
     if cfg.source.isdigit():
         if cfg.evaluate:
-            raise SystemExit("error: --evaluate needs a video or a VOC data set, not a camera")
+            raise ValueError("--evaluate needs a video or a VOC data set, not a camera")
         source, stem = CameraSource(int(cfg.source)), "camera"
     elif src_path.is_dir() and _is_voc(src_path):  # a VOC data set: the photos of a split
         ids, photos, masks = split_files(src_path, cfg.split, predictor.num_classes)
@@ -872,22 +823,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         truth = voc_ground_truth(resolve_voc_root(src_path), ids, masks or [], len(names))
     elif src_path.is_dir():
         if cfg.evaluate:
-            raise SystemExit(
-                f"error: --source {src_path}: --evaluate needs a VOC data set (VOC2007/ or "
+            raise ValueError(
+                f"--source {src_path}: --evaluate needs a VOC data set (VOC2007/ or "
                 f"JPEGImages/ + SegmentationClass/) or a video with its ground truth"
             )
         source, stem = image_folder_source(src_path), None
     elif src_path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"):
         if cfg.evaluate:
-            raise SystemExit("error: --evaluate needs a video or a VOC data set, not one photo")
+            raise ValueError("--evaluate needs a video or a VOC data set, not one photo")
         source, stem = FrameListSource([(src_path.stem, read_image(src_path))]), None
     else:
         source, stem = VideoFileSource(src_path), src_path.stem
         if cfg.evaluate:
-            try:
-                truth = video_ground_truth(cfg.ground_truth or ground_truth_dir(src_path))
-            except FileNotFoundError as e:
-                raise SystemExit(f"error: {e}") from None
+            truth = video_ground_truth(cfg.ground_truth or ground_truth_dir(src_path))
     tracked = cfg.track and stem is not None  # a video or a camera
     grader = Grader(rules, names, track=tracked)
     sinks: list[Any] = []
@@ -929,13 +877,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grades of every fruit of every photo in {out / 'grades.csv'}")
     if evaluator is not None:
         doc = evaluator.report(grader.decisions)
-        doc.update(model=str(cfg.model), source=str(cfg.source), rules=rules.to_dict())
+        doc.update(model=str(cfg.checkpoint), source=str(cfg.source), rules=rules.to_dict())
         if not tracked:
             doc["split"] = cfg.split
         write_bytes(out / "grading_eval.json", (json.dumps(doc, indent=2) + "\n").encode())
         print(format_evaluation(doc))
         print(f"evaluation written to {out / 'grading_eval.json'} (fractions)")
     return 0
+
+
+def _refuse(err: RulesError) -> int:
+    """Print the problems of the grading rules, one line each; the exit status 2."""
+    print("\n".join(f"error: {line}" for line in err.problems), file=sys.stderr)
+    return 2
 
 
 def _print_speed(stats: PipelineStats, predictor: Predictor, images: Sequence[np.ndarray]) -> None:
@@ -950,4 +904,4 @@ def _print_speed(stats: PipelineStats, predictor: Predictor, images: Sequence[np
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

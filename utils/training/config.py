@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from utils.data.class_names import ClassNamesError, check_class_names
 from utils.training.losses import LOSSES
 from utils.training.optimizers import OPTIMIZERS
 from utils.training.schedulers import SCHEDULES
@@ -43,6 +44,9 @@ class TrainConfig:
     model_options: tuple[str, ...] = ()  # model options key=value, e.g. pyramid=ppm irb=false
     data: str = ""  # VOC root (holds VOC2007/); empty: the real set if present, else synthetic
     num_classes: int = 4  # classes including background
+    # names in index order, background first; empty: the data set's VOC2007/class_names.txt
+    # (voc_annotation.py's converters write it), else the paper's four
+    class_names: tuple[str, ...] = ()  # --class-names background scab rot (stored in checkpoints)
     input_size: tuple[int, ...] = (224, 224)  # network input h w (one value: square)
     pretrained: str = ""  # weights to start from: a file (any layout) or 'imagenet'
     drop_classifier: bool = False  # --pretrained FILE of other classes: new classifier
@@ -100,6 +104,17 @@ def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
         fail("model", "give a registry model name, e.g. fastsegformer_p")
     if cfg.num_classes < 2:
         fail("num_classes", "need at least 2 classes (background + one defect)")
+    if cfg.class_names:
+        try:
+            check_class_names(cfg.class_names, flag("class_names"))
+        except ClassNamesError as err:
+            raise ConfigError(str(err)) from None
+        if len(cfg.class_names) != cfg.num_classes:
+            fail(
+                "class_names",
+                f"names {len(cfg.class_names)} classes but --num-classes is {cfg.num_classes}; "
+                "give one name per class, background first",
+            )
     if len(cfg.input_size) != 2 or any(s < 32 for s in cfg.input_size):
         fail("input_size", "expected one or two sizes >= 32, e.g. 224 or 224 224")
     if any(s % 32 for s in cfg.input_size):

@@ -164,10 +164,10 @@ def load_teacher(
             raise ValueError(
                 f"--teacher-checkpoint {path} holds a {spec['name']} model, not --teacher {name}"
             )
-        teacher, _ = model_from_checkpoint(obj, map_location)
+        teacher, _ = model_from_checkpoint(obj, map_location, source=path)
     else:
         teacher = build_model(name, num_classes)
-        report = load_checkpoint(teacher, obj)
+        report = load_checkpoint(teacher, obj, source=path)
         if report.layout.startswith("backbone"):
             raise ValueError(
                 f"--teacher-checkpoint {path} holds only backbone weights ({report.layout}); "

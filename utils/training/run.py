@@ -7,8 +7,11 @@ own task; everything else happens here, once, in this order:
    config), then the script's function, with errors mapped to exit statuses;
 2. ``train``: ``validate_config``; seed; the model of ``--model`` (checked: name, input size,
    ImageNet weights); torchrun setup; the data set (``--data``, else the real set if present,
-   else synthetic oranges generated once); the starting weights (``--pretrained``); the
-   segmentation loss; the script's task around the model; the run folder; ``Trainer.fit``.
+   else synthetic oranges generated once), its class names (``--class-names``, else its
+   ``class_names.txt``, stored in config.yaml and every checkpoint) and the values of its
+   train and val masks (no value may be >= ``--num-classes`` but 255); the starting weights
+   (``--pretrained``); the segmentation loss; the script's task around the model; the run
+   folder; ``Trainer.fit``.
 
 The config travels one way, from the script down into this module and on into the loop.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,13 +36,17 @@ import nets
 from nets.checkpoint import CheckpointError, read_project_checkpoint
 from nets.profile import count_params
 from utils.cli import config_from_dict, parse_config
+from utils.data.class_names import class_names_file, default_class_names, read_class_names
 from utils.data.dataset import VOCSegmentation
+from utils.data.mask_values import CACHE_NAME, check_mask_values
 from utils.data.synthetic import generate_dataset
+from utils.data.voc import resolve_voc_root
+from utils.fileio import DiskFullError
 from utils.training import distributed
 from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.losses import SegLoss, build_seg_loss
 from utils.training.trainer import (
-    NonFiniteLossError,
+    NonFiniteError,
     Trainer,
     TrainResult,
     prepare_run_dir,
@@ -81,18 +89,25 @@ def main(
 ) -> int:
     """Parse the flags, run `train_fn(cfg)`, and return the exit status.
 
-    0: done; 1: stopped on a non-finite loss; 2: a user-facing problem (unknown flag, bad
-    value, missing file, broken data: the message says which); 130: interrupted (Ctrl-C,
-    checkpoint kept).
+    0: done; 1: stopped on a NaN or inf (loss, gradient, weight); 2: a user-facing problem
+    (unknown flag, bad value, missing file, broken data, full disk: the message says which);
+    130: interrupted (Ctrl-C, checkpoint kept).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         train_fn(parse_train_config(config_cls, argv, description))
         return 0
-    except (ConfigError, CheckpointError, ValueError, FileNotFoundError, KeyError) as exc:
+    except (
+        ConfigError,
+        CheckpointError,
+        ValueError,
+        FileNotFoundError,
+        KeyError,
+        DiskFullError,
+    ) as exc:
         status, message = 2, f"{prog}: error: {user_message(exc)}"
         release_failed_run(exc)
-    except NonFiniteLossError as exc:
+    except NonFiniteError as exc:
         status, message = 1, f"{prog}: stopped: {exc}"
         release_failed_run(exc)
     except KeyboardInterrupt:
@@ -155,6 +170,46 @@ def resolve_data(data: str, is_main: bool = True) -> Path:
             generate_dataset(SYNTHETIC_DATA, num=SYNTHETIC_IMAGES, seed=0)
         distributed.barrier()
     return SYNTHETIC_DATA
+
+
+def resolve_class_names(cfg: TrainConfig, root: Path, is_main: bool = True) -> tuple[str, ...]:
+    """The class names of the run: --class-names, else the data set's VOC2007/class_names.txt
+    (what voc_annotation.py's converters write), else the paper's four names (or class_0 ...
+    for another count). ConfigError when the data set's file names another number of classes
+    than --num-classes (a model of the wrong size would train on its masks)."""
+    voc = resolve_voc_root(root)
+    from_file = read_class_names(voc)  # ClassNamesError (a ValueError) names the file
+    if cfg.class_names:
+        names = tuple(cfg.class_names)
+        if from_file is not None and from_file != names and is_main:
+            print(
+                f"--class-names {' '.join(names)} used instead of {class_names_file(voc)} "
+                f"({' '.join(from_file)})",
+                flush=True,
+            )
+        return names
+    if from_file is None:
+        return tuple(default_class_names(cfg.num_classes))
+    if len(from_file) != cfg.num_classes:
+        raise ConfigError(
+            f"{class_names_file(voc)} names {len(from_file)} classes ({', '.join(from_file)}) "
+            f"but --num-classes is {cfg.num_classes}: pass --num-classes {len(from_file)} (or "
+            f"--class-names with {cfg.num_classes} names)"
+        )
+    return from_file
+
+
+def check_masks(train_set: VOCSegmentation, val_set: VOCSegmentation, is_main: bool) -> None:
+    """Stop (``MaskError``, naming every file and value) before training when a mask of either
+    split cannot be read or holds a value that is no class (utils/data/mask_values.py)."""
+    start = time.perf_counter()
+    read = sum(check_mask_values(split).read for split in (train_set, val_set))
+    if is_main and read:
+        print(
+            f"checked the values of {read} masks in {time.perf_counter() - start:.1f} s (kept in "
+            f"{train_set.voc / CACHE_NAME} for the next run)",
+            flush=True,
+        )
 
 
 def parse_model_options(items: Sequence[str]) -> dict[str, Any]:
@@ -231,10 +286,13 @@ def train(
     info = distributed.setup(cfg.device)
     try:
         root = resolve_data(cfg.data, info.is_main)
-        cfg = dataclasses.replace(cfg, data=str(root))
+        names = resolve_class_names(cfg, root, info.is_main)
+        cfg = dataclasses.replace(cfg, data=str(root), class_names=names)  # saved with the run
         size = tuple(train_size or cfg.input_size)
-        train_set = VOCSegmentation(root, "train", size, cfg.num_classes, train=True)
-        val_set = VOCSegmentation(root, "val", cfg.input_size, cfg.num_classes, train=False)
+        k = cfg.num_classes
+        train_set = VOCSegmentation(root, "train", size, k, train=True, class_names=names)
+        val_set = VOCSegmentation(root, "val", cfg.input_size, k, train=False, class_names=names)
+        check_masks(train_set, val_set, info.is_main)
         load_initial_weights(model, cfg, info.is_main)
         seg_loss = build_seg_loss(cfg.loss, cfg.dice, cfg.class_weights or None)
         task = build_task(model, seg_loss)
@@ -255,7 +313,7 @@ def train(
             task,
             train_set,
             val_set,
-            class_names=train_set.class_names,
+            class_names=names,
             run_dir=run_dir,
             info=info,
             eval_loss=seg_loss,

@@ -23,7 +23,8 @@ the loop's step runs, and holds the step itself so that the loop and the trainin
 ``resolve_speed(cfg-like values, model names, device) -> SpeedPlan`` is the whole decision;
 the plan's ``notes`` say what was chosen when it differs from what was asked, and the trainer
 writes what ran back into the saved config. ``TrainStep`` runs one optimisation step with a
-plan. A plain part of ``utils.training``: imports torch only.
+plan, and refuses a step whose gradients hold NaN or inf. Part of ``utils.training``: imports
+torch, ``nets.checkpoint`` (the finite check) and ``conv_padding``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from functools import lru_cache
 
 import torch
 from torch import nn
+
+from nets.checkpoint import non_finite_tensors
+from utils.training.conv_padding import explicit_conv_padding
 
 PRECISIONS = ("fp32", "bf16", "fp16")  # what a step can run in
 AMP_DTYPES = ("auto", "bf16", "fp16")  # --amp-dtype choices
@@ -241,12 +245,17 @@ def match_optimizer_layout(optimizer: torch.optim.Optimizer) -> None:
 
 class TrainStep:
     """One optimisation step under a `SpeedPlan`: forward under autocast, backward (scaled for
-    float16), optional gradient clipping, optimizer step.
+    float16), the gradients' finite check, optional gradient clipping, optimizer step.
 
     ``forward(engine, images, labels) -> terms`` and ``update(loss)`` are separate so the loop
     can check the loss is finite (and agree on it across processes) in between. `engine` is
     the task (or its DDP / compiled wrapper); the task lays its inputs out in its models'
-    memory formats (``set_memory_format``).
+    memory formats (``set_memory_format``). `names` name `params` in what ``update`` returns.
+
+    The gradient check is one fused pass over the gradients (``nets.checkpoint.
+    non_finite_tensors``). Under DDP every process holds the same averaged gradients, so every
+    process comes to the same answer. float16 steps leave it to their GradScaler, which skips
+    a step with NaN or inf gradients and lowers its scale, as mixed precision expects.
     """
 
     def __init__(
@@ -255,34 +264,53 @@ class TrainStep:
         params: list[nn.Parameter],
         plan: SpeedPlan,
         grad_clip: float = 0.0,
+        names: list[str] | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.params = params
+        self.names = names if names is not None else [f"parameter {i}" for i in range(len(params))]
         self.plan = plan
         self.grad_clip = float(grad_clip)
         self.scaler = torch.amp.GradScaler("cuda", enabled=plan.uses_scaler)
+        self.check_grads = not plan.uses_scaler
 
     def forward(
         self, engine: Callable[..., dict], images: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """The task's loss terms for one batch, under the plan's autocast."""
-        with self.plan.autocast():
+        """The task's loss terms for one batch, under the plan's autocast. In bfloat16 on the CPU,
+        convolutions padded beyond their input get their zeros explicitly: oneDNN leaves part
+        of their weight gradient unwritten otherwise (utils/training/conv_padding.py)."""
+        with (
+            self.plan.autocast(),
+            explicit_conv_padding(self.plan.device_type, self.plan.precision),
+        ):
             return engine(images, labels)
 
-    def update(self, loss: torch.Tensor) -> None:
-        """Back-propagate `loss` and step the optimizer (gradients cleared first)."""
+    def update(self, loss: torch.Tensor) -> list[tuple[str, int, int]]:
+        """Back-propagate `loss` and step the optimizer (gradients cleared first), unless a
+        gradient holds NaN or inf: then the weights and the optimizer are left as they were and
+        those gradients are returned as (name, NaN/inf count, size). Empty: the step was taken.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
+        if self.check_grads:  # before clipping, which would spread one NaN to every gradient
+            named = zip(self.names, self.params, strict=True)
+            bad = non_finite_tensors((n, p.grad) for n, p in named if p.grad is not None)
+            if bad:
+                return bad
+        if self.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        return []
 
     def __call__(
         self, engine: Callable[..., dict], images: torch.Tensor, labels: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        """forward + update without the finite check (benchmarks)."""
+        """forward + update without the loop's loss check (benchmarks; update still checks the
+        gradients and skips the optimizer step on NaN/inf)."""
         terms = self.forward(engine, images, labels)
         self.update(terms["loss"])
         return terms

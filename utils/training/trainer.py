@@ -28,7 +28,10 @@ The configuration is ``utils.training.config.TrainConfig`` (checked by ``validat
     optimizer/scaler state, freeze phase, data order); temporary files a killed save left in
     the run folder are removed then.
     Ctrl-C writes interrupted.pth (resumable) and raises KeyboardInterrupt; a NaN/inf loss
-    raises ``NonFiniteLossError`` without touching the last good checkpoint. Each step runs
+    raises ``NonFiniteLossError``, a NaN/inf gradient (checked every step, before the
+    optimizer step), weight or buffer (every ``WEIGHT_CHECK_PERIOD`` steps and at the end of
+    every epoch, before evaluation and checkpoints) ``NonFiniteTensorError`` naming the
+    tensor; both leave the last good checkpoint untouched. Each step runs
     as ``utils.training.speed`` plans it from --amp, --amp-dtype, --memory-format and
     --compile; ``Trainer.cfg`` (saved in config.yaml and checkpoints) records what ran.
 ``evaluate_model(model, dataset, num_classes, ...) -> dict``  mIoU etc. from one confusion
@@ -40,11 +43,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import gc
+import itertools
 import math
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +61,12 @@ from tqdm import tqdm
 
 import nets
 from nets.checkpoint import (
+    CheckpointError,
+    NonFiniteCheckpointError,
     build_checkpoint,
+    checkpoint_tensors,
+    describe_non_finite,
+    non_finite_tensors,
     read_project_checkpoint,
     save_checkpoint,
 )
@@ -83,10 +92,23 @@ from utils.training.speed import (
 )
 
 PERIODIC_NAME = re.compile(r"ep(\d+)\.pth")  # the periodic checkpoints that --keep prunes
+# Weights and buffers are checked for NaN/inf every this many steps (and at every epoch's end).
+# Gradients are checked every step, so a NaN never reaches the weights through the optimizer;
+# this catches what else could (an overflowing update, a BatchNorm statistic).
+WEIGHT_CHECK_PERIOD = 10
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped keeping the last good checkpoint."""
+class NonFiniteError(RuntimeError):
+    """NaN or inf in the loss, a gradient, a weight or a buffer; the run stopped keeping the
+    last good checkpoint."""
+
+
+class NonFiniteLossError(NonFiniteError):
+    """The loss became NaN or infinite."""
+
+
+class NonFiniteTensorError(NonFiniteError):
+    """A gradient, weight or buffer holds NaN or inf; the message names it."""
 
 
 def seed_everything(seed: int) -> None:
@@ -179,7 +201,7 @@ def evaluate_model(
             logits = model(as_memory_format(images, memory_format))  # (B, K, h, w)
         logits = resize_to_target(logits.float(), labels)
         pred = logits.argmax(dim=1)  # (B, H, W)
-        cm.update(pred, labels)
+        cm.update(pred.cpu().numpy(), labels.cpu().numpy())
         if eval_loss is not None:
             loss_sum[0] += float(eval_loss(logits, labels)) * images.shape[0]
             loss_sum[1] += images.shape[0]
@@ -187,7 +209,7 @@ def evaluate_model(
             for i in range(min(overlays - len(panels), images.shape[0])):
                 image = denormalize(images[i], mean, std)
                 panels.append(overlay_panel(image, labels[i].cpu().numpy(), pred[i].cpu().numpy()))
-    cm.all_reduce()
+    cm.matrix = distributed.all_reduce_sum(torch.from_numpy(cm.matrix)).numpy()
     distributed.all_reduce_sum(loss_sum)
     model.train(was_training)
     metrics = segmentation_metrics(cm.matrix)
@@ -254,7 +276,14 @@ class Trainer:
         self.optimizer = build_optimizer(
             cfg.optimizer, self.params, cfg.lr, cfg.momentum, cfg.weight_decay
         )
-        self.step = TrainStep(self.optimizer, self.params, self.plan, cfg.grad_clip)
+        names = {id(p): name for name, p in self._named_tensors(task.named_parameters())}
+        self.step = TrainStep(
+            self.optimizer,
+            self.params,
+            self.plan,
+            cfg.grad_clip,
+            [names[id(p)] for p in self.params],
+        )
         self.scaler = self.step.scaler
         self.has_backbone = getattr(task.model, "backbone", None) is not None
         if cfg.freeze_epochs and not self.has_backbone and self.info.is_main:
@@ -414,7 +443,12 @@ class Trainer:
         )
 
     def _save(self, name: str, ckpt: dict) -> Path:
-        return save_checkpoint(ckpt, self.run_dir / name)
+        try:
+            return save_checkpoint(ckpt, self.run_dir / name)
+        except NonFiniteCheckpointError as exc:  # the writer's own check (optimizer state too)
+            raise NonFiniteTensorError(
+                f"{exc}. Training stopped and {self._kept_checkpoint()}."
+            ) from None
 
     def _prune_periodic(self) -> list[Path]:
         """Delete all but the newest ``cfg.keep`` ep{N}.pth files of the run (0: keep all)."""
@@ -437,6 +471,12 @@ class Trainer:
                 f"{path} holds weights only, no training state (best.pth and exported "
                 "checkpoints keep no optimizer state): resume from the run's last.pth or an "
                 f"ep{{N}}.pth, or start a new run from it with --pretrained {path}"
+            )
+        bad = non_finite_tensors(checkpoint_tensors(ckpt))
+        if bad:
+            raise CheckpointError(
+                f"{path} holds NaN or inf: {describe_non_finite(bad)}; resume from an earlier "
+                "checkpoint of the run (an epNNN.pth)"
             )
         if ckpt["model"].get("name") != self.task.model.build_config.get("name"):
             raise ValueError(
@@ -494,7 +534,11 @@ class Trainer:
                 finite = distributed.all_true(finite, self.device)
             if not finite:
                 self._stop_non_finite(epoch, step, terms)
-            self.step.update(loss)
+            bad_grads = self.step.update(loss)
+            if bad_grads:
+                self._stop_non_finite_tensors(epoch, step, "gradients", bad_grads)
+            if (step + 1) % WEIGHT_CHECK_PERIOD == 0:
+                self._check_weights(epoch, step)
 
             b = images.shape[0]
             seen += b
@@ -511,6 +555,7 @@ class Trainer:
                 )
                 bar.update(1)
         bar.close()
+        self._check_weights(epoch, steps - 1)  # before evaluation and any checkpoint
         elapsed = time.perf_counter() - t_start if t_start is not None else 0.0
         names = sorted(sums)
         packed = torch.stack([sums[n].to(self.device) for n in names] + [
@@ -522,18 +567,53 @@ class Trainer:
         ips = timed_images * self.info.world_size / elapsed if elapsed > 0 else float("nan")
         return {"terms": means, "lr": lr, "images_per_s": ips, "images": total}
 
+    @staticmethod
+    def _named_tensors(
+        named: Iterable[tuple[str, torch.Tensor]],
+    ) -> list[tuple[str, torch.Tensor]]:
+        """The task's tensors named as the model's checkpoint names them ("model." dropped)."""
+        return [(name.removeprefix("model."), t) for name, t in named]
+
+    def _non_finite_weights(self) -> list[tuple[str, int, int]]:
+        """The task's weights and buffers holding NaN or inf (one fused pass when none do)."""
+        task = self.task
+        named = itertools.chain(task.named_parameters(), task.named_buffers())
+        return non_finite_tensors(self._named_tensors(named))
+
+    def _check_weights(self, epoch: int, step: int) -> None:
+        """Stop (``NonFiniteTensorError``) if a weight or buffer of the task holds NaN or inf."""
+        bad = self._non_finite_weights()
+        if bad:
+            self._stop_non_finite_tensors(epoch, step, "weights", bad)
+
+    def _kept_checkpoint(self) -> str:
+        last = self.run_dir / "last.pth"
+        if last.exists():
+            return f"the last good checkpoint is {last} ({self.epoch} epochs done)"
+        return "no checkpoint was written yet"
+
     def _stop_non_finite(self, epoch: int, step: int, terms: dict) -> None:
         values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-        last = self.run_dir / "last.pth"
-        keep = (
-            f"the last good checkpoint is {last} ({self.epoch} epochs done)"
-            if last.exists()
-            else "no checkpoint was written yet"
-        )
+        bad = self._non_finite_weights()
+        culprit = f"; NaN/inf already in the weights: {describe_non_finite(bad)}" if bad else ""
         raise NonFiniteLossError(
-            f"loss is not finite at epoch {epoch + 1}, step {step + 1} ({values}); training "
-            f"stopped and {keep}. Try a lower --lr, --grad-clip 1.0, or --no-amp, and check "
-            "the labels (values >= --num-classes other than 255)."
+            f"loss is not finite at epoch {epoch + 1}, step {step + 1} ({values}){culprit}; "
+            f"training stopped and {self._kept_checkpoint()}. Try a lower --lr, --grad-clip "
+            "1.0, or --no-amp, and check the labels."
+        )
+
+    def _stop_non_finite_tensors(
+        self, epoch: int, step: int, what: str, bad: list[tuple[str, int, int]]
+    ) -> None:
+        when = (
+            "before the optimizer step"
+            if what == "gradients"
+            else "without writing a checkpoint with them"
+        )
+        raise NonFiniteTensorError(
+            f"NaN/inf in the {what} at epoch {epoch + 1}, step {step + 1}: "
+            f"{describe_non_finite(bad)}; training stopped {when} and "
+            f"{self._kept_checkpoint()}. Try a lower --lr, --grad-clip 1.0, or --no-amp."
         )
 
     def evaluate(self, dataset: Dataset | None = None, overlays: int = 0) -> dict:
