@@ -427,3 +427,42 @@ def test_predict_prelabel_mode_end_to_end(tmp_path, monkeypatch, capsys, source,
         back = read_mask(masks / f"{stem}.png")
         assert agreement(back, own, aside(own, MIN_AREA)) == 1.0
         assert agreement(back, own) >= 0.99
+
+
+def test_prelabel_runs_without_torch_or_pycocotools(tmp_path):
+    """predict.py --mode prelabel from an ONNX file where only requirements-deploy.txt is
+    installed (torch, pycocotools ... blocked): labelme drafts and COCO polygons are written
+    as in the full install; a region that needs RLE says what to install, writing nothing."""
+    from test_deploy_env import run_deploy
+
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(colour_model(), onnx_path, 64, metadata={"class_names": NAMES})
+    plain = np.where(scene() == 3, 3, 0).astype(np.uint8)  # the bar alone: no hole
+    folders = {}
+    for name, mask in (("scene", scene()), ("plain", plain)):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        photo = cv2.cvtColor(colour_photo(mask), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folders[name] / f"{name}.png"), photo)
+
+    def run(fmt: str, name: str, out: Path):
+        args = ["--mode", "prelabel", "--checkpoint", str(onnx_path), "--format", fmt]
+        return run_deploy("predict.py", *args, "--inputs", str(folders[name]), "--out", str(out))
+
+    done = run("labelme", "scene", tmp_path / "deploy")
+    assert done.returncode == 0, done.stderr
+    assert predict.main(
+        ["--mode", "prelabel", "--checkpoint", str(onnx_path), "--inputs",
+         str(folders["scene"]), "--out", str(tmp_path / "full")]
+    ) == 0  # fmt: skip
+    deploy = json.loads((tmp_path / "deploy" / "scene.json").read_text())
+    full = json.loads((tmp_path / "full" / "scene.json").read_text())
+    assert deploy["shapes"] == full["shapes"] and len(deploy["shapes"]) >= 4  # with the hole
+    done = run("coco", "plain", tmp_path / "coco_plain")
+    assert done.returncode == 0, done.stderr
+    anns = json.loads((tmp_path / "coco_plain" / "annotations.json").read_text())["annotations"]
+    assert anns and all(isinstance(a["segmentation"], list) for a in anns)
+    done = run("coco", "scene", tmp_path / "coco_scene")
+    assert done.returncode == 2
+    assert "needs pycocotools: pip install 'pycocotools>=2.0.8'" in done.stderr
+    assert not (tmp_path / "coco_scene" / "annotations.json").exists()
