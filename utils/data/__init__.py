@@ -1,4 +1,5 @@
-"""Data: the VOC data set and its augmentation, mask formats, synthetic oranges, converters.
+"""Data: the VOC data set and its augmentation, mask formats, synthetic oranges, converters,
+and the labelme / COCO drafts written from predicted masks (``drafts``).
 
 ``preprocess`` is the one place photos are read and letterboxed: training, evaluation, INT8
 calibration and inference all feed the network through it.
