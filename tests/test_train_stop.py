@@ -21,6 +21,7 @@ import pytest
 import torch
 from test_train_helpers import TinySegNet, TinySegSet, tiny_config
 from torch import nn
+from torch.utils.data._utils import signal_handling
 
 from nets.checkpoint import read_project_checkpoint
 from utils.training import run_dir
@@ -167,6 +168,18 @@ def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path, capsys):
     assert read_project_checkpoint(tmp_path / "run" / "last.pth")["epoch"] == 1
     assert "interrupted again: stopped at once" in capsys.readouterr().out
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_run_with_loader_workers_keeps_sigchld_at_its_default(tmp_path):
+    trainer = make_trainer(tiny_config(tmp_path, epochs=1, freeze_epochs=0, workers=2))
+    seen = []
+    trainer.task.model.register_forward_pre_hook(
+        lambda module, args: seen.append(signal.getsignal(signal.SIGCHLD))
+    )
+    torch_flag = signal_handling._SIGCHLD_handler_set
+    trainer.fit()
+    assert seen and all(handler == signal.SIG_DFL for handler in seen)  # torch's never came
+    assert signal_handling._SIGCHLD_handler_set == torch_flag  # and may come after the run
 
 
 def test_stop_signals_only_record_until_restored():

@@ -110,9 +110,15 @@ def prepare_run_dir(cfg: TrainConfig, info: DistInfo | None = None) -> Path:
         except ConfigError as exc:
             error = str(exc)
     if info.distributed:
-        holder = [None if path is None else str(path), error]
+        holder = [None if path is None else str(path), error, cfg.resume]
         dist.broadcast_object_list(holder, src=0)
         path, error = (None if holder[0] is None else Path(holder[0])), holder[1]
+        agreed = distributed.all_true(holder[2] == cfg.resume, info.device)
+        if error is None and not agreed:  # --resume auto looked at the folder at other times
+            error = (
+                f"--resume: the torchrun processes chose different checkpoints (rank 0: "
+                f"{holder[2]!r}); was the run folder written meanwhile? Start the job again"
+            )
     if error is not None:
         raise ConfigError(error)
     assert path is not None

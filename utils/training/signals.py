@@ -15,6 +15,14 @@ loop's ``worker_init_fn``). A signal sent to the whole process group or job (Ctr
 terminal, SLURM) reaches them too, and a worker that ended on it would make the loader raise
 in the main process before the checkpoint is written; the main process stops them itself.
 
+While a run trains, SIGCHLD keeps its default disposition (ignored: the kernel builds no signal
+frame for it). A DataLoader with worker processes otherwise installs a Python SIGCHLD handler
+in the main process and never removes it (torch.utils.data._utils.signal_handling); with it,
+every child that exits interrupts the main process with a signal. The test suite met a
+kernel-forced SIGSEGV in such a delivery (docs/training.md, "The SIGSEGV of the test suite").
+Without the handler a worker that dies is still found: the loader checks its workers whenever
+it has waited 5 s for a batch, and raises naming them.
+
 A plain module: imports nothing of the project.
 """
 
@@ -23,6 +31,8 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
+
+from torch.utils.data._utils import signal_handling
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
@@ -39,7 +49,8 @@ def signal_name(signum: int) -> str:
 
 class StopSignals:
     """Once installed (a context manager, or ``install()`` ... ``restore()``), SIGINT, SIGTERM
-    and SIGUSR1 set ``signum`` instead of ending the process; the previous handlers come back
+    and SIGUSR1 set ``signum`` instead of ending the process, and SIGCHLD stays at its default
+    (torch's DataLoader does not install its handler meanwhile); the previous handlers come back
     on restore. A second SIGINT raises KeyboardInterrupt. Only the main thread can take
     signals in Python: installed from another thread, nothing changes."""
 
@@ -47,6 +58,7 @@ class StopSignals:
         self.signals = signals
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self._torch_sigchld: bool | None = None  # torch's "handler installed" flag, to restore
 
     @property
     def requested(self) -> bool:
@@ -57,6 +69,10 @@ class StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in self.signals:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            # torch installs its SIGCHLD handler only while this flag is False
+            self._torch_sigchld = signal_handling._SIGCHLD_handler_set
+            signal_handling._SIGCHLD_handler_set = True
+            self._previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         return self
 
     def restore(self) -> None:
@@ -65,6 +81,9 @@ class StopSignals:
             # None: a handler installed from outside Python, which cannot be put back
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous.clear()
+        if self._torch_sigchld is not None:
+            signal_handling._SIGCHLD_handler_set = self._torch_sigchld
+            self._torch_sigchld = None
 
     def __enter__(self) -> StopSignals:
         return self.install()

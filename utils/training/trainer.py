@@ -9,7 +9,7 @@ runs that recipe for any *task* (see utils/training/task.py), on one CPU/GPU or 
 API (what utils/training/run.py, the run path of train.py and train_distillation.py, uses)
 -----------------------------------------------------------------------------------------
 The configuration is ``utils.training.config.TrainConfig`` (checked by ``validate_config``).
-``prepare_run_dir(cfg, info)`` the run folder (same on every rank; resume -> checkpoint's folder).
+The run folder comes from ``utils.training.run_dir.prepare_run_dir(cfg, info)``.
 ``Trainer(cfg, task, train_set, val_set, class_names=..., run_dir=..., info=...,
           eval_input_size=None, preprocess=None, eval_loss=None)``
     ``task(images, labels) -> dict`` of loss terms with "loss"; ``task.model`` is evaluated,
@@ -27,7 +27,12 @@ The configuration is ``utils.training.config.TrainConfig`` (checked by ``validat
     read; a third of the size with Adam). Resumes from cfg.resume exactly (epoch, lr,
     optimizer/scaler state, freeze phase, data order); temporary files a killed save left in
     the run folder are removed then.
-    Ctrl-C writes interrupted.pth (resumable) and raises KeyboardInterrupt; a NaN/inf loss
+    SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (utils/training/signals.py) stop the run after the
+    step in progress, or before the next evaluation batch, on every process together: rank 0
+    writes interrupted.pth, the full state plus "progress" (the step reached, each process's
+    random generators and loss sums), and ``TrainingStopped`` is raised; resuming from it
+    fast-forwards the loader to that step and ends bit-identical to a run never stopped. A
+    second Ctrl-C raises KeyboardInterrupt at once, without writing. A NaN/inf loss
     raises ``NonFiniteLossError`` without touching the last good checkpoint. Each step runs
     as ``utils.training.speed`` plans it from --amp, --amp-dtype, --memory-format and
     --compile; ``Trainer.cfg`` (saved in config.yaml and checkpoints) records what ran.
