@@ -92,7 +92,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped keeping the last good checkpoint."""
 
 
-class TrainingStopped(Exception):  # noqa: N818 (a stop on request, not an error)
+class TrainingStopped(Exception):
     """A stop signal ended the run after the step in progress; rank 0 wrote `checkpoint`
     (None on the other ranks), holding `epochs` completed epochs plus `steps` of the next."""
 
@@ -718,9 +718,11 @@ class Trainer:
                 distributed.barrier()
         except KeyboardInterrupt:  # a second Ctrl-C: the first asked for a stop after the step
             if main:
+                last = self.run_dir / "last.pth"
+                kept = f"{last} ({self.epoch} epochs)" if last.exists() else "none yet"
                 print(
-                    f"\ninterrupted again: stopped at once, without a checkpoint of the epoch in "
-                    f"progress; the last one is {self.run_dir / 'last.pth'} ({self.epoch} epochs)",
+                    "\ninterrupted again: stopped at once, without a checkpoint of the epoch in "
+                    f"progress; the newest complete checkpoint: {kept}",
                     flush=True,
                 )
             raise
