@@ -142,7 +142,7 @@ def train_model(cfg: Config, root: Path, run_name: str) -> Path:
         "--lr", cfg.lr, "--min-lr", cfg.lr / 100, "--no-scale-lr",
         "--class-weights", *cfg.class_weights, "--dice" if cfg.dice else "--no-dice",
         "--eval-period", cfg.eval_period, "--save-period", cfg.epochs,
-        "--save-dir", cfg.out, "--run-name", run_name, "--workers", cfg.workers,
+        "--save-dir", cfg.out, "--name", run_name, "--workers", cfg.workers,
         "--seed", cfg.seed, "--device", "cpu", "--overlays", 4, "--amp" if cfg.amp else "--no-amp",
     )  # fmt: skip
     if rc != 0:

@@ -10,15 +10,18 @@ defaults below; edit them here or override any of them on the command line.
     python train.py --model fastsegformer_e --epochs 300 --freeze-epochs 0 --loss focal --dice
     python train.py --model swin_t_att_unet --input-size 512 --batch-size 8
     python train.py --resume logs/fastsegformer_p_20240101-120000/last.pth   # continue a run
+    python train.py --name p_run --resume auto    # logs/p_run/: starts the run or continues it
     python train.py --num-classes 3 --pretrained other_classes.pth --drop-classifier
     torchrun --nproc_per_node=2 train.py --sync-bn        # DDP: NCCL on GPUs, gloo on CPU
 
 Without --data, the real set at data/Orange_Navel_1.5k is used if present, otherwise the
 synthetic oranges at data/synthetic_oranges (generated on first use). Every run writes to
-logs/<model>_<date-time>/: config.yaml, best.pth (weights + config) / last.pth / epNNN.pth
-(full training state, --keep N limits the epNNN.pth files; all self-describing: get_miou.py
-and predict.py rebuild the model from them), history.json, loss.png, miou.png and
-TensorBoard events (tensorboard --logdir logs). See docs/training.md.
+logs/<model>_<date-time>/ (logs/NAME/ with --name NAME): config.yaml, best.pth (weights +
+config) / last.pth / epNNN.pth (full training state, --keep N limits the epNNN.pth files; all
+self-describing: get_miou.py and predict.py rebuild the model from them), history.json,
+loss.png, miou.png and TensorBoard events (tensorboard --logdir logs). Ctrl-C, SIGTERM and
+SIGUSR1 (a cluster stopping the job) write interrupted.pth after the step in progress and exit
+with 128 + the signal's number; --resume continues it exactly. See docs/training.md.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class Config(TrainConfig):
     class_names: tuple[str, ...] = ()  # names, background first (empty: data's class_names.txt)
     input_size: tuple[int, ...] = (224, 224)  # network input h w (the paper: 224 224)
     pretrained: str = ""  # weights to start from: a file (any layout) or 'imagenet'
-    resume: str = ""  # checkpoint to continue from (its own settings unless flags given)
+    resume: str = ""  # checkpoint to continue from (its own settings), or auto: newest of --name
     # schedule: 50 frozen epochs, then the whole network to epoch 1000
     epochs: int = 1000  # total epochs
     freeze_epochs: int = 50  # first epochs with the backbone frozen (0: never)
@@ -72,6 +75,7 @@ class Config(TrainConfig):
     save_period: int = 5  # write epNNN.pth every N epochs
     keep: int = 0  # keep only the newest N epNNN.pth files (0: all)
     save_dir: str = "logs"  # where run folders go
+    name: str = ""  # run folder name (empty: <model>_<date-time>); with --resume auto: restarts
     workers: int = 2  # data-loading workers per process
     seed: int = 11  # random seed
     device: str = "auto"  # auto, cpu, cuda or cuda:N

@@ -28,8 +28,6 @@ get_miou.py like any student); the NFD connectors are kept under the checkpoint'
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,10 +87,6 @@ class Config(DistillConfig):
 def train(cfg: Config) -> TrainResult:
     """Check the distillation flags, then train the student against the frozen teacher."""
     validate_distill_config(cfg)
-    if not cfg.run_name and not cfg.resume:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        kd = cfg.kd.replace("+", "_")
-        cfg = dataclasses.replace(cfg, run_name=f"kd_{kd}_{cfg.student}_{stamp}")
 
     def build_task(student: nn.Module, seg_loss: SegLoss) -> DistillationTask:
         teacher = load_teacher(

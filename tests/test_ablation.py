@@ -45,8 +45,8 @@ def test_flag_tokens() -> None:
         {"input_size": 256, "amp": False, "dice": True, "kd-pairs": ["5:5", "6:6"]}, "x"
     )
     assert tokens == ["--input-size", "256", "--no-amp", "--dice", "--kd-pairs", "5:5", "6:6"]
-    with pytest.raises(ablation.GridError, match="--run-name is set by the runner"):
-        ablation.flag_tokens({"run_name": "x"}, "x")
+    with pytest.raises(ablation.GridError, match="--name is set by the runner"):
+        ablation.flag_tokens({"name": "x"}, "x")
 
 
 def test_plan_orders_runs_and_substitutes_prepared_folders(tmp_path) -> None:
@@ -63,8 +63,8 @@ def test_plan_orders_runs_and_substitutes_prepared_folders(tmp_path) -> None:
     assert dist[dist.index("--teacher-checkpoint") + 1] == f"{out}/prepare/teacher/best.pth"
     # common flags first, the configuration's override them (the last --epochs wins)
     assert dist[dist.index("--epochs") + 1] == "3" and dist.count("--epochs") == 1
-    assert dist[-6:] == ["--seed", "1", "--save-dir", str(out / "runs" / "dist"), "--run-name",
-                         "seed1"]  # fmt: skip
+    assert dist[-8:] == ["--seed", "1", "--save-dir", str(out / "runs" / "dist"), "--name",
+                         "seed1", "--resume", "auto"]  # fmt: skip
     assert "--no-tensorboard" in dist
 
 
@@ -77,7 +77,7 @@ def test_plan_orders_runs_and_substitutes_prepared_folders(tmp_path) -> None:
         ({"baseline": "nope"}, "baseline 'nope' is not one of the configs"),
         ({"colour": 1}, "unknown key(s) ['colour']"),
         ({"configs": {"a": {"script": "predict.py"}}}, "expected one of train.py"),
-        ({"configs": {"a": {"script": "train.py", "args": {"run-name": "x"}}}}, "set by the"),
+        ({"configs": {"a": {"script": "train.py", "args": {"name": "x"}}}}, "set by the"),
         ({"configs": {"a": {"script": "train.py", "args": {"seed": 4}}}}, "--seed is set by"),
         ({"common": {"seed": 4}}, "--seed is set by"),
     ],

@@ -69,7 +69,7 @@ def trained(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(nets.MODELS, "tiny_test", TinySegNet)
         args = [*TRAIN, "--data", str(data), "--num-classes", "3", "--save-dir", str(tmp)]
-        assert train.main([*args, "--run-name", "run"]) == 0
+        assert train.main([*args, "--name", "run"]) == 0
         yield data, tmp / "run"
 
 
@@ -101,7 +101,7 @@ def test_count_that_disagrees_with_num_classes_is_refused(trained, tmp_path, cap
         assert not any(tmp_path.iterdir()), "a run folder was created for a refused config"
         # --class-names wins over the file, and says so
         args = [*base, "--num-classes", "3", "--class-names", "background", "canker", "mould"]
-        assert train.main([*args, "--run-name", "renamed"]) == 0
+        assert train.main([*args, "--name", "renamed"]) == 0
         assert "used instead of" in capsys.readouterr().out
     ckpt = read_project_checkpoint(tmp_path / "renamed" / "best.pth")
     assert ckpt["class_names"] == ["background", "canker", "mould"]

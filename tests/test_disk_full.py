@@ -123,7 +123,7 @@ def test_train_py_on_a_full_disk_prints_one_line_and_keeps_the_last_checkpoint(
     argv = [
         "--data", str(tiny_voc), "--input-size", "64", "--epochs", "2", "--freeze-epochs", "0",
         "--batch-size", "2", "--max-steps", "1", "--workers", "0", "--eval-period", "1",
-        "--save-period", "10", "--save-dir", str(tmp_path), "--run-name", "run",
+        "--save-period", "10", "--save-dir", str(tmp_path), "--name", "run",
         "--device", "cpu", "--no-tensorboard", "--no-amp",
     ]  # fmt: skip
     assert train_main(argv) == 2

@@ -142,7 +142,7 @@ def test_script_kd1_run_saves_student_without_connectors(tmp_path, capsys) -> No
         ["--teacher", "fastsegformer_p", "--teacher-checkpoint", str(teacher_path),
          "--teacher-input-size", "64", "--input-size", "32", "--kd", "logits",
          "--data", str(data), "--epochs", "1", "--batch-size", "2", "--max-steps", "1",
-         "--workers", "0", "--save-dir", str(tmp_path / "logs"), "--run-name", "kd1",
+         "--workers", "0", "--save-dir", str(tmp_path / "logs"), "--name", "kd1",
          "--no-tensorboard", "--overlays", "0"]
     )  # fmt: skip
     assert code == 0, capsys.readouterr().err
@@ -178,7 +178,7 @@ def test_script_dist_and_cwd_runs_save_plain_students(tmp_path, capsys) -> None:
              "--teacher-input-size", "64", "--input-size", "32", "--kd", kd,
              "--dist-tau", "2", "--cwd-weight", "1.5",
              "--data", str(data), "--epochs", "1", "--batch-size", "2", "--max-steps", "1",
-             "--workers", "0", "--save-dir", str(tmp_path / "logs"), "--run-name", name,
+             "--workers", "0", "--save-dir", str(tmp_path / "logs"), "--name", name,
              "--no-tensorboard", "--overlays", "0"]
         )  # fmt: skip
         assert code == 0, capsys.readouterr().err

@@ -110,7 +110,7 @@ def test_the_split_check_works_without_a_writable_cache(voc, monkeypatch):
 
 TRAIN = [
     "--input-size", "64", "--epochs", "1", "--freeze-epochs", "0", "--batch-size", "2",
-    "--max-steps", "1", "--workers", "0", "--device", "cpu", "--no-tensorboard", "--run-name", "r",
+    "--max-steps", "1", "--workers", "0", "--device", "cpu", "--no-tensorboard", "--name", "r",
 ]  # fmt: skip
 
 

@@ -21,14 +21,10 @@ from nets.checkpoint import (
 )
 from train import main as train_main
 from utils.training.losses import build_seg_loss
+from utils.training.run_dir import prepare_run_dir
 from utils.training.speed import TrainStep, cpu_has_native_bf16
 from utils.training.task import SegmentationTask
-from utils.training.trainer import (
-    NonFiniteLossError,
-    NonFiniteTensorError,
-    Trainer,
-    prepare_run_dir,
-)
+from utils.training.trainer import NonFiniteLossError, NonFiniteTensorError, Trainer
 
 torch.set_num_threads(1)
 
@@ -71,7 +67,7 @@ def test_default_training_at_64px_saves_only_finite_tensors(tiny_voc, tmp_path, 
     argv = [
         "--data", str(tiny_voc), "--input-size", "64", "--epochs", "1", "--freeze-epochs", "0",
         "--batch-size", "2", "--max-steps", "3", "--workers", "0", "--eval-period", "1",
-        "--save-dir", str(tmp_path), "--run-name", "run", "--device", "cpu", "--no-tensorboard",
+        "--save-dir", str(tmp_path), "--name", "run", "--device", "cpu", "--no-tensorboard",
     ]  # fmt: skip
     assert train_main(argv) == 0
     for name in ("last.pth", "best.pth"):

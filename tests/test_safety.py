@@ -39,8 +39,9 @@ from utils.data.synthetic import generate_dataset
 from utils.inference.visualize import draw_legend, legend_layout, overlay
 from utils.training.config import ConfigError, TrainConfig, validate_config
 from utils.training.run import load_initial_weights
+from utils.training.run_dir import prepare_run_dir
 from utils.training.task import SegmentationTask
-from utils.training.trainer import Trainer, prepare_run_dir
+from utils.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 40, 48
@@ -382,7 +383,7 @@ def test_worker_errors_reach_the_user_as_the_same_one_line(tmp_path, monkeypatch
             "--data", str(tmp_path), "--model", "tiny_seg", "--input-size", "32",
             "--batch-size", "4", "--freeze-batch-size", "4", "--epochs", "1",
             "--freeze-epochs", "0", "--workers", workers, "--device", "cpu",
-            "--save-dir", str(tmp_path / "logs"), "--run-name", f"w{workers}",
+            "--save-dir", str(tmp_path / "logs"), "--name", f"w{workers}",
             "--no-tensorboard",
         ])  # fmt: skip
         assert rc == 2

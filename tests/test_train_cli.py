@@ -26,7 +26,7 @@ def tiny_voc(tmp_path_factory) -> Path:
 
 def test_train_py_runs_then_resumes(tiny_voc, tmp_path, capsys):
     common = ["--data", str(tiny_voc), "--save-dir", str(tmp_path), *TINY]
-    assert train_main([*common, "--epochs", "1", "--freeze-epochs", "1", "--run-name", "p"]) == 0
+    assert train_main([*common, "--epochs", "1", "--freeze-epochs", "1", "--name", "p"]) == 0
     run = tmp_path / "p"
     assert "val mIoU" in capsys.readouterr().out
     config = (run / "config.yaml").read_text()

@@ -28,7 +28,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
         f"--master_port={free_port()}", str(ROOT / "train.py"),
         "--data", str(voc), "--input-size", "64", "--epochs", "2", "--freeze-epochs", "1",
         "--batch-size", "4", "--freeze-batch-size", "4", "--eval-period", "1",
-        "--workers", "0", "--device", "cpu", "--save-dir", str(tmp_path), "--run-name", "ddp",
+        "--workers", "0", "--device", "cpu", "--save-dir", str(tmp_path), "--name", "ddp",
         "--no-tensorboard",
     ]  # fmt: skip
     out = subprocess.run(cmd, cwd=ROOT, env=run_env(), capture_output=True, text=True, timeout=150)

@@ -68,7 +68,7 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:  # noqa: ANN001
         eval_period=1,
         save_period=1,
         save_dir=str(tmp_path),
-        run_name="run",
+        name="run",
         workers=0,
         device="cpu",
         overlays=2,

@@ -25,9 +25,10 @@ from utils.training import speed
 from utils.training.config import ConfigError, validate_config
 from utils.training.distillation import DistillationTask
 from utils.training.losses import build_seg_loss
+from utils.training.run_dir import prepare_run_dir
 from utils.training.speed import SpeedPlan, TrainStep, resolve_precision, resolve_speed
 from utils.training.task import SegmentationTask
-from utils.training.trainer import Trainer, prepare_run_dir
+from utils.training.trainer import Trainer
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -230,11 +231,11 @@ def test_loop_trains_in_bf16_channels_last_and_records_it(tmp_path, native_bf16)
 
 def test_resume_in_channels_last_matches_an_uninterrupted_run(tmp_path) -> None:
     common = dict(epochs=2, freeze_epochs=0, memory_format="channels_last", amp=False)
-    make_trainer(tiny_config(tmp_path, run_name="full", **common)).fit()
-    first = make_trainer(tiny_config(tmp_path, run_name="part", **{**common, "epochs": 1}))
+    make_trainer(tiny_config(tmp_path, name="full", **common)).fit()
+    first = make_trainer(tiny_config(tmp_path, name="part", **{**common, "epochs": 1}))
     first.fit()
     resumed = make_trainer(
-        tiny_config(tmp_path, run_name="part", resume=str(tmp_path / "part" / "last.pth"), **common)
+        tiny_config(tmp_path, name="part", resume=str(tmp_path / "part" / "last.pth"), **common)
     )
     for param, state in resumed.optimizer.state.items():  # Adam moments laid out like params
         if param.dim() == 4:

@@ -5,8 +5,9 @@ knowledge-distillation table of docs/distillation.md). Every run is a plain ``tr
 ``train_distillation.py`` process in its own folder, evaluated with ``get_miou.py`` on each
 split the file names (e.g. the synthetic test split and the real photos of
 ../shared/samples/orange_real). Runs are resumable: a run whose folder holds ``ablation.json``
-is finished and never redone; a run with a ``last.pth`` but no ``ablation.json`` continues with
-``--resume``; rerunning the command after an interruption finishes the grid. The summary is
+is finished and never redone; every run is started with ``--name`` and ``--resume auto``, so a
+run without ``ablation.json`` continues from its newest checkpoint (or starts afresh when it has
+none); rerunning the command after an interruption finishes the grid. The summary is
 rewritten after every run: mean and standard deviation of test mIoU per configuration, mean
 per-class IoU, the other evaluations' mIoU, training wall time, as ``summary.md`` (Markdown),
 ``summary.csv``, ``runs.csv`` (one row per run) and ``summary.png``.
@@ -38,9 +39,9 @@ prepared run ``name``, ``{out}`` the output folder)::
 
 Flags are written without the leading dashes; a list gives several values, true / false a
 boolean flag (``--amp`` / ``--no-amp``). Later keys override: common, then the configuration;
-the runner adds --save-dir, --run-name and --seed. The command of every run is recorded in its
-folder; a finished or started run whose command no longer matches the file is an error (delete
-its folder to redo it), so a summary always describes the file that produced it.
+the runner adds --save-dir, --name, --resume auto and --seed. The command of every run is
+recorded in its folder; a finished or started run whose command no longer matches the file is
+an error (delete its folder to redo it), so a summary always describes the file that made it.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ from utils.cli import parse_config  # noqa: E402
 from utils.fileio import write_bytes, write_text  # noqa: E402
 
 SCRIPTS = ("train.py", "train_distillation.py")
-RESERVED = ("save-dir", "run-name", "resume")  # flags the runner sets itself (and grid seeds)
+RESERVED = ("save-dir", "name", "resume")  # flags the runner sets itself (and grid seeds)
 # grid runs take --seed from 'seeds'; a prepared run (made once) may set its own
 GRID_FLAGS = {"configs": ("seed",), "prepare": ()}
 RESULT = "ablation.json"  # a finished run's record
@@ -110,7 +111,7 @@ class Run:
     config: str  # configuration (or prepared run) name
     seed: int | None  # None for a prepared run (its seed comes from its flags)
     script: str
-    args: list[str]  # flags, without --save-dir/--run-name
+    args: list[str]  # flags, without --save-dir/--name/--resume
     folder: Path  # relative to ROOT
 
     @property
@@ -119,7 +120,8 @@ class Run:
 
     def command(self, python: str) -> list[str]:
         seed = [] if self.seed is None else ["--seed", str(self.seed)]
-        where = ["--save-dir", str(self.folder.parent), "--run-name", self.folder.name]
+        where = ["--save-dir", str(self.folder.parent), "--name", self.folder.name]
+        where += ["--resume", "auto"]  # the same command starts the run and continues it
         return [python, self.script, *self.args, *seed, *where]
 
 
@@ -401,8 +403,6 @@ def execute(run: Run, grid: Grid, python: str, lock: str) -> dict:
     with held(lock):
         started = time.strftime("%Y-%m-%d %H:%M:%S")
         load_before = load_average()
-        if (folder / "last.pth").is_file():
-            command = [python, run.script, "--resume", str(run.folder / "last.pth")]
         folder.mkdir(parents=True, exist_ok=True)
         state.update(command=run.command(python)[1:], attempts=state["attempts"] + 1)
         write_text(folder / STATE, json.dumps(state, indent=2))

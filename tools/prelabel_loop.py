@@ -19,8 +19,9 @@ trained on 1448 photos drawn by hand. This tool runs the loop of docs/data.md
    they would paint on an empty photo.
 
 Every training runs --steps optimiser steps, whatever the number of photos. A finished seed
-(``OUT/seed<k>/result.json``) is not redone, and a finished training (its best.pth) is reused,
-so the same command after an interruption finishes the loop. The summary (mean and sample
+(``OUT/seed<k>/result.json``) is not redone, a finished training (its best.pth) is reused and
+an interrupted one continues (``train.py --resume auto``), so the same command after an
+interruption finishes the loop. The summary (mean and sample
 standard deviation over seeds) goes to ``OUT/summary.md`` and ``OUT/summary.json``.
 
     python -m tools.prelabel_loop                                   # 3 seeds, the defaults
@@ -141,7 +142,8 @@ def write_data_root(folder: Path, voc: Path, train: Sequence[str], val: Sequence
 
 
 def train(cfg: Config, data: Path, run_dir: Path, n_photos: int, seed: int) -> Path:
-    """train.py on `data` for cfg.steps steps; returns its best.pth (reused when present)."""
+    """train.py on `data` for cfg.steps steps; returns its best.pth (reused when present; an
+    interrupted training continues, train.py --resume auto)."""
     best = run_dir / "best.pth"
     if best.is_file():
         return best
@@ -151,14 +153,14 @@ def train(cfg: Config, data: Path, run_dir: Path, n_photos: int, seed: int) -> P
         "freeze-epochs": 0, "batch-size": cfg.batch_size, "freeze-batch-size": cfg.batch_size,
         "lr": cfg.lr, "min-lr": cfg.lr / 100, "eval-period": epochs, "save-period": epochs,
         "workers": 1, "overlays": 0, "seed": seed, "save-dir": run_dir.parent,
-        "run-name": run_dir.name,
+        "name": run_dir.name, "resume": "auto",
     }  # fmt: skip
     command = [cfg.python, "train.py", "--no-scale-lr", "--dice", "--no-tensorboard"]
     command += [t for k, v in args.items() for t in (f"--{k}", str(v))]
     command += ["--class-weights", *(str(w) for w in cfg.class_weights)]
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "train.log"
-    with open(log, "w") as f:
+    with open(log, "a") as f:
         f.write(f"$ {shlex.join(command)}\n")
         f.flush()
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(cfg.threads)}

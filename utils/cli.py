@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import tyro
 import yaml
 
-from utils.fileio import write_text
+from utils.fileio import create_new, write_text
 
 T = TypeVar("T")
 
@@ -111,6 +111,13 @@ def _is_tuple_type(tp: Any) -> bool:
     return False
 
 
-def save_config(cfg: Any, path: str | Path) -> Path:
-    """Write the resolved configuration as YAML (atomically: a temp file, then a rename)."""
-    return write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+def save_config(cfg: Any, path: str | Path, *, exclusive: bool = False) -> Path:
+    """Write the resolved configuration as YAML (atomically: a temp file, then a rename).
+
+    `exclusive`: only if `path` does not exist yet (FileExistsError otherwise), the way a run
+    claims its folder (``utils.fileio.create_new``).
+    """
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+    if exclusive:
+        return create_new(path, text.encode("utf-8"))
+    return write_text(path, text)

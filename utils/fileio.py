@@ -7,7 +7,8 @@ the new one, never half of one, and a failed write (an exception, a full disk, C
 the old file as it was and removes its temporary file. A full disk (ENOSPC, or a full quota)
 raises ``DiskFullError``, whose message is the one line a script prints: "no space left on
 device writing PATH; the previous file is intact" (or "nothing was written" when there was no
-file).
+file). ``create_new`` writes a file the same way but only where none exists yet: of several
+processes creating one name, exactly one succeeds.
 
 A process killed with SIGKILL (or a power cut) cannot remove its temporary file. The names say
 who wrote them, ``.<target name>.<pid>-<host>-<random>.tmp<target suffix>``: hidden, and ending
@@ -168,6 +169,41 @@ def write_text(path: str | Path, text: str, *, encoding: str = "utf-8", fsync: b
     raises UnicodeEncodeError with `path` untouched.
     """
     return write_bytes(path, text.encode(encoding), fsync=fsync)
+
+
+def create_new(path: str | Path, data: bytes, *, fsync: bool = True) -> Path:
+    """Write `data` to `path` only if nothing is there yet; FileExistsError otherwise.
+
+    Atomic and exclusive: the bytes go to a temporary file that is then hard-linked to `path`
+    (a link fails where `path` exists), so a reader never sees half a file and of several
+    processes creating one name at once exactly one succeeds. On a file system without hard
+    links the file is created with O_EXCL and written in place. Returns `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        with open(tmp, "xb") as f:  # noqa: PTH123
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError as exc:  # no hard links here (some network and FUSE file systems)
+            if is_disk_full(exc):
+                raise
+            with open(path, "xb") as f:  # noqa: PTH123
+                f.write(data)
+    except OSError as exc:
+        if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+            raise DiskFullError(path, _previous(path)) from None
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def write_all(files: Mapping[str | Path, bytes], *, fsync: bool = True) -> list[Path]:

@@ -9,6 +9,10 @@ training state that ``train.py --resume`` continues from (``build_checkpoint``):
      "preprocess": {"mean", "std", "fill"}, "epoch" (completed), "best_metric" (val mIoU 0..1),
      "config", "optimizer", "scheduler", "scaler", "extra"}
 
+interrupted.pth (a run stopped by a signal inside an epoch) also holds "progress": the step
+reached and, per training process, its random generators and loss sums, from which
+``train.py --resume`` continues that epoch exactly.
+
 **Reading never runs code** (``read_checkpoint``). Users load files they did not make: the
 authors' published students and teacher, ImageNet backbone files, a colleague's run. A
 ``.pth`` file is a pickle, and unpickling can call any function the file names, so files are

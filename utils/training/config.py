@@ -26,6 +26,8 @@ from utils.training.optimizers import OPTIMIZERS
 from utils.training.schedulers import SCHEDULES
 from utils.training.speed import AMP_DTYPES, MEMORY_FORMATS
 
+RESUME_AUTO = "auto"  # --resume auto: the newest checkpoint of --save-dir/--name, if any
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the flag and what is expected."""
@@ -50,7 +52,7 @@ class TrainConfig:
     input_size: tuple[int, ...] = (224, 224)  # network input h w (one value: square)
     pretrained: str = ""  # weights to start from: a file (any layout) or 'imagenet'
     drop_classifier: bool = False  # --pretrained FILE of other classes: new classifier
-    resume: str = ""  # project checkpoint to continue training from (e.g. logs/run/last.pth)
+    resume: str = ""  # checkpoint to continue from, or 'auto': the newest in --save-dir/--name
     trust_checkpoint: bool = False  # unpickle weight files in full: trusted files only
     epochs: int = 1000  # total epochs (the original's UnFreeze_Epoch)
     freeze_epochs: int = 50  # epochs with the backbone frozen at the start (0: never)
@@ -77,7 +79,7 @@ class TrainConfig:
     save_period: int = 5  # write ep{N}.pth every N epochs
     keep: int = 0  # keep only the newest N ep{N}.pth files (0: keep all)
     save_dir: str = "logs"  # folder that holds the run folders
-    run_name: str = ""  # run folder name (empty: <model>_<date-time>)
+    name: str = ""  # run folder name under --save-dir (empty: <model>_<date-time>)
     workers: int = 2  # data-loading worker processes per training process
     seed: int = 11  # random seed (data order, augmentation, init)
     device: str = "auto"  # auto, cpu, cuda or cuda:N
@@ -92,6 +94,15 @@ class TrainConfig:
         if len(self.input_size) == 1:
             self.input_size = (int(self.input_size[0]),) * 2
         self.input_size = tuple(int(s) for s in self.input_size)
+
+    def run_prefix(self) -> str:
+        """What an unnamed run folder is called before its date-time: the model's name."""
+        return self.model
+
+    def resume_file(self) -> str:
+        """The checkpoint this run continues from ('' for a new run; also for --resume auto
+        once it found nothing to continue)."""
+        return "" if self.resume == RESUME_AUTO else self.resume
 
 
 def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
@@ -182,7 +193,9 @@ def validate_config(cfg: TrainConfig, world_size: int = 1) -> None:
         fail("amp_dtype", "float16 training needs CUDA; on the CPU use bf16 or auto")
     if cfg.pretrained and cfg.pretrained != "imagenet" and not Path(cfg.pretrained).is_file():
         fail("pretrained", "file not found (give a weights file or 'imagenet')")
-    if cfg.resume and not Path(cfg.resume).is_file():
+    if cfg.resume == RESUME_AUTO and not cfg.name:
+        fail("resume", "needs --name NAME: the run folder (--save-dir/NAME) to continue")
+    if cfg.resume_file() and not Path(cfg.resume).is_file():
         fail("resume", "file not found")
     if cfg.data and not Path(cfg.data).is_dir():
         fail("data", "folder not found (it should contain VOC2007/)")

@@ -487,6 +487,10 @@ class DistillConfig(TrainConfig):
             self.teacher_input_size = (int(self.teacher_input_size[0]),) * 2
         self.teacher_input_size = tuple(int(s) for s in self.teacher_input_size)
 
+    def run_prefix(self) -> str:
+        """An unnamed distillation run: kd_<terms>_<student>_<date-time>."""
+        return f"kd_{self.kd.replace('+', '_')}_{self.student}"
+
 
 def validate_distill_config(cfg: DistillConfig) -> None:
     """ConfigError naming the first invalid distillation field; builds nothing.

@@ -58,6 +58,11 @@ def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def env_rank() -> int:
+    """Global rank torchrun gave this process (0 without torchrun), before the group is up."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: str = "auto") -> DistInfo:
     """Join the torchrun process group if launched by torchrun; return this process's info."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -71,6 +76,15 @@ def setup(device: str = "auto") -> DistInfo:
                 torch.cuda.set_device(dev)
             dist.init_process_group(backend=backend)
         rank, world_size = dist.get_rank(), dist.get_world_size()
+        restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+        if rank == 0 and restarts and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            print(
+                "note: torchrun --max-restarts with a rendezvous store shared across restarts: "
+                "restarted workers can read what the failed ones left there and fail to "
+                "connect (pytorch/pytorch#135712); set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+                "for torchrun",
+                flush=True,
+            )
     return DistInfo(rank, local_rank, world_size, dev)
 
 
@@ -101,6 +115,20 @@ def all_true(flag: bool, device: torch.device) -> bool:
     """True only if `flag` is True on every process (so all stop together)."""
     t = torch.tensor([0.0 if flag else 1.0], device=device)
     return float(all_reduce_sum(t).item()) == 0.0
+
+
+def any_true(flag: bool, device: torch.device) -> bool:
+    """True if `flag` is True on any process (so all act on it together)."""
+    return not all_true(not flag, device)
+
+
+def gather_objects(obj: object) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every process ([obj] in one process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 class ShardSampler(Sampler[int]):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 import sys
 import time
 import traceback
@@ -43,13 +44,15 @@ from utils.data.synthetic import generate_dataset
 from utils.data.voc import resolve_voc_root
 from utils.fileio import DiskFullError
 from utils.training import distributed
-from utils.training.config import ConfigError, TrainConfig, validate_config
+from utils.training.config import RESUME_AUTO, ConfigError, TrainConfig, validate_config
 from utils.training.losses import SegLoss, build_seg_loss
+from utils.training.run_dir import find_resume_checkpoint, prepare_run_dir
+from utils.training.signals import exit_status
 from utils.training.trainer import (
     NonFiniteError,
     Trainer,
+    TrainingStopped,
     TrainResult,
-    prepare_run_dir,
     seed_everything,
 )
 
@@ -67,17 +70,30 @@ def parse_train_config(
 ) -> C:
     """The script's defaults overridden by `argv`; with --resume, the run's saved config is the
     base instead, so ``--resume last.pth`` alone continues a run with its own settings and
-    ``--resume last.pth --epochs 300`` extends it. Unknown flags exit with status 2."""
+    ``--resume last.pth --epochs 300`` extends it. ``--resume auto`` (with --name) stands for
+    the newest checkpoint of --save-dir/NAME and stays "auto" when there is none (a new run
+    there: utils/training/run_dir.py). Unknown flags exit with status 2."""
     cfg = parse_config(config_cls, argv, description)
     if not cfg.resume:
         return cfg
-    if not Path(cfg.resume).is_file():
-        raise ConfigError(f"--resume={cfg.resume!r}: file not found")
-    ckpt = read_project_checkpoint(cfg.resume, trust=cfg.trust_checkpoint)
+    resume = cfg.resume
+    if resume == RESUME_AUTO:
+        if not cfg.name:
+            raise ConfigError(
+                "--resume=auto: needs --name NAME, the run folder (--save-dir/NAME) to continue"
+            )
+        found = find_resume_checkpoint(Path(cfg.save_dir) / cfg.name, cfg.trust_checkpoint)
+        if found is None:
+            return cfg
+        resume = str(found)
+    if not Path(resume).is_file():
+        raise ConfigError(f"--resume={resume!r}: file not found")
+    ckpt = read_project_checkpoint(resume, trust=cfg.trust_checkpoint)
     saved = dict(ckpt.get("config") or {})
     saved.pop("trust_checkpoint", None)  # trusting files is never taken from a file
-    base = config_from_dict(config_cls, saved, resume=cfg.resume)
-    return parse_config(config_cls, argv, description, default=base)
+    base = config_from_dict(config_cls, saved, resume=resume)
+    cfg = parse_config(config_cls, argv, description, default=base)
+    return dataclasses.replace(cfg, resume=resume)
 
 
 def main(
@@ -91,12 +107,19 @@ def main(
 
     0: done; 1: stopped on a NaN or inf (loss, gradient, weight); 2: a user-facing problem
     (unknown flag, bad value, missing file, broken data, full disk: the message says which);
-    130: interrupted (Ctrl-C, checkpoint kept).
+    128 + the signal's number: stopped by a signal (utils/training/signals.py) with
+    interrupted.pth written, 130 for Ctrl-C, 138 SIGUSR1, 143 SIGTERM (a second Ctrl-C: 130 at
+    once, without it).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         train_fn(parse_train_config(config_cls, argv, description))
         return 0
+    except TrainingStopped as exc:
+        if exc.checkpoint is not None:  # rank 0
+            how = continue_command(prog, argv, exc.checkpoint)
+            print(f"{prog}: {exc}; continue with {how}", file=sys.stderr, flush=True)
+        return exit_status(exc.signum)
     except (
         ConfigError,
         CheckpointError,
@@ -114,6 +137,16 @@ def main(
         return 130
     print(message, file=sys.stderr)
     return status
+
+
+def continue_command(prog: str, argv: Sequence[str], checkpoint: Path) -> str:
+    """How to continue a stopped run: the same command where it has --resume auto (it finds
+    `checkpoint`), else the script with --resume `checkpoint` (which holds every setting)."""
+    pairs = zip(argv, argv[1:], strict=False)
+    if f"--resume={RESUME_AUTO}" in argv or ("--resume", RESUME_AUTO) in pairs:
+        return "the same command (its --resume auto takes the newest checkpoint)"
+    launcher = "torchrun <its options>" if distributed.env_world_size() > 1 else "python"
+    return f"{launcher} {prog} --resume {shlex.quote(str(checkpoint))}"
 
 
 # "Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent ...):"
@@ -248,7 +281,7 @@ def load_initial_weights(model: nn.Module, cfg: TrainConfig, is_main: bool) -> N
     """`--pretrained imagenet` (ImageNet backbone) or a weights file, unless resuming."""
     if cfg.pretrained == "imagenet":
         model.load_pretrained()  # from model_data/ (clear error naming the file if absent)
-    elif cfg.pretrained and not cfg.resume:
+    elif cfg.pretrained and not cfg.resume_file():
         report = nets.load_checkpoint(
             model,
             cfg.pretrained,

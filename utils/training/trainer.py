@@ -9,7 +9,7 @@ runs that recipe for any *task* (see utils/training/task.py), on one CPU/GPU or 
 API (what utils/training/run.py, the run path of train.py and train_distillation.py, uses)
 -----------------------------------------------------------------------------------------
 The configuration is ``utils.training.config.TrainConfig`` (checked by ``validate_config``).
-``prepare_run_dir(cfg, info)`` the run folder (same on every rank; resume -> checkpoint's folder).
+The run folder comes from ``utils.training.run_dir.prepare_run_dir(cfg, info)``.
 ``Trainer(cfg, task, train_set, val_set, class_names=..., run_dir=..., info=...,
           eval_input_size=None, preprocess=None, eval_loss=None)``
     ``task(images, labels) -> dict`` of loss terms with "loss"; ``task.model`` is evaluated,
@@ -27,11 +27,16 @@ The configuration is ``utils.training.config.TrainConfig`` (checked by ``validat
     read; a third of the size with Adam). Resumes from cfg.resume exactly (epoch, lr,
     optimizer/scaler state, freeze phase, data order); temporary files a killed save left in
     the run folder are removed then.
-    Ctrl-C writes interrupted.pth (resumable) and raises KeyboardInterrupt; a NaN/inf loss
-    raises ``NonFiniteLossError``, a NaN/inf gradient (checked every step, before the
-    optimizer step), weight or buffer (every ``WEIGHT_CHECK_PERIOD`` steps and at the end of
-    every epoch, before evaluation and checkpoints) ``NonFiniteTensorError`` naming the
-    tensor; both leave the last good checkpoint untouched. Each step runs
+    SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (utils/training/signals.py) stop the run after the
+    step in progress, or before the next evaluation batch, on every process together: rank 0
+    writes interrupted.pth, the full state plus "progress" (the step reached, each process's
+    random generators and loss sums), and ``TrainingStopped`` is raised; resuming from it
+    fast-forwards the loader to that step and ends bit-identical to a run never stopped. A
+    second Ctrl-C raises KeyboardInterrupt at once, without writing. A NaN/inf loss raises
+    ``NonFiniteLossError``, a NaN/inf gradient (checked every step, before the optimizer
+    step), weight or buffer (every ``WEIGHT_CHECK_PERIOD`` steps and at the end of every
+    epoch, before evaluation and checkpoints) ``NonFiniteTensorError`` naming the tensor; both
+    leave the last good checkpoint untouched. Each step runs
     as ``utils.training.speed`` plans it from --amp, --amp-dtype, --memory-format and
     --compile; ``Trainer.cfg`` (saved in config.yaml and checkpoints) records what ran.
 ``evaluate_model(model, dataset, num_classes, ...) -> dict``  mIoU etc. from one confusion
@@ -41,7 +46,6 @@ The configuration is ``utils.training.config.TrainConfig`` (checked by ``validat
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import gc
 import itertools
 import math
@@ -54,7 +58,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
@@ -71,15 +74,15 @@ from nets.checkpoint import (
     save_checkpoint,
 )
 from utils.cli import config_to_dict, save_config
-from utils.fileio import describe_removed, remove_stale_temp_files
 from utils.metrics import ConfusionMatrix, segmentation_metrics
 from utils.training import distributed
-from utils.training.config import ConfigError, TrainConfig
+from utils.training.config import TrainConfig
 from utils.training.distributed import DistInfo, ShardSampler
 from utils.training.logger import TrainingLogger, denormalize, overlay_panel
 from utils.training.losses import resize_to_target
 from utils.training.optimizers import build_optimizer
 from utils.training.schedulers import EpochLR, build_epoch_lr
+from utils.training.signals import StopSignals, ignore_stop_signals, signal_name
 from utils.training.speed import (
     TORCH_DTYPES,
     SpeedPlan,
@@ -111,6 +114,17 @@ class NonFiniteTensorError(NonFiniteError):
     """A gradient, weight or buffer holds NaN or inf; the message names it."""
 
 
+class TrainingStopped(Exception):
+    """A stop signal ended the run after the step in progress; rank 0 wrote `checkpoint`
+    (None on the other ranks), holding `epochs` completed epochs plus `steps` of the next."""
+
+    def __init__(self, signum: int, checkpoint: Path | None, epochs: int, steps: int) -> None:
+        self.signum, self.checkpoint, self.epochs, self.steps = signum, checkpoint, epochs, steps
+        done = f"{epochs} epochs" + (f" + {steps} steps" if steps else "")
+        where = f"wrote {checkpoint}" if checkpoint is not None else "rank 0 wrote the checkpoint"
+        super().__init__(f"stopped by {signal_name(signum)} after {done}: {where}")
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
     random.seed(seed)
@@ -118,35 +132,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_state(device: torch.device) -> dict:
+    """Every random generator the step draws from (python, numpy, torch CPU and `device`), in
+    types the safe checkpoint reader accepts."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Put back what `rng_state` returned."""
+    random.setstate(state["python"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
 def _worker_init(worker_id: int) -> None:
     # torch seeds `random` and itself per worker; numpy needs it explicitly
     np.random.seed(torch.initial_seed() % 2**32)
-
-
-def prepare_run_dir(cfg: TrainConfig, info: DistInfo | None = None) -> Path:
-    """The run folder, agreed by every process: the checkpoint's folder when resuming."""
-    info = info or DistInfo()
-    if cfg.resume:
-        path = Path(cfg.resume).resolve().parent
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path(cfg.save_dir) / (cfg.run_name or f"{cfg.model}_{stamp}")
-    if info.distributed:
-        holder = [str(path)]
-        dist.broadcast_object_list(holder, src=0)
-        path = Path(holder[0])
-    if not cfg.resume and (path / "last.pth").exists():
-        raise ConfigError(
-            f"run folder {path} already holds last.pth: continue it with "
-            f"--resume {path / 'last.pth'} or choose another --run-name"
-        )
-    if info.is_main:
-        path.mkdir(parents=True, exist_ok=True)
-        removed = remove_stale_temp_files(path)  # a save killed mid-write (kill -9, power cut)
-        if removed:
-            print(describe_removed(removed), flush=True)
-    distributed.barrier()
-    return path
+    ignore_stop_signals()  # the main process stops its workers (utils/training/signals.py)
 
 
 @torch.no_grad()
@@ -166,7 +179,8 @@ def evaluate_model(
     preprocess: dict | None = None,
     ignore_index: int = 255,
     progress: bool = False,
-) -> dict:
+    stop: Callable[[], bool] | None = None,
+) -> dict | None:
     """Scores of `model` on every image of `dataset` from one accumulated confusion matrix.
 
     `precision` (fp32, bf16, fp16) is the autocast dtype of the forward, `memory_format`
@@ -174,6 +188,8 @@ def evaluate_model(
     Under torchrun each process takes every N-th image and the matrices are summed. Returns
     utils.metrics.segmentation_metrics(cm) plus "loss" (mean eval_loss per image, or None),
     "confusion_matrix" (list of lists) and "overlays" (rank 0: up to `overlays` panels).
+    `stop()` (the same answer on every process) is asked before each batch that every process
+    has; True ends the evaluation at once and returns None.
     """
     info = info or DistInfo(device=torch.device(device))
     device = torch.device(device)
@@ -186,6 +202,11 @@ def evaluate_model(
         sampler=sampler,
         num_workers=workers,
         pin_memory=device.type == "cuda",
+        worker_init_fn=_worker_init,
+    )
+    # under torchrun the last process has the fewest images: every process has these batches
+    common_batches = math.ceil(
+        len(ShardSampler(dataset, info.world_size - 1, info.world_size)) / batch_size
     )
     cm = ConfusionMatrix(num_classes, ignore_index)
     loss_sum = torch.zeros(2, dtype=torch.float64)  # (sum of per-batch loss * B, images)
@@ -194,7 +215,12 @@ def evaluate_model(
     std = (preprocess or {}).get("std")
     autocast_dtype = TORCH_DTYPES[precision]
     use_amp = precision != "fp32"
-    for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+    for i, (images, labels) in enumerate(
+        tqdm(loader, desc="eval", leave=False, disable=not progress)
+    ):
+        if stop is not None and i < common_batches and stop():
+            model.train(was_training)
+            return None
         images = images.to(device, non_blocking=True)  # (B, 3, H, W)
         labels = labels.to(device, non_blocking=True).long()  # (B, H, W)
         with torch.autocast(device_type=device.type, dtype=autocast_dtype, enabled=use_amp):
@@ -297,13 +323,17 @@ class Trainer:
         self._loader: DataLoader | None = None
         self._sampler: DistributedSampler | None = None
         self._engine: nn.Module = compile_module(task) if self.plan.compile else task
+        self._stop: StopSignals | None = None  # set while fit() runs
+        # where a run stopped inside an epoch resumes (from interrupted.pth's "progress")
+        self._resume_step = 0
+        self._resume_ranks: list[dict] | None = None
         self.logger = (
             TrainingLogger(self.run_dir, self.class_names, cfg.tensorboard)
             if self.info.is_main
             else None
         )
-        if cfg.resume:
-            self._load_resume(cfg.resume)
+        if cfg.resume_file():
+            self._load_resume(cfg.resume_file())
 
     # ---------------------------------------------------------------- speed
     def _plan_speed(self, cfg: TrainConfig) -> SpeedPlan:
@@ -410,11 +440,16 @@ class Trainer:
         )
 
     # ---------------------------------------------------------------- checkpoints
-    def state_checkpoint(self, epochs_done: int) -> dict:
-        """The project checkpoint of the current state (`epochs_done` epochs completed)."""
+    def state_checkpoint(self, epochs_done: int, progress: dict | None = None) -> dict:
+        """The project checkpoint of the current state (`epochs_done` epochs completed).
+
+        `progress` (interrupted.pth): how far the next epoch got, ``{"step": steps done,
+        "ranks": [per process: its random generators, its loss sums and images so far]}``,
+        from which --resume continues that epoch exactly.
+        """
         scheduler = self._lr_rule.state_dict() if self._lr_rule is not None else {}
         scheduler["frozen"] = self._frozen
-        return build_checkpoint(
+        ckpt = build_checkpoint(
             self.task.model,
             input_size=self.eval_input_size,
             class_names=self.class_names,
@@ -427,6 +462,9 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             extra=self.task.extra_state(),
         )
+        if progress is not None:
+            ckpt["progress"] = progress
+        return ckpt
 
     def weights_checkpoint(self, epochs_done: int) -> dict:
         """best.pth: the weights, input size, classes, preprocessing and config (all that
@@ -491,15 +529,27 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch = self.epoch = int(ckpt["epoch"])
         self.best_metric = ckpt.get("best_metric")
+        progress = ckpt.get("progress") or {}
+        self._resume_step = int(progress.get("step", 0))
+        self._resume_ranks = progress.get("ranks")
         if self.logger is not None:
             self.logger.resume(self.start_epoch)
         if self.info.is_main:
             best = "none yet" if self.best_metric is None else f"{100 * self.best_metric:.2f}%"
-            print(f"resumed {path}: {self.start_epoch} epochs done, best val mIoU {best}")
+            steps = f" + {self._resume_step} steps" if self._resume_step else ""
+            print(
+                f"resumed {path}: {self.start_epoch} epochs{steps} done, best val mIoU {best}",
+                flush=True,
+            )
 
     # ---------------------------------------------------------------- training
-    def train_one_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the train split; returns mean loss terms, lr and images/s."""
+    def train_one_epoch(self, epoch: int) -> dict:
+        """One pass over the train split, from the step a resumed checkpoint stopped at.
+
+        Returns the mean loss terms, lr, images/s and images, plus "steps" (of a whole epoch),
+        "stopped_at" (steps done when a stop request ended the epoch early, else None) and
+        "partial" (this process's loss sums and images: what interrupted.pth keeps of them).
+        """
         self._enter_phase(epoch)
         assert self._loader is not None and self._lr_rule is not None
         # a fresh seed per epoch makes data order and augmentation independent of where a
@@ -514,17 +564,30 @@ class Trainer:
             steps = min(steps, self.cfg.max_steps)
         sums: dict[str, torch.Tensor] = {}
         seen = 0
+        start, resumed = self._take_resume_position()
+        if resumed is not None:
+            sums = {k: v.to(self.device) for k, v in resumed["sums"].items()}
+            seen = int(resumed["seen"])
         timed_images, t_start = 0, None
         bar = tqdm(
             total=steps,
+            initial=start,
             desc=f"epoch {epoch + 1}/{self.cfg.epochs}",
             disable=not self.info.is_main,
             mininterval=0.5,
             dynamic_ncols=True,
         )
-        for step, (images, labels) in enumerate(self._loader):
-            if step >= steps:
+        batches = iter(self._loader) if start < steps else iter(())
+        for _ in range(start if start < steps else 0):
+            next(batches)  # the batches done before the stop: fetched again, not trained
+        if resumed is not None:  # the generators as they were when the run stopped
+            set_rng_state(resumed["rng"], self.device)
+        stopped_at = None
+        for step in range(start, steps):
+            if self._stop_agreed():
+                stopped_at = step
                 break
+            images, labels = next(batches)
             images = images.to(self.device, non_blocking=True)  # (B, 3, H, W)
             labels = labels.to(self.device, non_blocking=True).long()  # (B, H, W)
             terms = self.step.forward(self._engine, images, labels)
@@ -554,7 +617,12 @@ class Trainer:
                     refresh=False,
                 )
                 bar.update(1)
+        del batches  # stops the loader's workers now
         bar.close()
+        partial = {"sums": {k: v.detach().cpu() for k, v in sums.items()}, "seen": seen}
+        stats = {"steps": steps, "stopped_at": stopped_at, "partial": partial, "lr": lr}
+        if stopped_at is not None:
+            return stats
         self._check_weights(epoch, steps - 1)  # before evaluation and any checkpoint
         elapsed = time.perf_counter() - t_start if t_start is not None else 0.0
         names = sorted(sums)
@@ -565,7 +633,48 @@ class Trainer:
         total = float(packed[-1])
         means = {n: float(packed[i]) / max(total, 1.0) for i, n in enumerate(names)}
         ips = timed_images * self.info.world_size / elapsed if elapsed > 0 else float("nan")
-        return {"terms": means, "lr": lr, "images_per_s": ips, "images": total}
+        return stats | {"terms": means, "images_per_s": ips, "images": total}
+
+    def _take_resume_position(self) -> tuple[int, dict | None]:
+        """(steps already done in this epoch, this process's saved state) of a checkpoint that
+        stopped inside an epoch, once; (0, None) otherwise. A checkpoint of another number
+        of processes continues at the step without this process's generators and sums."""
+        start, ranks = self._resume_step, self._resume_ranks
+        self._resume_step, self._resume_ranks = 0, None
+        if not start:
+            return 0, None
+        if ranks is None or len(ranks) != self.info.world_size:
+            if self.info.is_main:
+                print(
+                    f"note: the checkpoint stopped inside an epoch under {len(ranks or [])} "
+                    f"process(es), this run has {self.info.world_size}: the rest of that "
+                    "epoch continues, but not exactly as it would have"
+                )
+            return start, None
+        return start, ranks[self.info.rank]
+
+    def _stop_agreed(self) -> bool:
+        """Whether a stop signal reached any process (asked by every process together)."""
+        requested = self._stop is not None and self._stop.requested
+        if self.info.distributed:
+            return distributed.any_true(requested, self.device)
+        return requested
+
+    def _stop_run(self, epochs_done: int, steps: int, partial: dict) -> None:
+        """Write interrupted.pth (rank 0) at `epochs_done` epochs + `steps` steps, wait for it
+        on every process, and raise TrainingStopped."""
+        signum = self._stop.signum if self._stop is not None else None
+        ranks = distributed.gather_objects(
+            {"rng": rng_state(self.device), **partial, "signum": signum}
+        )
+        path = None
+        if self.info.is_main:
+            kept = [{k: v for k, v in r.items() if k != "signum"} for r in ranks]
+            progress = {"step": steps, "ranks": kept}
+            path = self._save("interrupted.pth", self.state_checkpoint(epochs_done, progress))
+        distributed.barrier()  # no process leaves before the checkpoint is written
+        signum = next(r["signum"] for r in ranks if r["signum"] is not None)
+        raise TrainingStopped(signum, path, epochs_done, steps)
 
     @staticmethod
     def _named_tensors(
@@ -616,8 +725,14 @@ class Trainer:
             f"{self._kept_checkpoint()}. Try a lower --lr, --grad-clip 1.0, or --no-amp."
         )
 
-    def evaluate(self, dataset: Dataset | None = None, overlays: int = 0) -> dict:
-        """Val (or `dataset`) scores of task.model at the eval input size."""
+    def evaluate(
+        self,
+        dataset: Dataset | None = None,
+        overlays: int = 0,
+        stop: Callable[[], bool] | None = None,
+    ) -> dict | None:
+        """Val (or `dataset`) scores of task.model at the eval input size (None: `stop()` said
+        to stop; see evaluate_model)."""
         dataset = dataset if dataset is not None else self.val_set
         if dataset is None:
             raise ValueError("no evaluation split given")
@@ -634,6 +749,7 @@ class Trainer:
             memory_format=self.cfg.memory_format,
             overlays=overlays,
             preprocess=self.preprocess,
+            stop=stop,
         )
 
     def fit(self) -> TrainResult:
@@ -645,15 +761,23 @@ class Trainer:
             print(f"run folder: {self.run_dir}")
         metrics = None
         best_path = self.run_dir / "best.pth" if (self.run_dir / "best.pth").exists() else None
+        self._stop = StopSignals().install()
         try:
             for epoch in range(self.start_epoch, cfg.epochs):
                 stats = self.train_one_epoch(epoch)
+                if stats["stopped_at"] is not None:
+                    self._stop_run(epoch, stats["stopped_at"], stats["partial"])
                 done = epoch + 1
-                self.epoch = done
                 evaluate = self.val_set is not None and (
                     done % cfg.eval_period == 0 or done == cfg.epochs
                 )
-                metrics = self.evaluate(overlays=cfg.overlays if main else 0) if evaluate else None
+                metrics = None
+                if evaluate:
+                    overlays = cfg.overlays if main else 0
+                    metrics = self.evaluate(overlays=overlays, stop=self._stop_agreed)
+                    if metrics is None:  # trained, not yet evaluated: the resumed run evaluates
+                        self._stop_run(epoch, stats["steps"], stats["partial"])
+                self.epoch = done
                 improved = False
                 if metrics is not None and math.isfinite(metrics["mIoU"]):
                     improved = self.best_metric is None or metrics["mIoU"] > self.best_metric
@@ -672,15 +796,19 @@ class Trainer:
                     if self.logger is not None:
                         self.logger.plot()
                 distributed.barrier()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # a second Ctrl-C: the first asked for a stop after the step
             if main:
-                path = self._save("interrupted.pth", self.state_checkpoint(self.epoch))
+                last = self.run_dir / "last.pth"
+                kept = f"{last} ({self.epoch} epochs)" if last.exists() else "none yet"
                 print(
-                    f"\ninterrupted: wrote {path} ({self.epoch} epochs done); continue with "
-                    f"--resume {path}"
+                    "\ninterrupted again: stopped at once, without a checkpoint of the epoch in "
+                    f"progress; the newest complete checkpoint: {kept}",
+                    flush=True,
                 )
             raise
         finally:
+            self._stop.restore()
+            self._stop = None
             if self.logger is not None:
                 self.logger.plot()
                 self.logger.close()
