@@ -14,7 +14,6 @@ from utils.data.labels import (
     class_histogram,
     colour_to_index,
     index_to_colour,
-    map_ignore,
     read_mask,
     save_index_mask,
 )
@@ -124,10 +123,8 @@ def test_colour_mask_converted_to_grey_is_refused(tmp_path: Path) -> None:
         read_mask(tmp_path / "g.png", 4)
 
 
-def test_values_at_or_above_num_classes_become_ignore() -> None:
+def test_class_histogram_counts_values_outside_the_classes_last() -> None:
     mask = np.array([[0, 1, 3, 4], [7, 200, 255, 2]], np.uint8)
-    out = map_ignore(mask, 4)
-    assert out.tolist() == [[0, 1, 3, 255], [255, 255, 255, 2]]
     assert class_histogram(mask, 4).tolist() == [1, 1, 1, 1, 4]
 
 

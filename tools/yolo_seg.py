@@ -61,7 +61,7 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/yolo_seg.py`
 from nets.profile import count_params  # noqa: E402
 from utils.cli import parse_config  # noqa: E402
 from utils.data.class_names import default_class_names, read_class_names  # noqa: E402
-from utils.data.labels import map_ignore, read_mask, save_index_mask  # noqa: E402
+from utils.data.labels import read_mask, save_index_mask  # noqa: E402
 from utils.data.preprocess import CLASS_NAMES, read_image  # noqa: E402
 from utils.data.voc import resolve_voc_root  # noqa: E402
 from utils.deploy.optimize import ort_session  # noqa: E402
@@ -323,7 +323,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
         (out / "labels" / split).mkdir(parents=True, exist_ok=True)
         for i, photo, mask_path in zip(ids, photos, masks, strict=True):
-            mask = map_ignore(read_mask(mask_path, cfg.num_classes), cfg.num_classes)
+            mask = read_mask(mask_path, cfg.num_classes)  # class ids, 255 ignore
             lines = label_lines(mask, cfg.num_classes)
             _link_or_copy(photo, out / "images" / split / photo.name)
             write_text(out / "labels" / split / f"{i}.txt", "".join(f"{ln}\n" for ln in lines))

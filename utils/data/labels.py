@@ -251,14 +251,6 @@ def binary_to_index(path: str | Path, class_id: int) -> np.ndarray | None:
     return np.where(array == 255, class_id, 0).astype(np.uint8)
 
 
-def map_ignore(mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Values >= num_classes -> IGNORE_INDEX (255), as the original data loader does. After
-    `read_mask(path, num_classes)`, which refuses other values, only 255 is left to map."""
-    out = mask.copy()
-    out[out >= num_classes] = IGNORE_INDEX
-    return out
-
-
 def save_index_mask(path: str | Path, mask: np.ndarray) -> Path:
     """Write (H, W) class ids as an 8-bit palette PNG with the VOC palette (VOC convention),
     atomically (a temporary file, then a replace: a mask rewritten in place is never half

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from utils.data.labels import map_ignore, read_mask, save_index_mask
+from utils.data.labels import read_mask, save_index_mask
 from utils.data.preprocess import IGNORE_INDEX, read_image
 from utils.data.voc import PHOTO_SUFFIXES, read_split, resolve_voc_root, split_paths
 from utils.fileio import (
@@ -135,7 +135,7 @@ def score_split(
             raise FileNotFoundError(
                 f"prediction {pred_path} missing for id {i}; run the 'all' or 'predict' mode first"
             )
-        gt = map_ignore(read_mask(mask_path, num_classes), num_classes)
+        gt = read_mask(mask_path, num_classes)  # class ids, 255 ignore
         pred = read_mask(pred_path, num_classes)
         if pred.shape != gt.shape:
             raise ValueError(

@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 
 from utils.cli import parse_config
-from utils.data.labels import map_ignore, read_mask
+from utils.data.labels import read_mask
 from utils.data.preprocess import CLASS_NAMES, read_image
 from utils.data.voc import resolve_voc_root
 from utils.deploy.backends import BACKEND_CHOICES
@@ -456,7 +456,7 @@ def voc_ground_truth(voc: Path, ids: Sequence[str], masks: Sequence[Path], k: in
     by_id = dict(zip(ids, masks, strict=True))
 
     def read(result: FrameResult) -> tuple[np.ndarray, np.ndarray | None]:
-        label = map_ignore(read_mask(by_id[result.name], k), k)
+        label = read_mask(by_id[result.name], k)  # class ids, 255 ignore
         obj = voc / "SegmentationObject" / f"{result.name}.png"
         fruit = None
         if obj.is_file():
