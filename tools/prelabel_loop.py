@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:  # also runnable as `python tools/prelabel_loop.py
 from utils.cli import parse_config  # noqa: E402
 from utils.data.convert import ClassTable  # noqa: E402
 from utils.data.labelme import paint_shapes, read_labelme  # noqa: E402
-from utils.data.labels import map_ignore, read_mask  # noqa: E402
+from utils.data.labels import read_mask  # noqa: E402
 from utils.data.preprocess import CLASS_NAMES  # noqa: E402
 from utils.data.synthetic import generate_dataset  # noqa: E402
 from utils.data.voc import read_split, resolve_voc_root, split_paths  # noqa: E402
@@ -207,7 +207,7 @@ def run_seed(cfg: Config, voc_root: Path, seed: int) -> dict[str, Any]:
     picks = {"ranked": ranked[: cfg.correct], "random": shuffled[: cfg.correct]}
     costs = {}
     for photo in drafted.photos:
-        truth = map_ignore(read_mask(mask_of[photo.photo.stem], len(names)), len(names))
+        truth = read_mask(mask_of[photo.photo.stem], len(names))  # class ids and 255
         costs[photo.photo.stem] = {
             **edit_cost(photo.draft, truth, names),
             "uncertainty": photo.scores[cfg.rank_by],
