@@ -156,18 +156,17 @@ def build_backend(
     meta = dict(metadata or {})
     meta.setdefault("input_size", list(size))
 
+    path = deployed_file(name, folder)
     if name.startswith("ov-"):
         int8 = name in INT8_BACKENDS
-        path = folder / ("ov-int8.xml" if int8 else "ov-fp32.xml")  # bf16: the same IR
         if not path.is_file():
             ov_model = to_openvino(model, size)
             if int8:
                 ov_model = quantize_openvino(ov_model, calibration.inputs(), exclude=exclude)
             save_openvino(ov_model, path, {**meta, "precision": "int8" if int8 else "fp32"})
-        return OpenVinoBackend(path, threads=threads, label=name, precision=ov_precision(name))
+        return open_deployed(name, path, threads)
 
     raw = folder / "ort-raw.onnx"
-    path = folder / f"{name}.onnx"
     if not path.is_file():
         if not raw.is_file():
             export_onnx(model, raw, size, opset=20, metadata=meta)
@@ -175,6 +174,21 @@ def build_backend(
             quantize_int8(raw, path, calibration, exclude=exclude)
         else:
             optimize_onnx(raw, path)
+    return open_deployed(name, path, threads)
+
+
+def deployed_file(name: str, workdir: str | Path) -> Path:
+    """The file `build_backend` keeps backend `name` in, in `workdir` (a bf16 backend runs the
+    IR of its float32 or INT8 twin)."""
+    if name.startswith("ov-"):
+        return Path(workdir) / ("ov-int8.xml" if name in INT8_BACKENDS else "ov-fp32.xml")
+    return Path(workdir) / f"{name}.onnx"
+
+
+def open_deployed(name: str, path: str | Path, threads: int = 0) -> Any:
+    """The runtime of CPU backend `name` on its built file (`deployed_file`)."""
+    if name.startswith("ov-"):
+        return OpenVinoBackend(path, threads=threads, label=name, precision=ov_precision(name))
     backend = OnnxBackend(path, ["CPUExecutionProvider"], session_options("all", threads))
     backend.label = name
     return backend
