@@ -16,7 +16,7 @@ from torch import nn
 import speeding
 from utils.deploy.backends import bf16_unavailable
 from utils.deploy.rounds import ratio_by_round
-from utils.deploy.timing import benchmark, environment, summarize
+from utils.deploy.timing import benchmark, environment, summarize, wait_for_child_processes
 
 SIZE = 32
 
@@ -89,6 +89,30 @@ def test_benchmark_warms_up_then_syncs_every_run() -> None:
     assert t.runs == 5 and t.median_ms >= 0
     with pytest.raises(ValueError, match="runs"):
         benchmark(lambda: None, runs=0)
+
+
+def test_benchmark_starts_after_this_process_helpers_are_gone() -> None:
+    """A helper process (as OpenVINO's telemetry starts on import) never runs while timing."""
+    import multiprocessing
+
+    helper = multiprocessing.get_context("fork").Process(target=time_sleep, args=(0.3,))
+    helper.start()
+    alive_at_first_call: list[bool] = []
+    benchmark(lambda: alive_at_first_call.append(helper.is_alive()), runs=1, warmup=0)
+    assert alive_at_first_call == [False]
+    stuck = multiprocessing.get_context("fork").Process(target=time_sleep, args=(30,))
+    stuck.start()
+    try:
+        assert wait_for_child_processes(timeout=0.1) == [stuck.name]  # gives up, says which
+    finally:
+        stuck.terminate()
+        stuck.join()
+
+
+def time_sleep(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
 
 
 def test_environment_names_machine_and_versions() -> None:

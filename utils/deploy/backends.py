@@ -53,7 +53,7 @@ from utils.deploy.optimize import (
     session_options,
 )
 from utils.deploy.runtimes import OnnxBackend, OpenVinoBackend, TorchBackend
-from utils.deploy.timing import cpu_flags
+from utils.deploy.timing import cpu_flags, wait_for_child_processes
 
 BACKENDS = ("torch", "ort-fp32", "ort-int8", "ov-fp32", "ov-bf16", "ov-int8", "ov-int8-bf16")
 AUTO = "auto"
@@ -267,6 +267,7 @@ def choose_fastest(
     if not passed:
         raise RuntimeError(f"no backend kept accuracy: {choice.rejected}")
     x = np.ascontiguousarray(inputs[:1])
+    wait_for_child_processes()  # helpers started on import (OpenVINO telemetry) are gone
     times: dict[str, list[float]] = {name: [] for name in passed}
     for backend in passed.values():  # warm-up
         for _ in range(3):
