@@ -15,28 +15,42 @@ the mIoU of each backend on a test split (get_miou's evaluation code).
     python speeding.py --device cuda --backends torch-fp32 torch-fp16 torch-compile
     python speeding.py --models fastsegformer_p --profile      # top ops of each backend
     python speeding.py --models enet --json                    # JSON rows on stdout
+    python speeding.py --models fastsegformer_e --rounds 5 --baseline ort-fp32  # speed-ups
 
 Backends: torch-fp32 (eager), torch-fp32-cl (channels_last), torch-fp32-fused (conv+BN folded,
 utils.deploy.optimize), torch-fp16 (CUDA, half weights), torch-compile (torch.compile of the folded
 model; CUDA graphs on CUDA), ort-fp32 (ONNX Runtime, graph optimised; CUDA provider on
 --device cuda), ort-fp32-noopt (ONNX Runtime with its optimiser off, for comparison), ort-int8
-(static INT8 QDQ, CPU), ov-fp32 (OpenVINO CPU plugin, float32), ov-int8 (OpenVINO, NNCF
-post-training INT8), auto (the fastest of ov-int8 / ov-fp32 that keeps accuracy against fp32 on
-held-out photos, as `--backend auto` of the other scripts; the row names the one it chose).
-INT8 calibrates on the training split of --calib-data (or --data); without one it calibrates on
-a few generated synthetic oranges and the row says so ("calibration"). Rows that cannot run
-here (CUDA on a machine without a GPU, fp16 on the CPU) are kept with status "skipped" and the
-reason.
+(static INT8 QDQ, CPU), ov-fp32 (OpenVINO CPU plugin, float32), ov-bf16 (the same IR in
+bfloat16), ov-int8 (OpenVINO, NNCF post-training INT8, its unquantised remainder in float32),
+ov-int8-bf16 (the same INT8 IR, its remainder in bfloat16), auto (the fastest of the OpenVINO
+backends that keeps accuracy against fp32 on held-out photos, as `--backend auto` of the other
+scripts; the row names the one it chose). The bf16 backends run only on CPUs that compute bf16
+natively (AVX512-BF16 or AMX); elsewhere their rows are skipped with the reason. INT8 rows say
+which precision their remainder runs in (`remainder_precision`). INT8 calibrates on the
+training split of --calib-data (or --data); without one it calibrates on a few generated
+synthetic oranges and the row says so ("calibration"). Rows that cannot run here (CUDA on a
+machine without a GPU, fp16 on the CPU) are kept with status "skipped" and the reason.
 
-Fair timing (--isolation process, the default): every row runs in its own fresh child process,
-after a separate child has exported and quantised what the rows need; the parent runs no
-inference. So no runtime is timed while another one's idle worker threads still spin (ONNX
-Runtime timed right after eager PyTorch in one process read 50% slow). --isolation none times
-the rows one after another in this process (quicker; tests).
+Rounds (--rounds N, default 3): every (model, backend, batch) row runs once per round, each
+time in its own fresh process, rounds interleaved (A B C, A B C, ...), so the drift of a shared
+or throttling CPU lands on every row alike (utils/deploy/rounds.py). A row reports the median
+over rounds of each round's median latency (`latency_ms`), every round's figure
+(`round_latencies_ms`) and their spread; --baseline BACKEND adds each row's speed-up against
+that backend's row of the same model and batch, taken round by round (`speedup_vs_baseline`,
+the median of the per-round ratios). A separate child exports and quantises what the rows
+need first; the parent runs no inference. --isolation none times the rows in this process
+(quicker; tests; biased: one runtime's idle worker threads slow the next one).
+
+Self-check (--check-bias, default `first`): in every round, the first batch-1 row of each
+runtime (ONNX Runtime, OpenVINO; `all`: every such row) is followed by the same file timed in a
+bare process that holds only numpy and that runtime (utils/deploy/bare_timing.py); the row's
+`bias_ratio` (row / bare, median over rounds) must be within 10%, and the table says whether it
+is.
 
 Writes OUT/speed_<date-time>.json (environment: CPU/GPU, CPU flags, library versions, threads,
-load average, isolation; config; rows) and .csv, plus the exported files under
-OUT/models/<date-time>/. See docs/benchmarks.md.
+load average before and after, isolation, rounds; config; rows) and .csv, plus the exported
+files under OUT/models/<date-time>/. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -44,26 +58,31 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.profiler import ProfilerActivity
+from torch.profiler import ProfilerActivity, profile
 
 import nets
 from nets.checkpoint import CheckpointError, read_project_checkpoint
 from nets.profile import complexity
 from utils.cli import config_to_dict, parse_config
+from utils.data.class_names import default_class_names
 from utils.data.preprocess import letterbox, read_image, to_tensor
-from utils.deploy.backends import choose_fastest, runtime_available
+from utils.deploy.backends import (
+    AUTO_CANDIDATES,
+    INT8_BACKENDS,
+    choose_fastest,
+    ov_precision,
+    runtime_available,
+)
 from utils.deploy.onnx_export import export_onnx
 from utils.deploy.openvino_export import (
     OV_EXCLUDE_POLICIES,
@@ -84,6 +103,14 @@ from utils.deploy.optimize import (
     profile_top_ops,
     quantize_int8,
 )
+from utils.deploy.rounds import (
+    BIAS_TOLERANCE,
+    bare_latency,
+    bias_verdict,
+    in_fresh_process,
+    over_rounds,
+    ratio_by_round,
+)
 from utils.deploy.runtimes import OpenVinoBackend
 from utils.deploy.timing import benchmark, cpu_name, environment
 from utils.deploy.torch_runtime import cuda_sync
@@ -91,7 +118,7 @@ from utils.fileio import atomic_open, write_text
 from utils.inference.calibration import calibration_photos
 from utils.inference.evaluate import evaluate
 from utils.inference.open_model import open_model
-from utils.inference.predictor import Predictor, default_class_names
+from utils.inference.predictor import Predictor
 
 BACKENDS = (
     "torch-fp32",
@@ -103,7 +130,9 @@ BACKENDS = (
     "ort-fp32-noopt",
     "ort-int8",
     "ov-fp32",
+    "ov-bf16",
     "ov-int8",
+    "ov-int8-bf16",
     "auto",
 )
 DEFAULT_BACKENDS = (
@@ -114,13 +143,22 @@ DEFAULT_BACKENDS = (
     "ort-fp32",
     "ort-int8",
     "ov-fp32",
+    "ov-bf16",
     "ov-int8",
+    "ov-int8-bf16",
 )
 ISOLATION = {
-    "process": "each row timed in its own spawned child process; exports and quantisation done "
-    "beforehand in another child; the parent runs no inference",
-    "none": "rows timed one after another in one process",
+    "process": "each row timed in its own spawned child process, once per round, rounds "
+    "interleaved; exports and quantisation done beforehand in another child; the parent runs "
+    "no inference",
+    "none": "rows timed one after another in one process, rounds interleaved",
 }
+BIAS_CHECKS = {
+    "first": "the first batch-1 row of each runtime",
+    "all": "every batch-1 ONNX Runtime and OpenVINO row",
+    "none": "no row",
+}
+RUNTIME_OF = {"ort": "onnxruntime", "ov": "openvino", "auto": "openvino"}  # backend prefix
 SAMPLE_PHOTOS = Path(__file__).resolve().parent.parent / "shared/samples/orange_real/JPEGImages"
 
 
@@ -135,8 +173,11 @@ class Config:
     device: Literal["cpu", "cuda"] = "cpu"  # device
     num_classes: int = 4  # classes of models built at random
     # the paper's protocol: random input, warm-up, synchronize, 100 timed runs
-    runs: int = 100  # timed runs per row
+    runs: int = 100  # timed runs per row and round
     warmup: int = 10  # untimed runs before timing
+    rounds: int = 3  # rounds: every row once per round, in a fresh process, interleaved
+    baseline: str = ""  # a backend of --backends: add each row's speed-up against it
+    check_bias: Literal[tuple(BIAS_CHECKS)] = "first"  # rows also timed in a bare process
     batch: tuple[int, ...] = (1,)  # batch sizes (1 = latency)
     threads: int = 0  # CPU threads (0: torch's default)
     # end to end on a photo through the Predictor (preprocess + inference + postprocess)
@@ -278,7 +319,7 @@ def _torch_runner(
         with torch.inference_mode():
             return model(t.contiguous(memory_format=fmt)).float().cpu().numpy()
 
-    def profile(runs: int) -> list:
+    def top_ops(runs: int) -> list:
 
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=acts) as prof:
@@ -293,7 +334,7 @@ def _torch_runner(
         ]
 
     return Runner("torch", "fp16" if dtype == torch.float16 else "fp32", bench, infer,
-                  cuda_sync(device), profile)  # fmt: skip
+                  cuda_sync(device), top_ops)  # fmt: skip
 
 
 def _ort_runner(
@@ -306,7 +347,7 @@ def _ort_runner(
     def infer(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {name: batch.astype(np.float32, copy=False)})[0]
 
-    def profile(runs: int) -> list:
+    def top_ops(runs: int) -> list:
         prefix = str(path.with_suffix("")) + f"_{level}_profile"
         prof_session = ort_session(path, providers, level, threads, profile_prefix=prefix)
         for _ in range(runs):
@@ -319,8 +360,8 @@ def _ort_runner(
         lambda: session.run(None, {name: x}),
         infer,
         None,
-        profile,
-        {"providers": session.get_providers()[:1], "ort_level": level},
+        top_ops,
+        {"providers": session.get_providers()[:1], "ort_level": level, "model_file": str(path)},
     )
 
 
@@ -475,11 +516,15 @@ class Workspace:
 
 
 def _ov_runner(path: Path, threads: int, x: np.ndarray, label: str) -> Runner:
+    """Backend `label` (ov-fp32, ov-bf16, ov-int8, ov-int8-bf16) on the IR at `path`."""
 
-    backend = OpenVinoBackend(path, threads=threads, label=label)
+    precision = ov_precision(label)
+    backend = OpenVinoBackend(path, threads=threads, label=label, precision=precision)
 
-    def profile(runs: int) -> list:
-        profiled = OpenVinoBackend(path, threads=threads, label=label, perf_count=True)
+    def top_ops(runs: int) -> list:
+        profiled = OpenVinoBackend(
+            path, threads=threads, label=label, perf_count=True, precision=precision
+        )
         request = profiled._request(x.shape[0])  # noqa: SLF001
         per_op: dict[str, float] = {}
         for _ in range(runs):
@@ -491,19 +536,35 @@ def _ov_runner(path: Path, threads: int, x: np.ndarray, label: str) -> Runner:
         ranked = sorted(per_op.items(), key=lambda kv: -kv[1])[:10]
         return [(op, ms / runs, ms / total) for op, ms in ranked]
 
+    float_precision = "bf16" if precision == "bf16" else "fp32"
+    notes: dict[str, Any] = {"openvino_file": path.name, "model_file": str(path),
+                             "inference_precision": precision}  # fmt: skip
+    if backend.int8:
+        notes["remainder_precision"] = float_precision  # what the unquantised ops run in
     return Runner(
         "openvino",
-        "int8" if backend.int8 else "fp32",
+        "int8" if backend.int8 else float_precision,
         lambda: backend(x),
         backend,
         None,
-        profile,
-        {"openvino_file": path.name},
+        top_ops,
+        notes,
     )
 
 
-def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batch: int) -> Runner:
-    """Prepare `backend` for `subject` at `batch`; Skip when it cannot run here."""
+def make_runner(
+    backend: str,
+    cfg: Config,
+    subject: Subject,
+    ws: Workspace,
+    batch: int,
+    decision: dict | None = None,
+) -> Runner:
+    """Prepare `backend` for `subject` at `batch`; Skip when it cannot run here.
+
+    `decision`: what an earlier round of this row decided (auto's choice), kept so that every
+    round times the same thing.
+    """
     device = torch.device(cfg.device)
     cuda = device.type == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -556,8 +617,9 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
         runner = _ort_runner(ws.int8(dynamic), providers, cfg.ort_level, threads, xn)
         runner.precision = "int8"
         runner.notes["calibration"] = ws.calibration()[1]
+        runner.notes["remainder_precision"] = "fp32"  # ONNX Runtime's CPU float path
         return runner
-    if backend in ("ov-fp32", "ov-int8", "auto"):
+    if backend.startswith("ov-") or backend == "auto":
         if cuda:
             raise Skip(f"{backend} runs OpenVINO's CPU plugin; use --device cpu")
         missing = runtime_available("ov-int8" if backend == "auto" else backend)
@@ -565,31 +627,50 @@ def make_runner(backend: str, cfg: Config, subject: Subject, ws: Workspace, batc
             raise Skip(missing)
         xn = x.numpy()
         if backend != "auto":
-            runner = _ov_runner(ws.openvino(backend == "ov-int8"), threads, xn, backend)
-            if backend == "ov-int8":
+            int8 = backend in INT8_BACKENDS
+            runner = _ov_runner(ws.openvino(int8), threads, xn, backend)
+            if int8:
                 runner.notes["calibration"] = ws.calibration()[1]
             return runner
-        return _auto_runner(cfg, subject, ws, threads, xn)
+        return _auto_runner(subject, ws, threads, xn, decision)
     raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
 
 
-def _auto_runner(
-    cfg: Config, subject: Subject, ws: Workspace, threads: int, x: np.ndarray
-) -> Runner:
-    """`--backend auto` as the other scripts run it: quantise, check INT8 against fp32 on
-    held-out photos, time the candidates interleaved, keep the fastest; the row names it."""
+def auto_candidates() -> list[str]:
+    """The OpenVINO backends `auto` weighs here (the bf16 ones where the CPU has native bf16)."""
+    return [n for n in AUTO_CANDIDATES if n.startswith("ov-") and runtime_available(n) is None]
 
-    inputs, reference = ws.held_out()  # computed before any timing (a child in --isolation process)
-    paths = {name: ws.openvino(name == "ov-int8") for name in ("ov-int8", "ov-fp32")}
-    candidates = {n: OpenVinoBackend(p, threads=threads, label=n) for n, p in paths.items()}
-    time.sleep(0.5)  # PyTorch's worker threads go idle before the runtimes are timed
-    choice = choose_fastest(
-        candidates, reference, inputs, int(subject.model.num_classes), cpu=cpu_name(),
-        threads=threads,
-    )  # fmt: skip
-    runner = _ov_runner(paths[choice.chosen], threads, x, choice.chosen)
-    runner.notes.update(auto_chose=choice.chosen, auto=choice.as_dict(), auto_line=choice.line())
-    if choice.chosen.endswith("int8"):
+
+def _auto_runner(
+    subject: Subject,
+    ws: Workspace,
+    threads: int,
+    x: np.ndarray,
+    decision: dict | None = None,
+) -> Runner:
+    """`--backend auto` as the other scripts run it: quantise, check INT8 and bf16 against fp32
+    on held-out photos, time the candidates interleaved, keep the fastest; the row names it.
+
+    With `decision` (the first round's choice) the chosen backend is timed without choosing
+    again, as a deployment reuses its cached choice."""
+
+    if decision is None:
+        inputs, reference = ws.held_out()  # made before any timing (the prepare child)
+        candidates = {
+            n: OpenVinoBackend(ws.openvino(n in INT8_BACKENDS), threads=threads, label=n,
+                               precision=ov_precision(n))
+            for n in auto_candidates()
+        }  # fmt: skip
+        choice = choose_fastest(
+            candidates, reference, inputs, int(subject.model.num_classes), cpu=cpu_name(),
+            threads=threads,
+        )  # fmt: skip
+        decision = {"auto_chose": choice.chosen, "auto": choice.as_dict(),
+                    "auto_line": choice.line()}  # fmt: skip
+    chosen = decision["auto_chose"]
+    runner = _ov_runner(ws.openvino(chosen in INT8_BACKENDS), threads, x, chosen)
+    runner.notes.update(decision)
+    if chosen in INT8_BACKENDS:
         runner.notes["calibration"] = ws.calibration()[1]
     return runner
 
@@ -636,9 +717,17 @@ def measure(
     counts: dict,
     reference: np.ndarray | None,
     check_input: np.ndarray | None,
+    first_round: bool = True,
+    decision: dict | None = None,
 ) -> dict[str, Any]:
+    """One round of one row: prepare the backend, time it, and (batch 1) end to end on a photo.
+
+    The checks that give the same answer every round (logits against eager, --accuracy,
+    --profile) run in the first round only.
+    """
 
     row: dict[str, Any] = {
+        "started": time.time(),  # when this round of the row began (the interleaving order)
         "model": subject.name,
         "backend": backend,
         "batch": batch,
@@ -653,7 +742,7 @@ def measure(
         "reason": None,
     }
     try:
-        runner = make_runner(backend, cfg, subject, ws, batch)
+        runner = make_runner(backend, cfg, subject, ws, batch, decision)
     except Skip as e:
         row.update(status="skipped", reason=str(e))
         return row
@@ -661,6 +750,7 @@ def measure(
         row.update(status="error", reason=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
         return row
     row.update(runtime=runner.runtime, precision=runner.precision, **runner.notes)
+    row["threads"] = torch.get_num_threads()
     try:
         t = benchmark(runner.bench, cfg.runs, cfg.warmup, batch, runner.sync)
     except Exception as e:
@@ -679,7 +769,7 @@ def measure(
     )
     if batch != 1:
         return row
-    if reference is not None and check_input is not None:
+    if first_round and reference is not None and check_input is not None:
         got = runner.infer(check_input)  # (1, K, h, w) on the preprocessed photo
         row["max_rel_diff_vs_eager"] = float(
             np.abs(got - reference).max() / max(float(np.abs(reference).max()), 1e-12)
@@ -691,9 +781,9 @@ def measure(
         image = read_image(photo)
         e2e = benchmark(lambda: predictor.predict(image), cfg.e2e_runs, 3, 1, runner.sync)
         row.update(e2e_ms=e2e.median_ms, e2e_fps=e2e.fps, e2e_photo=str(photo))
-    if cfg.accuracy:
+    if first_round and cfg.accuracy:
         row.update(_accuracy(cfg, subject, runner, backend))
-    if cfg.profile and runner.profile is not None:
+    if first_round and cfg.profile and runner.profile is not None:
         row["top_ops"] = [[op, ms, share] for op, ms, share in runner.profile(20)]
     return row
 
@@ -733,30 +823,52 @@ def _backend_name(row: dict) -> str:
     return f"auto:{row['auto_chose']}" if row.get("auto_chose") else row["backend"]
 
 
-def format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict], baseline: str = "") -> str:
+    """The rows as a text table: median over rounds, the rounds' range and spread, speed-up
+    against `baseline`, and the harness self-check where it ran; then a legend."""
+
     def num(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
     head = (
-        f"{'model':<16} {'backend':<16} {'b':>2} {'params M':>8} {'GFLOPs':>6} "
-        f"{'median ms':>9} {'p10-p90 ms':>15} {'FPS':>7} {'e2e FPS':>7} {'mIoU':>6} status"
+        f"{'model':<16} {'backend':<20} {'b':>2} {'params M':>8} {'GFLOPs':>6} "
+        f"{'median ms':>9} {'rounds min-max':>15} {'spread':>6} {'FPS':>7} {'e2e FPS':>7} "
+        f"{'mIoU':>6} "
+        + (f"{'x ' + baseline:>12} " if baseline else "")
+        + f"{'vs bare':>12} status"
     )
     lines = [head, "-" * len(head)]
+    rounds = 0
     for r in rows:
         spread = (
-            f"{r['latency_p10_ms']:.1f}-{r['latency_p90_ms']:.1f}"
-            if r.get("latency_p10_ms") is not None
+            f"{r['round_min_ms']:.1f}-{r['round_max_ms']:.1f}"
+            if r.get("round_min_ms") is not None
             else "-"
         )
+        pct = "-" if r.get("round_spread_pct") is None else f"{r['round_spread_pct']:.0f}%"
         miou = None if r.get("miou") is None else 100 * r["miou"]
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
+        if r.get("miou_error"):
+            status += f"; mIoU not measured: {r['miou_error']}"
+        bare = "-"
+        if r.get("bias_ratio") is not None:
+            bare = f"{r['bias_ratio']:.2f} {r['bias_check']}"
+        speedup = f"{num(r.get('speedup_vs_baseline'), '.2f'):>12} " if baseline else ""
+        rounds = max(rounds, len(r.get("round_latencies_ms") or []))
         lines.append(
-            f"{r['model']:<16} {_backend_name(r):<16} {r['batch']:>2} "
+            f"{r['model']:<16} {_backend_name(r):<20} {r['batch']:>2} "
             f"{num(r['params_m'], '.2f'):>8} "
             f"{num(r['gflops'], '.2f'):>6} {num(r['latency_ms'], '.2f'):>9} {spread:>15} "
-            f"{num(r['fps'], '.1f'):>7} {num(r.get('e2e_fps'), '.1f'):>7} "
-            f"{num(miou, '.2f'):>6} {status}"
+            f"{pct:>6} {num(r['fps'], '.1f'):>7} {num(r.get('e2e_fps'), '.1f'):>7} "
+            f"{num(miou, '.2f'):>6} {speedup}{bare:>12} {status}"
         )
+    lines.append(
+        f"median ms: median over {rounds} round(s) of each round's median, each round in a fresh "
+        "process; spread: (max - min) / median of the rounds"
+        + (f"; x {baseline}: speed-up against {baseline}, round by round" if baseline else "")
+        + f"; vs bare: row / the same file in a bare runtime process, same rounds "
+        f"(ok within {100 * BIAS_TOLERANCE:.0f}%)"
+    )
     return "\n".join(lines)
 
 
@@ -778,15 +890,16 @@ def write_results(rows: list[dict], env: dict, cfg: Config, out: Path) -> tuple[
     write_text(json_path, json.dumps(doc, indent=2))
     keys: list[str] = []
     for r in rows:
-        keys += [k for k in r if k not in keys and k != "top_ops"]
+        keys += [k for k in r if k not in keys and k not in ("top_ops", "round_detail", "auto")]
     with atomic_open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(
             f, fieldnames=keys + ["threads", "cpu", "gpu"], extrasaction="ignore"
         )
         writer.writeheader()
         for r in rows:
-            writer.writerow({**r, "threads": env["torch_threads"], "cpu": env["cpu"],
-                             "gpu": env["gpu"]})  # fmt: skip
+            cells = {k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()}
+            writer.writerow({**cells, "threads": r.get("threads", env["torch_threads"]),
+                             "cpu": env["cpu"], "gpu": env["gpu"]})  # fmt: skip
     return json_path, csv_path
 
 
@@ -814,7 +927,9 @@ def _prepare(cfg: Config, subject: Subject, folder: Path) -> dict[str, Any]:
         "ort-fp32-noopt": lambda d: ws.raw(d),
         "ort-int8": lambda d: ws.int8(d),
         "ov-fp32": lambda d: ws.openvino(False),
+        "ov-bf16": lambda d: ws.openvino(False),
         "ov-int8": lambda d: ws.openvino(True),
+        "ov-int8-bf16": lambda d: ws.openvino(True),
         "auto": lambda d: (ws.openvino(True), ws.openvino(False), ws.held_out()),
     }
     if cfg.device == "cpu":
@@ -841,7 +956,14 @@ def _child_prepare(cfg: Config, ref: tuple, folder: Path) -> dict[str, Any]:
 
 
 def _child_row(
-    cfg: Config, ref: tuple, backend: str, batch: int, folder: Path, counts: dict
+    cfg: Config,
+    ref: tuple,
+    backend: str,
+    batch: int,
+    folder: Path,
+    counts: dict,
+    first_round: bool = True,
+    decision: dict | None = None,
 ) -> dict[str, Any]:
 
     if cfg.threads > 0:
@@ -849,16 +971,11 @@ def _child_row(
     subject = _rebuild_subject(ref, cfg.trust_checkpoint)
     ws = Workspace(cfg, subject, Path(cfg.out), folder)
     reference, check_input = _load_reference(folder, subject)
-    row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
+    row = measure(
+        cfg, subject, backend, batch, ws, counts, reference, check_input, first_round, decision
+    )
     row["process"] = os.getpid()
     return row
-
-
-def _in_child(fn: Callable, *args: Any) -> Any:
-    """fn(*args) in a fresh spawned process (nothing inherited from this one's runtimes)."""
-
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
 
 
 def _subject_refs(cfg: Config) -> list[tuple]:
@@ -877,27 +994,31 @@ def _subject_refs(cfg: Config) -> list[tuple]:
     ]
 
 
-def run(cfg: Config) -> list[dict]:
-    unknown = [b for b in cfg.backends if b not in BACKENDS]
-    if unknown:
-        raise SystemExit(f"unknown backend(s) {unknown}; valid: {', '.join(BACKENDS)}")
-    if any(b < 1 for b in cfg.batch):
-        raise SystemExit(f"--batch sizes must be >= 1, got {cfg.batch}")
-    if cfg.isolation not in ISOLATION:
-        raise SystemExit(f"--isolation {cfg.isolation!r}: use one of {', '.join(ISOLATION)}")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    env = environment(cfg.device)
-    env["isolation"] = f"{cfg.isolation}: {ISOLATION[cfg.isolation]}"
-    log(
-        f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} threads; flags "
-        f"{' '.join(env['cpu_flags']) or '-'}), GPU: {env['gpu'] or 'none'}, torch {env['torch']}"
-        f", onnxruntime {env['onnxruntime']}, openvino {env['openvino']}, load average "
-        f"{env['load_average_1_5_15']}; isolation {cfg.isolation}"
-    )
-    rows: list[dict] = []
+@dataclass
+class Item:
+    """One row of the table, (model, backend, batch), and what each round measured of it."""
+
+    subject: str  # the subject's tag
+    backend: str
+    batch: int
+    measure_once: Callable[[bool, dict | None], dict]  # (first round?, decision) -> that round
+    rounds: list[dict] = field(default_factory=list)
+    bare_ms: list[float | None] = field(default_factory=list)  # the bias check, per round
+    check_bias: bool = False
+
+    @property
+    def decision(self) -> dict | None:
+        """What the first round decided and later rounds keep (auto's choice)."""
+        first = self.rounds[0] if self.rounds else {}
+        if not first.get("auto_chose"):
+            return None
+        return {k: first[k] for k in ("auto_chose", "auto", "auto_line")}
+
+
+def _items(cfg: Config, out: Path, stamp: str) -> list[Item]:
+    """The rows to measure, with how one round of each is measured (--isolation)."""
+
+    items: list[Item] = []
     if cfg.isolation == "none":
         try:
             subjects = load_subjects(cfg)
@@ -913,25 +1034,162 @@ def run(cfg: Config) -> list[dict]:
             reference, check_input = _load_reference(folder, subject)
             for batch in cfg.batch:
                 for backend in cfg.backends:
-                    log(f"{subject.tag} / {backend} / batch {batch} ...")
-                    row = measure(cfg, subject, backend, batch, ws, counts, reference, check_input)
-                    rows.append(row)
-                    _log_row(row)
-    else:
-        for ref in _subject_refs(cfg):
-            folder = out / "models" / stamp / "_".join(str(p) for p in ref[1:2]).replace("/", "_")
-            folder.mkdir(parents=True, exist_ok=True)
-            log(f"{ref[1]}: preparing (exports, quantisation, reference) in a child process ...")
-            counts = _in_child(_child_prepare, cfg, ref, folder)
-            for batch in cfg.batch:
-                for backend in cfg.backends:
-                    log(f"{ref[1]} / {backend} / batch {batch} (own process) ...")
-                    row = _in_child(_child_row, cfg, ref, backend, batch, folder, counts)
-                    rows.append(row)
-                    _log_row(row)
+
+                    def once(first: bool, decision: dict | None, s=subject, k=backend, b=batch,
+                             ws=ws, c=counts, ref=reference, x=check_input) -> dict:  # fmt: skip
+                        return measure(cfg, s, k, b, ws, c, ref, x, first, decision)
+
+                    items.append(Item(subject.tag, backend, batch, once))
+        return items
+    for ref in _subject_refs(cfg):
+        folder = out / "models" / stamp / "_".join(str(p) for p in ref[1:2]).replace("/", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        log(f"{ref[1]}: preparing (exports, quantisation, reference) in a child process ...")
+        counts = in_fresh_process(_child_prepare, cfg, ref, folder)
+        for batch in cfg.batch:
+            for backend in cfg.backends:
+
+                def once(first: bool, decision: dict | None, ref=ref, k=backend, b=batch,
+                         f=folder, c=counts) -> dict:  # fmt: skip
+                    return in_fresh_process(_child_row, cfg, ref, k, b, f, c, first, decision)
+
+                items.append(Item(str(ref[1]), backend, batch, once))
+    return items
+
+
+def _wants_bias_check(cfg: Config, item: Item, row: dict, checked: set[str]) -> bool:
+    """Whether `item` gets a bare twin (decided on its first round's row)."""
+    runtime = row.get("runtime")
+    if cfg.check_bias == "none" or cfg.device != "cpu" or row["status"] != "ok":
+        return False
+    if item.batch != 1 or runtime not in ("onnxruntime", "openvino"):
+        return False
+    if cfg.check_bias == "first" and runtime in checked:
+        return False
+    checked.add(runtime)
+    return True
+
+
+def _bare_twin(cfg: Config, row: dict) -> float | None:
+    """The row's file timed in a bare process of its runtime (ms, median), None if it failed."""
+    h, w = row["input_size"]
+    try:
+        bare = bare_latency(
+            row["runtime"], row["model_file"], (row["batch"], 3, h, w), row["threads"],
+            cfg.runs, cfg.warmup, row.get("inference_precision", "f32"),
+            row.get("ort_level", "all"),
+        )  # fmt: skip
+    except (RuntimeError, OSError, ValueError) as e:
+        log(f"  bias check failed: {e}")
+        return None
+    if bare["loaded"]:
+        log(f"  bias check: the bare process had {bare['loaded']} loaded; not bare")
+        return None
+    return bare["median_ms"]
+
+
+def combine(item: Item) -> dict[str, Any]:
+    """The table row of `item` from its rounds: the first round's row (checks, accuracy,
+    profile, auto's choice) with the figures over rounds (utils.deploy.rounds.over_rounds)."""
+
+    first = item.rounds[0]
+    row = dict(first)
+    if first["status"] != "ok":
+        return row
+    latencies = [r["latency_ms"] if r["status"] == "ok" else None for r in item.rounds]
+    row.update(over_rounds(latencies))
+    row["fps"] = item.batch * 1e3 / row["latency_ms"]
+    row["latency_min_ms"] = min(r["latency_min_ms"] for r in item.rounds if r["status"] == "ok")
+    e2e = [r["e2e_ms"] for r in item.rounds if r.get("e2e_ms") is not None]
+    if e2e:
+        row["e2e_ms"] = float(np.median(e2e))
+        row["e2e_fps"] = 1e3 / row["e2e_ms"]
+    for key in ("latency_mean_ms", "latency_std_ms", "latency_p10_ms", "latency_p90_ms"):
+        row.pop(key, None)  # one round's; every round's are in round_detail
+    row.pop("process", None)
+    row.pop("started", None)
+    row["round_detail"] = [
+        {k: r.get(k) for k in ("status", "reason", "started", "latency_ms", "latency_p10_ms",
+                               "latency_p90_ms", "latency_min_ms", "e2e_ms", "process")}
+        for r in item.rounds
+    ]  # fmt: skip
+    row["rounds"] = len(item.rounds)
+    if item.check_bias:
+        row["bare_round_latencies_ms"] = item.bare_ms
+        row["bias_ratio"] = ratio_by_round(latencies, item.bare_ms)
+        row["bias_check"] = bias_verdict(row["bias_ratio"])
+    return row
+
+
+def add_speedups(rows: list[dict], baseline: str) -> None:
+    """speedup_vs_baseline of every row: baseline / row latency of the same model and batch,
+    round by round (utils.deploy.rounds.ratio_by_round); None where the baseline did not run."""
+    base = {
+        (r["model"], r.get("checkpoint"), r["batch"]): r
+        for r in rows
+        if r["backend"] == baseline and r["status"] == "ok"
+    }
+    for r in rows:
+        b = base.get((r["model"], r.get("checkpoint"), r["batch"]))
+        ok = b is not None and r["status"] == "ok"
+        r["baseline"] = baseline
+        r["speedup_vs_baseline"] = (
+            ratio_by_round(b["round_latencies_ms"], r["round_latencies_ms"]) if ok else None
+        )
+
+
+def run(cfg: Config) -> list[dict]:
+    unknown = [b for b in cfg.backends if b not in BACKENDS]
+    if unknown:
+        raise SystemExit(f"unknown backend(s) {unknown}; valid: {', '.join(BACKENDS)}")
+    if any(b < 1 for b in cfg.batch):
+        raise SystemExit(f"--batch sizes must be >= 1, got {cfg.batch}")
+    if cfg.isolation not in ISOLATION:
+        raise SystemExit(f"--isolation {cfg.isolation!r}: use one of {', '.join(ISOLATION)}")
+    if cfg.rounds < 1:
+        raise SystemExit(f"--rounds must be >= 1, got {cfg.rounds}")
+    if cfg.baseline and cfg.baseline not in cfg.backends:
+        raise SystemExit(
+            f"--baseline {cfg.baseline!r} is not one of --backends ({', '.join(cfg.backends)})"
+        )
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    env = environment(cfg.device)
+    env["isolation"] = f"{cfg.isolation}: {ISOLATION[cfg.isolation]}"
+    env["rounds"] = cfg.rounds
+    env["check_bias"] = f"{cfg.check_bias}: {BIAS_CHECKS[cfg.check_bias]}"
+    log(
+        f"{env['cpu']} ({env['cpu_count']} CPUs, {env['torch_threads']} threads; flags "
+        f"{' '.join(env['cpu_flags']) or '-'}), GPU: {env['gpu'] or 'none'}, torch {env['torch']}"
+        f", onnxruntime {env['onnxruntime']}, openvino {env['openvino']}, load average "
+        f"{env['load_average_1_5_15']}; isolation {cfg.isolation}, {cfg.rounds} round(s)"
+    )
+    items = _items(cfg, out, stamp)
+    checked: set[str] = set()
+    for r in range(cfg.rounds):
+        for item in items:
+            if r > 0 and item.rounds[0]["status"] != "ok":
+                continue  # skipped or failed in the first round: nothing to time again
+            log(f"round {r + 1}/{cfg.rounds}: {item.subject} / {item.backend} / batch "
+                f"{item.batch} ...")  # fmt: skip
+            row = item.measure_once(r == 0, item.decision)
+            item.rounds.append(row)
+            _log_row(row)
+            if r == 0:
+                item.check_bias = _wants_bias_check(cfg, item, row, checked)
+            if item.check_bias:
+                item.bare_ms.append(_bare_twin(cfg, row) if row["status"] == "ok" else None)
+                if item.bare_ms[-1] is not None:
+                    log(f"  the same file in a bare {row['runtime']} process: "
+                        f"{item.bare_ms[-1]:.2f} ms")  # fmt: skip
+    rows = [combine(item) for item in items]
+    if cfg.baseline:
+        add_speedups(rows, cfg.baseline)
     env["load_average_after"] = environment(cfg.device)["load_average_1_5_15"]
     json_path, csv_path = write_results(rows, env, cfg, out)
-    table = format_table(rows)
+    table = format_table(rows, cfg.baseline)
     profiles = format_profiles(rows)
     if cfg.json:
         print(json.dumps(rows, indent=2))

@@ -16,6 +16,7 @@ from utils.deploy.optimize import (
     fold_batchnorm,
     optimize_onnx,
     ort_session,
+    pointwise_before_upsample,
     quantize_int8,
 )
 from utils.inference.calibration import calibration_images
@@ -124,6 +125,62 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory):
 def tiny_photos(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8) for i in range(n)]
+
+
+class UpThenPointwise(nn.Module):
+    """conv 3x3 -> x2 bilinear up -> 1x1 conv (the end of FastSegFormer's IRB); `residual` also
+    reads the upsampled tensor in a functional op, which hooks do not see."""
+
+    def __init__(self, out_channels: int = 3, residual: bool = False) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
+        self.head = nn.Conv2d(8, out_channels, 1)
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = self.up(self.body(x))  # (B, 8, 2H, 2W)
+        out = self.head(up)
+        return out + up[:, : out.shape[1]] if self.residual else out
+
+
+def test_pointwise_before_upsample_is_exact_and_convolves_the_small_map() -> None:
+    torch.manual_seed(0)
+    model = UpThenPointwise().eval()
+    swapped, n = pointwise_before_upsample(model, 16)
+    assert n == 1 and isinstance(swapped.up, nn.Identity)
+    seen: list[tuple[int, ...]] = []
+    swapped.head[0].register_forward_pre_hook(lambda m, inp: seen.append(tuple(inp[0].shape)))
+    x = torch.rand(2, 3, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(swapped(x), model(x), rtol=1e-5, atol=1e-5)
+    assert seen == [(2, 8, 16, 16)]  # the 1x1 conv ran before the x2 upsample
+    assert isinstance(model.up, nn.Upsample)  # the caller's model is left as it was
+
+
+def test_pointwise_before_upsample_leaves_what_it_cannot_swap() -> None:
+    torch.manual_seed(0)
+    for model in (UpThenPointwise(residual=True), UpThenPointwise(out_channels=16)):
+        model.eval()  # upsample also read by a residual; more outputs than inputs
+        swapped, n = pointwise_before_upsample(model, 16)
+        assert n == 0 and isinstance(swapped.up, nn.Upsample)
+        x = torch.rand(1, 3, 16, 16)
+        with torch.inference_mode():
+            torch.testing.assert_close(swapped(x), model(x))
+
+
+def test_pointwise_before_upsample_on_fastsegformer() -> None:
+    """FastSegFormer's IRB head (x2 up of 32 channels, then 1x1 to the classes) is swapped."""
+    import nets
+
+    torch.manual_seed(0)
+    model = nets.build_model("fastsegformer_p").eval()
+    swapped, n = pointwise_before_upsample(model, 64)
+    assert n == 1 and isinstance(swapped.irb.up, nn.Identity)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        ref = model(x)
+        assert (swapped(x) - ref).abs().max() <= 1e-4 * ref.abs().max()
 
 
 def test_optimize_onnx_same_logits_and_metadata(tiny_onnx, tmp_path) -> None:

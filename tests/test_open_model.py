@@ -9,6 +9,7 @@ from test_predict_helpers import make_tiny, orange_photo, register_tiny, write_p
 
 import get_miou
 import predict
+from utils.deploy.backends import bf16_unavailable
 from utils.inference.model_predictor import ModelPredictor
 from utils.inference.open_model import open_model
 from utils.line import bench, grading
@@ -59,6 +60,25 @@ def test_open_model_refusals_are_one_line(files, tmp_path) -> None:
         open_model(files["onnx"], model_name="pidnet_s")
     with pytest.raises(ValueError, match="unknown backend"):
         open_model(files["xml"], backend="tensorrt")
+
+
+def test_an_exported_ir_runs_in_bf16_where_the_cpu_has_it(files, monkeypatch) -> None:
+    """--backend ov-bf16 on a float IR runs its float ops in bfloat16 (native bf16 CPUs); a bf16
+    name that is not the IR's twin, or a CPU without native bf16, is refused in one line."""
+    monkeypatch.delenv("FASTSEGFORMER_NATIVE_BF16", raising=False)
+    missing = bf16_unavailable()
+    monkeypatch.setenv("FASTSEGFORMER_NATIVE_BF16", "0")
+    with pytest.raises(ValueError, match="--backend ov-bf16: native bf16 turned off"):
+        open_model(files["xml"], backend="ov-bf16")
+    monkeypatch.setenv("FASTSEGFORMER_NATIVE_BF16", "1")
+    with pytest.raises(ValueError, match=r"an OpenVINO IR \(ov-bf16\).*--backend ov-int8-bf16"):
+        open_model(files["xml"], backend="ov-int8-bf16")
+    if missing:
+        pytest.skip(f"OpenVINO would emulate bf16 here: {missing}")
+    ir = open_model(files["xml"], backend="ov-bf16")
+    assert ir.describe().startswith("ov-bf16: openvino") and ir.backend.precision == "bf16"
+    image = orange_photo(40, 56, 1)
+    assert (ir.predict(image) == open_model(files["xml"]).predict(image)).mean() > 0.99
 
 
 def test_old_flag_spellings_still_work_with_a_note(files, tmp_path, capsys) -> None:

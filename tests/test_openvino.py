@@ -3,9 +3,10 @@ backend choice: IR export with metadata, NNCF INT8, `--backend` in predict.py / 
 `auto`, and the fidelity of the CPU runtime on the real FastSegFormer graphs.
 
 Tiny models for the mechanics (seconds); FastSegFormer-P and -E at random weights for the
-fp32 fidelity checks (a conversion each, ~10-20 s). INT8 accuracy on trained checkpoints runs
-when FASTSEGFORMER_TRAINED names a folder holding p.pth / e.pth and the VOC root they were
-trained on (FASTSEGFORMER_TRAINED_DATA); docs/benchmarks.md has the numbers.
+fp32 fidelity checks (a conversion each, ~10-20 s). INT8 and bf16 accuracy: on a tiny model
+trained inside the test, always; on trained FastSegFormer checkpoints when FASTSEGFORMER_TRAINED
+names a folder holding p.pth / e.pth and the VOC root they were trained on
+(FASTSEGFORMER_TRAINED_DATA); docs/benchmarks.md has the numbers.
 """
 
 from __future__ import annotations
@@ -17,12 +18,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_predict_helpers import make_tiny, orange_photo, register_tiny, write_project_checkpoint
+from test_predict_helpers import (
+    make_tiny,
+    orange_photo,
+    register_tiny,
+    train_tiny,
+    write_project_checkpoint,
+)
 
 import get_miou
 import nets
 import predict
-from utils.deploy.backends import AUTO_MIN_MASK_IOU, mask_agreement
+from utils.deploy.backends import AUTO_MIN_MASK_IOU, bf16_unavailable, mask_agreement
 from utils.deploy.onnx_export import export_copy, export_onnx, freeze_attention_biases
 from utils.deploy.openvino_export import (
     excluded_ov_nodes,
@@ -160,7 +167,7 @@ def test_auto_is_cached_per_weights_and_cpu(tmp_path) -> None:
     first = ModelPredictor(make_tiny(seed=3), SIZE).use_backend(
         "auto", calib_images=6, cache_dir=cache
     )
-    assert first.auto_choice is not None and first.auto_choice.chosen in ("ov-int8", "ov-fp32")
+    assert first.auto_choice is not None and first.auto_choice.chosen.startswith("ov-")
     (folder,) = cache.iterdir()
     record = next(folder.glob("auto_*.json"))
     stamp = record.stat().st_mtime_ns
@@ -240,23 +247,58 @@ def test_efficientformer_attention_biases_export_as_constants(tmp_path) -> None:
 
 # ------------------------------------------------------------------------------ trained weights
 TRAINED = os.environ.get("FASTSEGFORMER_TRAINED")
+NATIVE_BF16 = bf16_unavailable() is None
+FLOAT_BOUND = 0.001  # ov-fp32: the same mIoU as PyTorch, to 0.1 point
+BF16_BOUND = 0.005  # bf16 (float model, or INT8's remainder) within 0.5 point of float32
+
+
+def _miou_per_backend(checkpoint: Path, data: str | Path, out: Path) -> dict[str, float]:
+    """mIoU on the test split of `data` through get_miou.py --backend, every CPU backend."""
+    backends = ["torch", "ov-fp32", "ov-int8", "ort-int8"]
+    backends += ["ov-bf16", "ov-int8-bf16"] if NATIVE_BF16 else []
+    scores = {}
+    for backend in backends:
+        rc = get_miou.main(
+            ["--checkpoint", str(checkpoint), "--backend", backend, "--data", str(data),
+             "--split", "test", "--out", str(out / backend), "--no-progress",
+             "--deploy-cache", str(out / "cache"), "--calib-images", "8"]
+        )  # fmt: skip
+        assert rc == 0
+        scores[backend] = json.loads((out / backend / "metrics.json").read_text())["mIoU"]
+    return scores
+
+
+def _check_scores(scores: dict[str, float], int8_bound: float) -> None:
+    assert abs(scores["ov-fp32"] - scores["torch"]) <= FLOAT_BOUND, scores
+    assert abs(scores["ov-int8"] - scores["torch"]) <= int8_bound, scores
+    assert abs(scores["ort-int8"] - scores["torch"]) <= int8_bound, scores
+    if NATIVE_BF16:
+        assert abs(scores["ov-bf16"] - scores["torch"]) <= BF16_BOUND, scores
+        assert abs(scores["ov-int8-bf16"] - scores["ov-int8"]) <= BF16_BOUND, scores
+
+
+def test_int8_and_bf16_miou_track_float32_on_a_model_trained_here(tmp_path, monkeypatch) -> None:
+    """Every deployment of a model trained in the test scores within a stated bound of float32
+    PyTorch on the test split: ov-fp32 within 0.1 point, bf16 within 0.5 point (of float32, or
+    of INT8 with a float32 remainder), INT8 within 2 points. The INT8 bound is wider than the
+    1-point goal checked on trained FastSegFormers below: a tiny model and 4 test photos of
+    64x64, where a defect class covers a few hundred pixels and a handful of flipped pixels
+    move mIoU by a point."""
+    from utils.data.synthetic import generate_dataset
+
+    register_tiny(monkeypatch)
+    root = generate_dataset(tmp_path / "voc", num=20, seed=0, size=64, workers=1)
+    checkpoint = write_project_checkpoint(train_tiny(root), tmp_path / "tiny.pth", input_size=64)
+    scores = _miou_per_backend(checkpoint, root, tmp_path)
+    assert scores["torch"] > 0.10, scores  # it learnt something: the bounds mean something
+    _check_scores(scores, int8_bound=0.02)
 
 
 @pytest.mark.skipif(not TRAINED, reason="set FASTSEGFORMER_TRAINED to a folder with p.pth/e.pth")
 @pytest.mark.parametrize("name", ["p", "e"])
 def test_int8_within_one_point_miou_on_trained_checkpoints(name: str, tmp_path) -> None:
-    """INT8 (OpenVINO/NNCF and ONNX Runtime) within 1 point mIoU of fp32 on the test split."""
-    checkpoint = Path(TRAINED) / f"{name}.pth"
+    """INT8 (OpenVINO/NNCF and ONNX Runtime) within 1 point mIoU of fp32 on the test split, bf16
+    within 0.5 point, on FastSegFormer checkpoints trained beforehand (docs/benchmarks.md)."""
     data = os.environ.get("FASTSEGFORMER_TRAINED_DATA", "data/synthetic_oranges")
-    scores = {}
-    for backend in ("torch", "ov-fp32", "ov-int8", "ort-int8"):
-        out = tmp_path / backend
-        rc = get_miou.main(
-            ["--checkpoint", str(checkpoint), "--backend", backend, "--data", data,
-             "--split", "test", "--out", str(out), "--no-progress", "--deploy-cache", ""]
-        )  # fmt: skip
-        assert rc == 0
-        scores[backend] = json.loads((out / "metrics.json").read_text())["mIoU"]
-    assert abs(scores["ov-fp32"] - scores["torch"]) <= 0.001, scores
-    assert scores["torch"] - scores["ov-int8"] <= 0.01, scores
-    assert scores["torch"] - scores["ort-int8"] <= 0.01, scores
+    scores = _miou_per_backend(Path(TRAINED) / f"{name}.pth", data, tmp_path)
+    _check_scores(scores, int8_bound=0.01)

@@ -147,6 +147,16 @@ def test_memory_format_auto_follows_the_measured_table() -> None:
     assert speed.resolve_memory_format("auto", "unknown_model", "cuda", "fp32") == "nchw"
 
 
+def test_channels_last_table_says_which_rows_were_measured() -> None:
+    """Every row of the table is either measured or names the measured model it follows."""
+    measured, follows = speed.CPU_CHANNELS_LAST_MEASURED, speed.CPU_CHANNELS_LAST_FOLLOWS
+    assert not set(measured) & set(follows)
+    assert set(speed.CPU_CHANNELS_LAST) == set(measured) | set(follows)
+    for name, like in follows.items():
+        assert like in measured, f"{name} follows {like}, which was not measured"
+        assert speed.CPU_CHANNELS_LAST[name] == measured[like]
+
+
 def test_channels_last_task_lays_out_weights_and_batches() -> None:
     task = SegmentationTask(TinySegNet((4, 6)), build_seg_loss("ce"))
     probe = dtype_probe(task.model)

@@ -15,7 +15,13 @@ from typing import Any
 
 import torch
 
-from utils.deploy.backends import BACKENDS, INT8_BACKENDS, check_backend_name, runtime_available
+from utils.deploy.backends import (
+    BACKENDS,
+    INT8_BACKENDS,
+    check_backend_name,
+    ov_precision,
+    runtime_available,
+)
 from utils.deploy.onnx_export import export_onnx
 from utils.deploy.openvino_export import quantize_openvino, save_openvino, to_openvino
 from utils.deploy.optimize import (
@@ -62,17 +68,17 @@ def build_backend(
     meta = dict(metadata or {})
     meta.setdefault("input_size", list(size))
 
+    path = deployed_file(name, folder)
     if name.startswith("ov-"):
-        path = folder / f"{name}.xml"
+        int8 = name in INT8_BACKENDS
         if not path.is_file():
             ov_model = to_openvino(model, size)
-            if name == "ov-int8":
+            if int8:
                 ov_model = quantize_openvino(ov_model, calibration.inputs(), exclude=exclude)
-            save_openvino(ov_model, path, {**meta, "precision": name[3:]})
-        return OpenVinoBackend(path, threads=threads, label=name)
+            save_openvino(ov_model, path, {**meta, "precision": "int8" if int8 else "fp32"})
+        return open_deployed(name, path, threads)
 
     raw = folder / "ort-raw.onnx"
-    path = folder / f"{name}.onnx"
     if not path.is_file():
         if not raw.is_file():
             export_onnx(model, raw, size, opset=20, metadata=meta)
@@ -80,6 +86,21 @@ def build_backend(
             quantize_int8(raw, path, calibration, exclude=exclude)
         else:
             optimize_onnx(raw, path)
+    return open_deployed(name, path, threads)
+
+
+def deployed_file(name: str, workdir: str | Path) -> Path:
+    """The file `build_backend` keeps backend `name` in, in `workdir` (a bf16 backend runs the
+    IR of its float32 or INT8 twin)."""
+    if name.startswith("ov-"):
+        return Path(workdir) / ("ov-int8.xml" if name in INT8_BACKENDS else "ov-fp32.xml")
+    return Path(workdir) / f"{name}.onnx"
+
+
+def open_deployed(name: str, path: str | Path, threads: int = 0) -> Any:
+    """The runtime of CPU backend `name` on its built file (`deployed_file`)."""
+    if name.startswith("ov-"):
+        return OpenVinoBackend(path, threads=threads, label=name, precision=ov_precision(name))
     backend = OnnxBackend(path, ["CPUExecutionProvider"], session_options("all", threads))
     backend.label = name
     return backend

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from utils.deploy.backends import EXPORTERS
+from utils.deploy.optimize import pointwise_before_upsample
 from utils.deploy.runtimes import ONNX_METADATA_KEY, OnnxBackend
 from utils.fileio import atomic_path
 
@@ -250,7 +251,7 @@ def export_onnx(
     input_size = (int(input_size[0]), int(input_size[1]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = export_copy(model)
+    model, _ = pointwise_before_upsample(export_copy(model), input_size)  # exact, less work
     batch = 2 if dynamic_batch else 1
     example = torch.rand(batch, 3, *input_size)
     with torch.inference_mode():

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from utils.deploy.onnx_export import FP32_AGREEMENT, FP32_RTOL, export_copy
+from utils.deploy.optimize import pointwise_before_upsample
 from utils.deploy.runtimes import ONNX_METADATA_KEY, OpenVinoBackend
 from utils.fileio import temp_path_for
 
@@ -55,7 +56,7 @@ def to_openvino(
     import openvino as ov
 
     h, w = (input_size, input_size) if isinstance(input_size, int) else map(int, input_size)
-    clone = export_copy(model)
+    clone, _ = pointwise_before_upsample(export_copy(model), (h, w))  # exact, less work
     example = torch.rand(batch, 3, h, w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes

@@ -1,7 +1,8 @@
-"""Inference optimisations for deployment: conv+BN folding, ONNX graph optimisation, INT8 QDQ.
+"""Inference optimisations for deployment: conv+BN folding, 1x1 conv before upsample, ONNX graph
+optimisation, INT8 QDQ.
 
 FastSegFormer (Cai et al., Computers and Electronics in Agriculture 217, 108604, 2024) is meant
-for fruit-sorting lines, which often have only a CPU. Three optimisations, each checked for
+for fruit-sorting lines, which often have only a CPU. Four optimisations, each checked for
 accuracy by its caller (speeding.py, tests/test_deploy.py):
 
 - `fold_batchnorm(model)`: a copy of an eval-mode model with every BatchNorm that directly
@@ -11,6 +12,10 @@ accuracy by its caller (speeding.py, tests/test_deploy.py):
   by nothing else), so module order in the source does not matter; the folded copy is then
   compared with the original and rejected when the logits differ beyond float32 rounding.
   timm's BatchNormAct2d keeps its activation (the BN part becomes the identity).
+- `pointwise_before_upsample(model, size)`: a copy in which a 1x1 convolution that reads an
+  upsampling's output runs before it (exact: both are linear, the upsampling's weights sum to
+  1); FastSegFormer's last two ops, x2 bilinear up of 32 channels then 1x1 to the classes,
+  become 1x1 at half size then up of the 4 class channels. Every export uses it.
 - `optimize_onnx(src, dst)`: ONNX Runtime's graph optimiser (constant folding, node fusions such
   as Conv+Add+Relu, GELU, LayerNorm) applied once and saved, so a session starts faster. Saved
   files use the "extended" level: "all" adds layout transforms tied to the CPU it ran on (ORT's
@@ -206,6 +211,123 @@ def _apply_folds(model: nn.Module, pairs: Sequence[tuple[str, str]]) -> nn.Modul
             _set_module(folded, conv_name, _fold(conv, bn))
             _set_module(folded, bn_name, _bn_replacement(bn))
     return folded
+
+
+# ---------------------------------------------------------------------- 1x1 conv before upsample
+UPSAMPLE_MODES = ("nearest", "bilinear", "bicubic")  # each output pixel: weights summing to 1
+
+
+def _upsample_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    """(upsample name, conv name) pairs where a 1x1 conv (no more outputs than inputs) reads
+    exactly an nn.Upsample's output, both called once, nothing else reading it; by hooks."""
+    entries = list(model.named_modules(remove_duplicate=False))
+    names = {m: n for n, m in entries}
+    seen: dict[nn.Module, int] = {}
+    for _, m in entries:
+        seen[m] = seen.get(m, 0) + 1
+    calls: dict[nn.Module, int] = {}
+    produced: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id(upsample output) -> (up, out)
+    readers: dict[int, list[nn.Module]] = {}
+    handles = []
+
+    def up_hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        produced[id(output)] = (module, output)  # keep `output` alive so its id stays unique
+
+    def reader_hook(module: nn.Module, inputs: tuple) -> None:
+        calls[module] = calls.get(module, 0) + 1
+        for t in inputs:
+            if isinstance(t, torch.Tensor) and id(t) in produced:
+                readers.setdefault(id(t), []).append(module)
+
+    for m in model.modules():
+        if isinstance(m, nn.Upsample):
+            handles.append(m.register_forward_hook(up_hook))
+        if not list(m.children()):
+            handles.append(m.register_forward_pre_hook(reader_hook))
+    try:
+        with torch.inference_mode():
+            model(example)
+    finally:
+        for h in handles:
+            h.remove()
+
+    pairs = []
+    for key, (up, _) in produced.items():
+        found = readers.get(key, [])
+        conv = found[0] if len(found) == 1 else None
+        if (
+            isinstance(conv, nn.Conv2d)
+            and conv.kernel_size == (1, 1)
+            and conv.stride == (1, 1)
+            and conv.padding in ((0, 0), "valid")
+            and conv.groups == 1
+            and conv.out_channels <= conv.in_channels
+            and up.mode in UPSAMPLE_MODES
+            and calls.get(up) == 1
+            and calls.get(conv) == 1
+            and seen[up] == 1
+            and seen[conv] == 1
+        ):
+            pairs.append((names[up], names[conv]))
+    return pairs
+
+
+def pointwise_before_upsample(
+    model: nn.Module, input_size: Sequence[int] | int, rtol: float = FOLD_RTOL
+) -> tuple[nn.Module, int]:
+    """An eval copy of `model` in which each 1x1 convolution that reads an nn.Upsample's output
+    runs before the upsampling instead; (copy, pairs swapped).
+
+    Exact in real arithmetic: a 1x1 convolution is the same affine map at every pixel, and
+    nearest, bilinear and bicubic upsampling make each output pixel a combination of input
+    pixels with weights summing to 1, so the two commute, bias included. The convolution then
+    runs on a quarter of the pixels (x2) and, with fewer outputs than inputs, fewer channels are
+    upsampled. FastSegFormer's image reconstruction branch ends that way (the original's
+    `cnn_up`: x2 bilinear up of 32 channels to the input size, then a 1x1 convolution to the
+    classes); the model keeps the paper's order, so that thop counts the paper's GFLOPs, and
+    the exports (utils.deploy.onnx_export, openvino_export) take this copy. Pairs are found by
+    hooks as for `fold_batchnorm`; the copy's logits on a random input must match within
+    `rtol` of their range, and a pair that would change them (its upsampled tensor also read
+    by a functional op) is left as it was.
+    """
+    h, w = (input_size, input_size) if isinstance(input_size, int) else map(int, input_size)
+    original = model.eval()
+    example = torch.rand(1, 3, h, w, device=next(original.parameters()).device)
+    _clear_attention_caches(original)
+    base = copy.deepcopy(original).eval()
+    pairs = _upsample_pairs(base, example)
+    if not pairs:
+        return base, 0
+    with torch.inference_mode():
+        ref = original(example)  # (1, K, h, w)
+
+    def error(candidate: nn.Module) -> float:
+        _clear_attention_caches(candidate)
+        try:
+            with torch.inference_mode():
+                got = candidate(example)
+            return float((ref - got).abs().max() / ref.abs().max().clamp_min(1e-12))
+        except RuntimeError:  # the upsampled tensor was also used at its size: not swappable
+            return float("inf")
+
+    kept: list[tuple[str, str]] = []
+    for pair in pairs:
+        if error(_apply_swaps(base, [*kept, pair])) <= rtol:
+            kept.append(pair)
+    swapped = _apply_swaps(base, kept)
+    _clear_attention_caches(swapped)
+    return swapped, len(kept)
+
+
+def _apply_swaps(model: nn.Module, pairs: Sequence[tuple[str, str]]) -> nn.Module:
+    """A copy of `model` with each (upsample, conv) pair run as conv then upsample."""
+    _clear_attention_caches(model)
+    out = copy.deepcopy(model).eval()
+    for up_name, conv_name in pairs:
+        up, conv = out.get_submodule(up_name), out.get_submodule(conv_name)
+        _set_module(out, up_name, nn.Identity())
+        _set_module(out, conv_name, nn.Sequential(conv, up))
+    return out
 
 
 def _clear_attention_caches(model: nn.Module) -> None:

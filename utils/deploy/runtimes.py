@@ -9,8 +9,9 @@ and out of the model:
 - `OnnxBackend`: an exported .onnx file in ONNX Runtime (CUDA provider when present, else CPU).
 - `OpenVinoBackend`: an OpenVINO model (IR file or in memory, float32 or NNCF INT8) on the CPU
   plugin, the CPU's own runtime: latency hint (one stream), `threads` inference threads, and
-  inference precision pinned to f32 (on CPUs with AVX-512 BF16 or AMX the plugin would
-  otherwise run float models in bf16).
+  the inference precision asked for (`precision`: "f32" by default, pinned because on CPUs
+  with AVX-512 BF16 or AMX the plugin would otherwise run float models in bf16; "bf16" runs
+  the float model, or the unquantised remainder of an INT8 one, in bfloat16).
 
 The project's ONNX files and OpenVINO IRs carry one metadata entry (`ONNX_METADATA_KEY`, JSON:
 model, input size, class names, preprocessing) written by utils.deploy.onnx_export and
@@ -148,6 +149,7 @@ class OpenVinoBackend:
     """
 
     name = "openvino"
+    PRECISIONS = ("f32", "bf16")  # OpenVINO's INFERENCE_PRECISION_HINT values offered here
 
     def __init__(
         self,
@@ -156,8 +158,15 @@ class OpenVinoBackend:
         device: str = "CPU",
         label: str | None = None,
         perf_count: bool = False,
+        precision: str = "f32",
     ) -> None:
         import openvino as ov
+
+        if precision not in self.PRECISIONS:
+            raise ValueError(
+                f"OpenVINO inference precision {precision!r}: use one of {self.PRECISIONS}"
+            )
+        self.precision = precision  # float ops (all of a float IR, INT8's remainder) run in it
 
         self.core = ov.Core()
         self.path: Path | None = None
@@ -182,7 +191,13 @@ class OpenVinoBackend:
         if model.has_rt_info([ONNX_METADATA_KEY]):
             self.metadata = json.loads(model.get_rt_info([ONNX_METADATA_KEY]).astype(str))
         self.int8 = any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops())
-        self.label = label or ("ov-int8" if self.int8 else "ov-fp32")
+        default_label = {
+            (False, "f32"): "ov-fp32",
+            (False, "bf16"): "ov-bf16",
+            (True, "f32"): "ov-int8",
+            (True, "bf16"): "ov-int8-bf16",
+        }
+        self.label = label or default_label[(self.int8, precision)]
         shape = model.inputs[0].get_partial_shape()
         dims = [d.get_length() if d.is_static else None for d in shape]
         self.input_shape = dims  # [B, 3, h, w], None where dynamic
@@ -200,7 +215,10 @@ class OpenVinoBackend:
         return k.get_length() if k.is_static else self.metadata.get("num_classes")
 
     def _config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": self.precision,
+        }
         if self.threads > 0:
             config["INFERENCE_NUM_THREADS"] = self.threads
         if self.perf_count:

@@ -5,7 +5,12 @@ inference speed as FPS at batch 1 on a random input after a warm-up, with the GP
 around the timed runs. `benchmark` is that protocol (the shape of nanoGPT's bench.py), with
 every run timed on its own so the spread is visible: the median is the headline figure (robust
 to the other processes of a shared machine), the 10th/90th percentiles and min/max show how
-noisy the machine was. `environment` records what the numbers were measured on. No torch
+noisy the machine was. Before it times, it waits for the helper processes this process has
+started (`wait_for_child_processes`): `import openvino` sends a telemetry event from a child
+process that lives up to 3 s, and in a process that multiprocessing spawned (each benchmark
+row) that child re-imports the whole parent script, torch included, on one of the cores being
+timed (docs/benchmarks.md, "The harness checks itself"). `environment` records what the
+numbers were measured on. No torch
 here (the sorting line times exported models without it); `cuda_sync` lives beside the torch
 runtime (utils.deploy.torch_runtime).
 """
@@ -13,6 +18,7 @@ runtime (utils.deploy.torch_runtime).
 from __future__ import annotations
 
 import importlib.metadata
+import multiprocessing
 import os
 import platform
 import statistics
@@ -79,6 +85,7 @@ def benchmark(
 ) -> Timing:
     """Time `fn()`: `warmup` untimed calls, synchronize, then `runs` calls timed one by one.
 
+    First waits for this process's helper processes to end (`wait_for_child_processes`).
     `sync` (e.g. torch.cuda.synchronize) is called after the warm-up and after each timed call,
     inside its timing, so asynchronous GPU work is counted where it happens.
     """
@@ -86,6 +93,7 @@ def benchmark(
         raise ValueError(f"runs must be >= 1, got {runs}")
     if warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {warmup}")
+    wait_for_child_processes()
     for _ in range(warmup):
         fn()
     if sync is not None:
@@ -98,6 +106,23 @@ def benchmark(
             sync()
         times.append(time.perf_counter() - t0)
     return summarize(times, batch=batch, warmup=warmup)
+
+
+def wait_for_child_processes(timeout: float = 10.0) -> list[str]:
+    """Wait until this process has no multiprocessing child alive, at most `timeout` seconds;
+    return the names of those still alive then.
+
+    Libraries start helpers behind the caller's back: OpenVINO's telemetry sends the event of
+    each `import openvino` from a `multiprocessing.Process` that it terminates after 3 s. Under
+    the spawn start method (inherited by every process multiprocessing spawns) that helper
+    re-imports the parent's main module, so in a benchmark row of speeding.py it spent 1.5-3 s
+    of CPU importing torch on one of the two cores the runtime was being timed on, and the
+    row's median read up to 1.7x slow. Timing starts after such helpers are gone.
+    """
+    deadline = time.monotonic() + timeout
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p.name for p in multiprocessing.active_children()]
 
 
 def cpu_name() -> str:

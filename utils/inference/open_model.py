@@ -25,7 +25,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from utils.deploy.backends import AUTO, BACKEND_CHOICES, check_backend_name
+from utils.deploy.backends import (
+    AUTO,
+    BACKEND_CHOICES,
+    BF16_BACKENDS,
+    bf16_unavailable,
+    check_backend_name,
+)
 from utils.inference.predictor import Predictor
 
 EXPORTED_SUFFIXES = (".onnx", ".xml")
@@ -97,7 +103,15 @@ def open_model(
             f"OpenVINO .xml)"
         )
     if path.suffix.lower() in EXPORTED_SUFFIXES:
-        predictor = Predictor.from_exported(path, input_size=input_size, threads=threads)
+        precision = "f32"
+        if backend in BF16_BACKENDS and path.suffix.lower() == ".xml":
+            missing = bf16_unavailable()
+            if missing:
+                raise ValueError(f"--backend {backend}: {missing}")
+            precision = "bf16"
+        predictor = Predictor.from_exported(
+            path, input_size=input_size, threads=threads, precision=precision
+        )
         _check_exported(path, predictor, backend, model_name)
     else:
         predictor = torch_side(path).ModelPredictor.from_checkpoint(
@@ -143,7 +157,8 @@ def check_model_name(name: str | None) -> None:
 def _check_exported(
     path: Path, predictor: Predictor, backend: str | None, model_name: str | None
 ) -> None:
-    """An exported file runs on its own runtime: refuse a backend or model name it is not."""
+    """An exported file runs on its own runtime (an IR also in bf16, as ov-bf16 / ov-int8-bf16):
+    refuse a backend or model name it is not."""
     onnx = path.suffix.lower() == ".onnx"
     label = "ort-fp32" if onnx else getattr(predictor.backend, "label", "")
     if backend not in (None, AUTO, label):

@@ -84,18 +84,21 @@ class Predictor:
         path: str | Path,
         input_size: Sequence[int] | int | None = None,
         threads: int = 0,
+        precision: str = "f32",
     ) -> Predictor:
         """An exported model by its suffix: .onnx (ONNX Runtime) or .xml (OpenVINO IR, fp32 or
         INT8), written by utils.deploy.onnx_export / openvino_export: the file's metadata gives
         the input size, class names and preprocessing. `input_size`, when given, must match a
-        fixed-size input, else ValueError. `threads` > 0: the runtime's CPU threads."""
+        fixed-size input, else ValueError. `threads` > 0: the runtime's CPU threads.
+        `precision`: OpenVINO's inference precision of an IR's float ops ("f32" or "bf16")."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".onnx":
             backend: Any = OnnxBackend(path, threads=threads)
             kind = "ONNX"
         elif suffix == ".xml":
-            backend, kind = OpenVinoBackend(path, threads=threads), "OpenVINO"
+            backend = OpenVinoBackend(path, threads=threads, precision=precision)
+            kind = "OpenVINO"
         else:
             raise ValueError(f"{path}: expected an exported model, .onnx or OpenVINO .xml")
         meta = backend.metadata

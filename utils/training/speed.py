@@ -14,9 +14,10 @@ the loop's step runs, and holds the step itself so that the loop and the trainin
   the autocast dtype (utils/training/losses.py casts logits up).
 - **memory format** (``--memory-format``): channels-last (NHWC) tensors let oneDNN (CPU) and
   cuDNN (GPU) skip layout reorders around every convolution. Whether that pays depends on the
-  model family; ``auto`` reads ``CPU_CHANNELS_LAST``, measured per registry model with
-  tools/train_speed.py (docs/training.md, "Training speed"), and on CUDA uses channels-last
-  with autocast (tensor-core convolutions), NCHW in float32.
+  model family; ``auto`` reads ``CPU_CHANNELS_LAST``: measured with tools/train_speed.py
+  for the models of ``CPU_CHANNELS_LAST_MEASURED`` (docs/training.md, "Training speed"),
+  taken from a measured model of the same family for those of ``CPU_CHANNELS_LAST_FOLLOWS``;
+  on CUDA it uses channels-last with autocast (tensor-core convolutions), NCHW in float32.
 - **compile** (``--compile``): ``torch.compile`` of the task; off by default (measured on the
   CPU: compiling costs more than it saves in a short run; not measured on a GPU here).
 
@@ -48,23 +49,30 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 TORCH_FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
 # Whether a training step of each registry model is faster in channels-last than in NCHW on a
-# CPU, float32. Measured with `python tools/train_speed.py --models all --memory-formats nchw
-# channels_last` (table and machine in docs/training.md, "Training speed"); a model not listed
-# trains in NCHW.
-CPU_CHANNELS_LAST: dict[str, bool] = {
+# CPU, float32. Measured with tools/train_speed.py (fp32, nchw against channels_last; the table,
+# commands and machine are in docs/training.md, "Training speed"):
+CPU_CHANNELS_LAST_MEASURED: dict[str, bool] = {
     "fastsegformer_p": True,
     "fastsegformer_e": True,
     "swin_t_att_unet": True,
-    "enet": True,
-    "fanet18": True,
-    "fanet34": True,
     "fast_scnn": True,
-    "swiftnet_rn18": True,
     "bisenet_r18": True,
-    "bisenetv2": True,
     "pidnet_s": True,
-    "pidnet_m": True,
-    "pidnet_l": True,
+    "fanet18": True,
+}
+# Not measured: each takes the answer of the measured model of its family named here.
+CPU_CHANNELS_LAST_FOLLOWS: dict[str, str] = {
+    "fanet34": "fanet18",  # the same network on a deeper ResNet
+    "pidnet_m": "pidnet_s",  # wider and deeper PIDNets
+    "pidnet_l": "pidnet_s",
+    "swiftnet_rn18": "bisenet_r18",  # a ResNet-18 encoder with a light decoder, as BiSeNet's
+    "bisenetv2": "bisenet_r18",
+    "enet": "fast_scnn",  # another light encoder-decoder of plain and depthwise convolutions
+}
+# The table `--memory-format auto` reads; a model not in it trains in NCHW.
+CPU_CHANNELS_LAST: dict[str, bool] = {
+    **CPU_CHANNELS_LAST_MEASURED,
+    **{name: CPU_CHANNELS_LAST_MEASURED[like] for name, like in CPU_CHANNELS_LAST_FOLLOWS.items()},
 }
 
 # CPU flags that matter to training speed, as /proc/cpuinfo spells them
