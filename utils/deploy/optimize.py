@@ -44,6 +44,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,38 +67,45 @@ INT8_OP_SETS = {"conv": ("Conv", "MatMul", "Gemm"), "all": None}
 INT8_FORMATS = ("qdq", "qoperator")
 
 
-# ---------------------------------------------------------------------------- conv + BN folding
-def _fold_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
-    """(conv name, BN name) pairs where the BN reads exactly the conv's output, found by hooks."""
+# ------------------------------------------------------- which module reads which output (hooks)
+@dataclass
+class _Trace:
+    """One forward pass seen through hooks: each producer's output and the modules reading it."""
+
+    names: dict[nn.Module, str]  # module -> a name it is registered under
+    shared: set[nn.Module]  # modules registered under two names or more
+    calls: dict[nn.Module, int]  # module -> times called (leaves, producers, `readers_of`)
+    produced: dict[int, tuple[nn.Module, torch.Tensor]]  # id(output) -> (producer, output)
+    readers: dict[int, list[nn.Module]]  # id(output) -> modules called on it
+
+
+def _trace(
+    model: nn.Module, example: torch.Tensor, producer: type, readers_of: tuple[type, ...] = ()
+) -> _Trace:
+    """Run `model` on `example` once and record which modules read the output of each
+    `producer`-type module. Readers seen: leaf modules, and modules of `readers_of` types even
+    where they have children (timm's BatchNormAct2d). A tensor read by a functional op is not
+    seen: callers compare the rewritten model's output with the original's."""
     entries = list(model.named_modules(remove_duplicate=False))
-    names = {m: n for n, m in entries}
     seen: dict[nn.Module, int] = {}
     for _, m in entries:
         seen[m] = seen.get(m, 0) + 1
-    shared = {m for m, k in seen.items() if k > 1}  # registered under two names
-    calls: dict[nn.Module, int] = {}
-    produced: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id(conv output) -> (conv, out)
-    readers: dict[int, list[nn.Module]] = {}  # id(conv output) -> modules that read it
+    trace = _Trace({m: n for n, m in entries}, {m for m, k in seen.items() if k > 1}, {}, {}, {})
     handles = []
 
-    def count(module: nn.Module) -> None:
-        calls[module] = calls.get(module, 0) + 1
-
-    def conv_hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        count(module)
-        produced[id(output)] = (module, output)  # keep `output` alive so its id stays unique
+    def output_hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        trace.produced[id(output)] = (module, output)  # keep `output` alive: its id stays unique
 
     def reader_hook(module: nn.Module, inputs: tuple) -> None:
-        if not isinstance(module, nn.Conv2d):
-            count(module)
+        trace.calls[module] = trace.calls.get(module, 0) + 1
         for t in inputs:
-            if isinstance(t, torch.Tensor) and id(t) in produced:
-                readers.setdefault(id(t), []).append(module)
+            if isinstance(t, torch.Tensor) and id(t) in trace.produced:
+                trace.readers.setdefault(id(t), []).append(module)
 
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        if not list(m.children()) or isinstance(m, nn.BatchNorm2d):  # readers hooks can see
+        if isinstance(m, producer):
+            handles.append(m.register_forward_hook(output_hook))
+        if not list(m.children()) or isinstance(m, (producer, *readers_of)):
             handles.append(m.register_forward_pre_hook(reader_hook))
     try:
         with torch.inference_mode():
@@ -105,9 +113,16 @@ def _fold_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]
     finally:
         for h in handles:
             h.remove()
+    return trace
 
+
+# ---------------------------------------------------------------------------- conv + BN folding
+def _fold_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    """(conv name, BN name) pairs where the BN reads exactly the conv's output, found by hooks."""
+    trace = _trace(model, example, nn.Conv2d, readers_of=(nn.BatchNorm2d,))
+    names, shared, calls, readers = trace.names, trace.shared, trace.calls, trace.readers
     pairs = []
-    for key, (conv, _) in produced.items():
+    for key, (conv, _) in trace.produced.items():
         found = readers.get(key, [])
         if len(found) != 1 or not isinstance(found[0], nn.BatchNorm2d):
             continue
@@ -220,39 +235,10 @@ UPSAMPLE_MODES = ("nearest", "bilinear", "bicubic")  # each output pixel: weight
 def _upsample_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
     """(upsample name, conv name) pairs where a 1x1 conv (no more outputs than inputs) reads
     exactly an nn.Upsample's output, both called once, nothing else reading it; by hooks."""
-    entries = list(model.named_modules(remove_duplicate=False))
-    names = {m: n for n, m in entries}
-    seen: dict[nn.Module, int] = {}
-    for _, m in entries:
-        seen[m] = seen.get(m, 0) + 1
-    calls: dict[nn.Module, int] = {}
-    produced: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # id(upsample output) -> (up, out)
-    readers: dict[int, list[nn.Module]] = {}
-    handles = []
-
-    def up_hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        produced[id(output)] = (module, output)  # keep `output` alive so its id stays unique
-
-    def reader_hook(module: nn.Module, inputs: tuple) -> None:
-        calls[module] = calls.get(module, 0) + 1
-        for t in inputs:
-            if isinstance(t, torch.Tensor) and id(t) in produced:
-                readers.setdefault(id(t), []).append(module)
-
-    for m in model.modules():
-        if isinstance(m, nn.Upsample):
-            handles.append(m.register_forward_hook(up_hook))
-        if not list(m.children()):
-            handles.append(m.register_forward_pre_hook(reader_hook))
-    try:
-        with torch.inference_mode():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-
+    trace = _trace(model, example, nn.Upsample)
+    names, shared, calls, readers = trace.names, trace.shared, trace.calls, trace.readers
     pairs = []
-    for key, (up, _) in produced.items():
+    for key, (up, _) in trace.produced.items():
         found = readers.get(key, [])
         conv = found[0] if len(found) == 1 else None
         if (
@@ -265,8 +251,8 @@ def _upsample_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, 
             and up.mode in UPSAMPLE_MODES
             and calls.get(up) == 1
             and calls.get(conv) == 1
-            and seen[up] == 1
-            and seen[conv] == 1
+            and up not in shared
+            and conv not in shared
         ):
             pairs.append((names[up], names[conv]))
     return pairs
