@@ -162,7 +162,9 @@ def test_get_miou_scores_a_backend_and_an_ir(tmp_path, ckpt, capsys) -> None:
     assert "ov-fp32" in capsys.readouterr().out
 
 
-def test_auto_is_cached_per_weights_and_cpu(tmp_path) -> None:
+def test_auto_is_cached_per_weights_and_cpu(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("FASTSEGFORMER_NATIVE_BF16", raising=False)
+    native_bf16 = bf16_unavailable() is None
     cache = tmp_path / "cache"
     first = ModelPredictor(make_tiny(seed=3), SIZE).use_backend(
         "auto", calib_images=6, cache_dir=cache
@@ -176,6 +178,11 @@ def test_auto_is_cached_per_weights_and_cpu(tmp_path) -> None:
     )
     assert again.auto_choice.chosen == first.auto_choice.chosen
     assert record.stat().st_mtime_ns == stamp  # read, not measured again
+    # a CPU of the same name without (or with) native bf16 weighs other candidates: measured anew
+    monkeypatch.setenv("FASTSEGFORMER_NATIVE_BF16", "0" if native_bf16 else "1")
+    ModelPredictor(make_tiny(seed=3), SIZE).use_backend("auto", calib_images=6, cache_dir=cache)
+    assert record.stat().st_mtime_ns != stamp
+    monkeypatch.delenv("FASTSEGFORMER_NATIVE_BF16")
     other = ModelPredictor(make_tiny(seed=4), SIZE).use_backend("ov-fp32", cache_dir=cache)
     assert len(list(cache.iterdir())) == 2 and other.backend.label == "ov-fp32"
 

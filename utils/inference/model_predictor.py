@@ -250,16 +250,19 @@ class ModelPredictor(Predictor):
         say: Callable[[str], None],
     ) -> tuple[Any, AutoChoice]:
         cpu = cpu_name()
-        record = folder / f"auto_{threads}threads.json" if folder is not None else None
-        if record is not None and record.is_file():
-            saved = json.loads(record.read_text())
-            if saved.get("cpu") == cpu:
-                choice = AutoChoice(**saved)
-                backend = build_backend(choice.chosen, self.model, self.input_size, **common)
-                return backend, choice
         names = [n for n in AUTO_CANDIDATES if runtime_available(n) is None]
         if "ov-int8" in names:  # OpenVINO there: ONNX Runtime is not tried
             names = [n for n in names if n.startswith("ov-")]
+        record = folder / f"auto_{threads}threads.json" if folder is not None else None
+        if record is not None and record.is_file():
+            saved = json.loads(record.read_text())
+            weighed = set(saved.get("agreement", {})) | set(saved.get("rejected", {}))
+            # the same CPU model name can have other flags (bf16 or not): the saved choice
+            # holds only where the same candidates would be weighed now
+            if saved.get("cpu") == cpu and weighed == set(names):
+                choice = AutoChoice(**saved)
+                backend = build_backend(choice.chosen, self.model, self.input_size, **common)
+                return backend, choice
         candidates, failed = {}, {}
         for n in names:
             say(f"auto: preparing {n} ...")
