@@ -39,18 +39,23 @@ def real_samples(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _sigchld_default_after_test():
-    """Put SIGCHLD back to its default after each test.
+def _sigchld_at_its_default():
+    """SIGCHLD keeps its default disposition in the test process, as in a training run.
 
     A DataLoader with worker processes installs a Python SIGCHLD handler in the main process
-    and never removes it; from then on every child that exits (the suite starts hundreds:
-    scripts run as processes, loader workers, the DDP test) has the kernel build a signal
-    frame in the pytest process. On this project's virtual machines that delivery has, now
-    and then, ended the whole run with a kernel-raised SIGSEGV (si_code SI_KERNEL, no Python
-    traceback), far from the test that installed the handler. Each DataLoader test installs
-    the handler afresh (torch's flag is reset with it), so loaders still run as users run them.
+    and never removes it; while it is there, every child that exits (the suite starts hundreds:
+    scripts run as processes, loader workers, the DDP test) has the kernel build a signal frame
+    in the pytest process. On this project's virtual machines that delivery has, now and then,
+    ended the whole run with a kernel-raised SIGSEGV (si_code SI_KERNEL, no Python traceback),
+    also during a DataLoader test itself. Training keeps the handler out while it runs
+    (utils/training/signals.py); the tests keep it out throughout, with torch's flag set as
+    the trainer sets it, and put SIGCHLD back to its default after any test that changed it.
+    A dead loader worker is still found: the loader checks its workers whenever it has waited
+    5 s for a batch. tests/test_train_stop.py lets torch's flag down to check the trainer's
+    own protection.
     """
+    signal_handling._SIGCHLD_handler_set = True  # torch installs its handler only when False
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     yield
     if signal.getsignal(signal.SIGCHLD) not in (signal.SIG_DFL, signal.SIG_IGN, None):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal_handling._SIGCHLD_handler_set = False

@@ -190,10 +190,14 @@ def test_a_run_with_loader_workers_keeps_sigchld_at_its_default(tmp_path):
     trainer.task.model.register_forward_pre_hook(
         lambda module, args: seen.append(signal.getsignal(signal.SIGCHLD))
     )
-    torch_flag = signal_handling._SIGCHLD_handler_set
-    trainer.fit()
-    assert seen and all(handler == signal.SIG_DFL for handler in seen)  # torch's never came
-    assert signal_handling._SIGCHLD_handler_set == torch_flag  # and may come after the run
+    signal_handling._SIGCHLD_handler_set = False  # as in a fresh process (conftest sets it)
+    try:
+        trainer.fit()
+        assert seen and all(handler == signal.SIG_DFL for handler in seen)  # torch's never came
+        assert signal_handling._SIGCHLD_handler_set is False  # and may come after the run
+    finally:
+        signal_handling._SIGCHLD_handler_set = True
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def test_stop_signals_only_record_until_restored():
