@@ -51,7 +51,7 @@ def _sigchld_at_its_default():
     (utils/training/signals.py); the tests keep it out throughout, with torch's flag set as
     the trainer sets it, and put SIGCHLD back to its default after any test that changed it.
     A dead loader worker is still found: the loader checks its workers whenever it has waited
-    5 s for a batch. tests/test_train_stop.py lets torch's flag down to check the trainer's
+    5 s for a batch. tests/stop_signal_cases.py lets torch's flag down to check the trainer's
     own protection.
     """
     signal_handling._SIGCHLD_handler_set = True  # torch installs its handler only when False
