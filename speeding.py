@@ -104,12 +104,15 @@ from utils.deploy.optimize import (
     quantize_int8,
 )
 from utils.deploy.rounds import (
+    BIAS_CHECKS,
     BIAS_TOLERANCE,
-    bare_latency,
-    bias_verdict,
+    bare_median,
+    bias_fields,
     in_fresh_process,
     over_rounds,
     ratio_by_round,
+    schedule,
+    wants_bias_check,
 )
 from utils.deploy.runtimes import OpenVinoBackend
 from utils.deploy.timing import benchmark, cpu_name, environment
@@ -152,11 +155,6 @@ ISOLATION = {
     "interleaved; exports and quantisation done beforehand in another child; the parent runs "
     "no inference",
     "none": "rows timed one after another in one process, rounds interleaved",
-}
-BIAS_CHECKS = {
-    "first": "the first batch-1 row of each runtime",
-    "all": "every batch-1 ONNX Runtime and OpenVINO row",
-    "none": "no row",
 }
 RUNTIME_OF = {"ort": "onnxruntime", "ov": "openvino", "auto": "openvino"}  # backend prefix
 SAMPLE_PHOTOS = Path(__file__).resolve().parent.parent / "shared/samples/orange_real/JPEGImages"
@@ -1057,35 +1055,14 @@ def _items(cfg: Config, out: Path, stamp: str) -> list[Item]:
     return items
 
 
-def _wants_bias_check(cfg: Config, item: Item, row: dict, checked: set[str]) -> bool:
-    """Whether `item` gets a bare twin (decided on its first round's row)."""
-    runtime = row.get("runtime")
-    if cfg.check_bias == "none" or cfg.device != "cpu" or row["status"] != "ok":
-        return False
-    if item.batch != 1 or runtime not in ("onnxruntime", "openvino"):
-        return False
-    if cfg.check_bias == "first" and runtime in checked:
-        return False
-    checked.add(runtime)
-    return True
-
-
 def _bare_twin(cfg: Config, row: dict) -> float | None:
     """The row's file timed in a bare process of its runtime (ms, median), None if it failed."""
     h, w = row["input_size"]
-    try:
-        bare = bare_latency(
-            row["runtime"], row["model_file"], (row["batch"], 3, h, w), row["threads"],
-            cfg.runs, cfg.warmup, row.get("inference_precision", "f32"),
-            row.get("ort_level", "all"),
-        )  # fmt: skip
-    except (RuntimeError, OSError, ValueError) as e:
-        log(f"  bias check failed: {e}")
-        return None
-    if bare["loaded"]:
-        log(f"  bias check: the bare process had {bare['loaded']} loaded; not bare")
-        return None
-    return bare["median_ms"]
+    return bare_median(
+        row["runtime"], row["model_file"], (row["batch"], 3, h, w), log,
+        threads=row["threads"], runs=cfg.runs, warmup=cfg.warmup,
+        precision=row.get("inference_precision", "f32"), ort_level=row.get("ort_level", "all"),
+    )  # fmt: skip
 
 
 def combine(item: Item) -> dict[str, Any]:
@@ -1115,9 +1092,7 @@ def combine(item: Item) -> dict[str, Any]:
     ]  # fmt: skip
     row["rounds"] = len(item.rounds)
     if item.check_bias:
-        row["bare_round_latencies_ms"] = item.bare_ms
-        row["bias_ratio"] = ratio_by_round(latencies, item.bare_ms)
-        row["bias_check"] = bias_verdict(row["bias_ratio"])
+        row.update(bias_fields(latencies, item.bare_ms))
     return row
 
 
@@ -1168,22 +1143,22 @@ def run(cfg: Config) -> list[dict]:
     )
     items = _items(cfg, out, stamp)
     checked: set[str] = set()
-    for r in range(cfg.rounds):
-        for item in items:
-            if r > 0 and item.rounds[0]["status"] != "ok":
-                continue  # skipped or failed in the first round: nothing to time again
-            log(f"round {r + 1}/{cfg.rounds}: {item.subject} / {item.backend} / batch "
-                f"{item.batch} ...")  # fmt: skip
-            row = item.measure_once(r == 0, item.decision)
-            item.rounds.append(row)
-            _log_row(row)
-            if r == 0:
-                item.check_bias = _wants_bias_check(cfg, item, row, checked)
-            if item.check_bias:
-                item.bare_ms.append(_bare_twin(cfg, row) if row["status"] == "ok" else None)
-                if item.bare_ms[-1] is not None:
-                    log(f"  the same file in a bare {row['runtime']} process: "
-                        f"{item.bare_ms[-1]:.2f} ms")  # fmt: skip
+    for r, i in schedule(len(items), cfg.rounds):
+        item = items[i]
+        if r > 0 and item.rounds[0]["status"] != "ok":
+            continue  # skipped or failed in the first round: nothing to time again
+        log(f"round {r + 1}/{cfg.rounds}: {item.subject} / {item.backend} / batch "
+            f"{item.batch} ...")  # fmt: skip
+        row = item.measure_once(r == 0, item.decision)
+        item.rounds.append(row)
+        _log_row(row)
+        if r == 0:
+            item.check_bias = (
+                cfg.device == "cpu" and item.batch == 1 and row["status"] == "ok"
+                and wants_bias_check(cfg.check_bias, row.get("runtime", ""), checked)
+            )  # fmt: skip
+        if item.check_bias:
+            item.bare_ms.append(_bare_twin(cfg, row) if row["status"] == "ok" else None)
     rows = [combine(item) for item in items]
     if cfg.baseline:
         add_speedups(rows, cfg.baseline)

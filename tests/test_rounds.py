@@ -15,11 +15,13 @@ from utils.deploy.onnx_export import export_onnx
 from utils.deploy.rounds import (
     BIAS_TOLERANCE,
     bare_latency,
+    bias_fields,
     bias_verdict,
     in_fresh_process,
     over_rounds,
     ratio_by_round,
     schedule,
+    wants_bias_check,
 )
 
 
@@ -60,6 +62,20 @@ def test_bias_verdict_uses_the_stated_tolerance() -> None:
     assert bias_verdict(1.0 + BIAS_TOLERANCE + 1e-6) == "biased"
     assert bias_verdict(0.85) == "biased"
     assert bias_verdict(None) == "-"
+
+
+def test_which_rows_get_a_bare_twin_and_their_bias_keys() -> None:
+    checked: set[str] = set()
+    firsts = [wants_bias_check("first", rt, checked)
+              for rt in ("onnxruntime", "openvino", "onnxruntime", "torch")]  # fmt: skip
+    assert firsts == [True, True, False, False]  # once per CPU runtime; torch has no bare twin
+    assert wants_bias_check("all", "onnxruntime", checked)
+    assert not wants_bias_check("none", "openvino", set())
+    with pytest.raises(ValueError, match="--check-bias 'some'"):
+        wants_bias_check("some", "openvino", set())
+    got = bias_fields([10.0, 20.0, 12.0], [10.0, 10.0, None])  # round 2 ran 2x slow
+    assert got == {"bare_round_latencies_ms": [10.0, 10.0, None], "bias_ratio": 1.5,
+                   "bias_check": "biased"}  # fmt: skip
 
 
 def test_in_fresh_process_runs_elsewhere() -> None:

@@ -74,12 +74,15 @@ from utils.deploy.build import build_backend, deployed_file, open_deployed  # no
 from utils.deploy.openvino_export import save_openvino  # noqa: E402
 from utils.deploy.optimize import ImageCalibrationReader  # noqa: E402
 from utils.deploy.rounds import (  # noqa: E402
+    BIAS_CHECKS,
     BIAS_TOLERANCE,
-    bare_latency,
-    bias_verdict,
+    bare_median,
+    bias_fields,
     in_fresh_process,
     over_rounds,
     ratio_by_round,
+    schedule,
+    wants_bias_check,
 )
 from utils.deploy.timing import benchmark, environment  # noqa: E402
 from utils.deploy.torch_runtime import TorchBackend  # noqa: E402
@@ -119,7 +122,7 @@ class Config:
     threads: int = 0  # inference threads of every runtime (0: each runtime's default)
     calib_data: str = "data/synthetic_oranges"  # VOC root whose train photos calibrate INT8
     calib_images: int = 64  # INT8 calibration photos (at most)
-    check_bias: Literal["first", "all", "none"] = "first"  # rows also timed in a bare process
+    check_bias: Literal[tuple(BIAS_CHECKS)] = "first"  # rows also timed in a bare process
     isolation: Literal["process", "none"] = "process"  # none: rows timed in this process (tests)
     out: str = "logs/versus"  # folder for the exported files and the JSON document
     json: str = ""  # FILE: also write the rows (a JSON list) there
@@ -287,13 +290,9 @@ def time_row(cfg: Config, code: str, model: str, backend: str, file: str | None)
 def _bare(cfg: Config, row: Row) -> float | None:
     """The row's file in a bare process of its runtime, same threads and precision (ms)."""
     precision = ov_precision(row.backend) if row.runtime == "openvino" else "f32"
-    try:
-        got = bare_latency(row.runtime, row.file, (1, 3, cfg.input_size, cfg.input_size),
-                           cfg.threads, cfg.runs, cfg.warmup, precision)  # fmt: skip
-    except (RuntimeError, OSError, ValueError) as e:
-        log(f"  bias check failed: {e}")
-        return None
-    return None if got["loaded"] else got["median_ms"]
+    return bare_median(row.runtime, row.file, (1, 3, cfg.input_size, cfg.input_size), log,
+                       threads=cfg.threads, runs=cfg.runs, warmup=cfg.warmup,
+                       precision=precision)  # fmt: skip
 
 
 def plan(cfg: Config, out: Path) -> list[Row]:
@@ -326,28 +325,21 @@ def measure(cfg: Config, rows: list[Row]) -> None:
     """Every row once per round, rounds interleaved; the bias check after its row."""
     run = in_fresh_process if cfg.isolation == "process" else _call
     checked: set[str] = set()
-    for r in range(cfg.rounds):
-        for row in rows:
-            if row.skipped:
-                continue
-            log(f"round {r + 1}/{cfg.rounds}: {row.code} {row.model} / {row.backend} ...")
-            try:
-                got = run(time_row, cfg, row.code, row.model, row.backend, row.file)
-            except Exception as e:  # a runtime that cannot take this file: keep the row, say why
-                got = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-            row.rounds.append(got)
-            log(f"  {got['latency_ms']:.2f} ms" if "latency_ms" in got else f"  {got['error']}")
-            if r == 0 and "latency_ms" in got and row.runtime != "torch":
-                wanted = cfg.check_bias == "all" or (
-                    cfg.check_bias == "first" and row.runtime not in checked
-                )
-                row.check_bias = wanted
-                checked.add(row.runtime)
-            if row.check_bias:
-                bare = _bare(cfg, row) if "latency_ms" in got else None
-                row.bare_ms.append(bare)
-                if bare is not None:
-                    log(f"  the same file in a bare {row.runtime} process: {bare:.2f} ms")
+    for r, i in schedule(len(rows), cfg.rounds):
+        row = rows[i]
+        if row.skipped:
+            continue
+        log(f"round {r + 1}/{cfg.rounds}: {row.code} {row.model} / {row.backend} ...")
+        try:
+            got = run(time_row, cfg, row.code, row.model, row.backend, row.file)
+        except Exception as e:  # a runtime that cannot take this file: keep the row, say why
+            got = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+        row.rounds.append(got)
+        log(f"  {got['latency_ms']:.2f} ms" if "latency_ms" in got else f"  {got['error']}")
+        if r == 0 and "latency_ms" in got:
+            row.check_bias = wants_bias_check(cfg.check_bias, row.runtime, checked)
+        if row.check_bias:
+            row.bare_ms.append(_bare(cfg, row) if "latency_ms" in got else None)
 
 
 def results(rows: list[Row]) -> list[dict[str, Any]]:
@@ -367,9 +359,7 @@ def results(rows: list[Row]) -> list[dict[str, Any]]:
             if row.runtime == "openvino":
                 doc["inference_precision"] = ov_precision(row.backend)
         if row.check_bias:
-            doc["bare_round_latencies_ms"] = row.bare_ms
-            doc["bias_ratio"] = ratio_by_round(latencies, row.bare_ms)
-            doc["bias_check"] = bias_verdict(doc["bias_ratio"])
+            doc.update(bias_fields(latencies, row.bare_ms))
         out.append(doc)
     reference = {d["model"]: d for d in out if (d["code"], d["backend"]) == REFERENCE}
     for doc in out:

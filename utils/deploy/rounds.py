@@ -35,6 +35,11 @@ from typing import Any
 import numpy as np
 
 BIAS_TOLERANCE = 0.10  # a row within 10% of the same file timed in a bare process passes
+BIAS_CHECKS = {  # which rows get a bare twin (--check-bias); only CPU runtime rows can have one
+    "first": "the first batch-1 row of each runtime",
+    "all": "every batch-1 ONNX Runtime and OpenVINO row",
+    "none": "no row",
+}
 BARE_SCRIPT = Path(__file__).with_name("bare_timing.py")
 
 
@@ -123,3 +128,43 @@ def bias_verdict(ratio: float | None) -> str:
     if ratio is None:
         return "-"
     return "ok" if abs(ratio - 1.0) <= BIAS_TOLERANCE else "biased"
+
+
+def wants_bias_check(mode: str, runtime: str, checked: set[str]) -> bool:
+    """Whether a measured batch-1 row of `runtime` (onnxruntime / openvino) gets a bare twin
+    under --check-bias `mode` (BIAS_CHECKS); `checked` holds the runtimes that have one."""
+    if mode not in BIAS_CHECKS:
+        raise ValueError(f"--check-bias {mode!r}: use one of {', '.join(BIAS_CHECKS)}")
+    if mode == "none" or runtime not in ("onnxruntime", "openvino"):
+        return False
+    if mode == "first" and runtime in checked:
+        return False
+    checked.add(runtime)
+    return True
+
+
+def bare_median(
+    runtime: str, path: str | Path, shape: Sequence[int], log: Callable[[str], None], **settings
+) -> float | None:
+    """The median latency (ms) of `path` in a bare process (`bare_latency`, with its
+    `settings`), or None with the reason logged when that failed or the process was not bare."""
+    try:
+        got = bare_latency(runtime, path, shape, **settings)
+    except (RuntimeError, OSError, ValueError) as e:
+        log(f"  bias check failed: {e}")
+        return None
+    if got["loaded"]:
+        log(f"  bias check: the bare process had {got['loaded']} loaded; not bare")
+        return None
+    log(f"  the same file in a bare {runtime} process: {got['median_ms']:.2f} ms")
+    return got["median_ms"]
+
+
+def bias_fields(
+    latencies_ms: Sequence[float | None], bare_ms: Sequence[float | None]
+) -> dict[str, Any]:
+    """A checked row's bias keys: every round's bare figure, the row / bare ratio round by
+    round (`ratio_by_round`) and its verdict (`bias_verdict`)."""
+    ratio = ratio_by_round(latencies_ms, bare_ms)
+    return {"bare_round_latencies_ms": list(bare_ms), "bias_ratio": ratio,
+            "bias_check": bias_verdict(ratio)}  # fmt: skip
