@@ -171,6 +171,15 @@ def write_text(path: str | Path, text: str, *, encoding: str = "utf-8", fsync: b
     return write_bytes(path, text.encode(encoding), fsync=fsync)
 
 
+def _write_new_file(path: Path, data: bytes, fsync: bool) -> None:
+    """`data` into `path`, which must not exist yet (a temporary name), flushed to disk."""
+    with open(path, "xb") as f:  # noqa: PTH123
+        f.write(data)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+
+
 def create_new(path: str | Path, data: bytes, *, fsync: bool = True) -> Path:
     """Write `data` to `path` only if nothing is there yet; FileExistsError otherwise.
 
@@ -183,11 +192,7 @@ def create_new(path: str | Path, data: bytes, *, fsync: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
-        with open(tmp, "xb") as f:  # noqa: PTH123
-            f.write(data)
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
+        _write_new_file(tmp, data, fsync)
         try:
             os.link(tmp, path)
         except FileExistsError:
@@ -220,11 +225,7 @@ def write_all(files: Mapping[str | Path, bytes], *, fsync: bool = True) -> list[
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = temp_path_for(target)
             staged.append((tmp, target))
-            with open(tmp, "xb") as f:  # noqa: PTH123
-                f.write(data)
-                f.flush()
-                if fsync:
-                    os.fsync(f.fileno())
+            _write_new_file(tmp, data, fsync)
         for tmp, target in staged:
             os.replace(tmp, target)
     except BaseException as exc:
